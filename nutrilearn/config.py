@@ -1,0 +1,75 @@
+"""Settings from the environment, with embedded defaults that need no services.
+
+Every setting has a ``NUTRILEARN_*`` variable (or the standard ``MLFLOW_TRACKING_URI`` /
+``DATABASE_URL``); ``Settings.from_env()`` is the one place that reads them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live and the limits that protect them."""
+
+    home: Path = field(default_factory=Path.cwd)
+    tracking_uri: str = ""
+    database_url: str = ""
+    models_dir: Path = Path("models")
+    spool_dir: Path = Path("mlruns/spool")
+    # Uploads: bytes on the wire and decoded pixels (decompression bombs).
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    # Prediction batches written to MLflow: a batch closes at this size or age.
+    batch_max_records: int = 500
+    batch_max_age_s: float = 30.0
+    # Guard for registry-changing actions (promote, rollback); empty means disabled.
+    admin_token: str = ""
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        home = Path(os.environ.get("NUTRILEARN_HOME", os.getcwd())).resolve()
+        default_tracking = f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
+        default_db = f"sqlite:///{home / 'data' / 'meals.db'}"
+        return cls(
+            home=home,
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or default_tracking,
+            database_url=os.environ.get("DATABASE_URL") or default_db,
+            models_dir=Path(os.environ.get("NUTRILEARN_MODELS_DIR") or home / "models"),
+            spool_dir=Path(os.environ.get("NUTRILEARN_SPOOL_DIR") or home / "mlruns" / "spool"),
+            max_upload_bytes=_env_int("NUTRILEARN_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+            max_pixels=_env_int("NUTRILEARN_MAX_PIXELS", cls.max_pixels),
+            batch_max_records=_env_int("NUTRILEARN_BATCH_MAX_RECORDS", cls.batch_max_records),
+            batch_max_age_s=_env_float("NUTRILEARN_BATCH_MAX_AGE_S", cls.batch_max_age_s),
+            admin_token=os.environ.get("NUTRILEARN_ADMIN_TOKEN", ""),
+            mlflow_ui_url=os.environ.get("NUTRILEARN_MLFLOW_UI_URL", cls.mlflow_ui_url),
+        )
+
+    @property
+    def artifact_root(self) -> Path:
+        """Artifacts of the default local sqlite store live beside it."""
+        return self.home / "mlruns" / "artifacts"
