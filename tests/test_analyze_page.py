@@ -1,0 +1,47 @@
+"""The Analyze page, driven through Streamlit's AppTest with real photos."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+PAGE = str(ROOT / "pages" / "analyze.py")
+
+
+def _upload(at: AppTest, files: list[tuple[str, bytes, str]]) -> AppTest:
+    at.file_uploader(key="uploads").set_value(files)
+    return at.run(timeout=120)
+
+
+@pytest.fixture
+def page(home, classifier):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["user"] = "alice"
+    return at.run()
+
+
+def test_empty_page_invites_an_upload(page):
+    assert not page.exception
+    assert any("No photos yet" in i.value for i in page.info)
+
+
+def test_real_burrito_photo_is_named_with_nutrition(page, food10):
+    photo = next((food10 / "test" / "breakfast_burrito").glob("*.jpg"))
+    at = _upload(page, [(photo.name, photo.read_bytes(), "image/jpeg")])
+    assert not at.exception
+    headers = [h.value for h in at.subheader]
+    assert any(h.startswith("Burrito") for h in headers), headers
+    assert [m.label for m in at.metric][:5] == ["Energy", "Protein", "Carbs", "Fat", "Fibre"]
+    chart = at.get("vega_lite_chart") or at.get("arrow_vega_lite_chart")
+    assert chart, "top-5 chart missing"
+
+
+def test_text_file_gets_a_clear_error_and_the_batch_goes_on(page, food10):
+    photo = next((food10 / "test" / "apple_pie").glob("*.jpg"))
+    at = _upload(page, [("notes.txt", b"not a photo at all", "text/plain"),
+                        (photo.name, photo.read_bytes(), "image/jpeg")])
+    assert not at.exception
+    assert any("not an image" in e.value for e in at.error)
+    assert "1 classified, 1 failed" in " ".join(m.value for m in at.markdown)
