@@ -61,11 +61,14 @@ def image_bytes(mode: str = "RGB", size=(320, 240), fmt: str = "PNG", color=(200
         img = Image.new(mode, size, 128)
     elif mode == "I;16":
         arr = (np.linspace(0, 65535, size[0] * size[1]).reshape(size[1], size[0])).astype(np.uint16)
-        img = Image.fromarray(arr, "I;16")
+        img = Image.fromarray(arr)  # uint16 -> mode "I;16"
     elif mode in ("RGBA", "LA"):
         img = Image.new(mode, size, (*color, 128) if mode == "RGBA" else (128, 128))
     elif mode == "CMYK":
         img = Image.new(mode, size, (10, 80, 200, 0))
+    elif mode == "noise":  # photo-like entropy, so compressed files are not tiny
+        rng = np.random.default_rng(0)
+        img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
     else:
         img = Image.new(mode, size, color)
     buf = io.BytesIO()

@@ -122,7 +122,9 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> DecodedImage:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(f"the image is too large to decode safely ({exc})") from exc
+        raise ImageTooLargeError(
+            f"the image is too large to decode safely; the limit is {max_pixels / 1e6:.0f} megapixels"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise NotAnImageError("this file is not an image PIL can read; upload JPEG, PNG or WebP") from exc
     except (OSError, SyntaxError, EOFError) as exc:
