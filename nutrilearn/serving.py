@@ -20,3 +20,15 @@ def load_classifier(settings: Settings):
 def build_analyzer(settings: Settings, classifier=None, sink: RecordSink | None = None) -> Analyzer:
     classifier = classifier if classifier is not None else load_classifier(settings)
     return Analyzer(classifier, ModelInfo(), settings, sink)
+
+
+def prediction_logger(settings: Settings):
+    """The process's ``PredictionLogger``: spools every record, flushes batches to MLflow.
+
+    Build it once per process (``st.cache_resource`` in the app) and pass it as the
+    analyzer's ``sink``; ``status()`` feeds the sidebar, ``close(timeout)`` is optional
+    (records left in the spool go with the next flush, in this process or the next).
+    """
+    from nutrilearn.tracking.logger import PredictionLogger
+
+    return PredictionLogger(settings)

@@ -3,18 +3,29 @@
 One ``PredictionRecord`` per photo, failed ones included (they are what the error rate
 counts). ``FeedbackRecord`` says what a person said the photo really was; it joins on
 ``request_id``. ``to_row`` gives the flat dict that becomes one row of a Parquet table.
+
+Two encodings live here so every writer and reader agrees on them:
+
+* ``to_json`` / ``*_from_json``: the spool's payload (JSON, UTF-8; timestamp as ISO 8601
+  UTC, embedding as base64). Human-readable with ``sqlite3``, no pickle anywhere.
+* ``prediction_schema()`` / ``feedback_schema()``: the Arrow schema of the Parquet
+  artifacts and of the reader's DataFrames (timestamp ``timestamp[us, UTC]``).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
-from typing import Any
+from functools import lru_cache
+from typing import Any, Iterable, Mapping
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 SOURCES = ("app", "cli", "replay", "api")
+REPLAY_SOURCE = "replay"
 
 
 def new_request_id() -> str:
@@ -23,6 +34,11 @@ def new_request_id() -> str:
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def as_utc(when: datetime) -> datetime:
+    """Aware UTC datetime; a naive one is taken to be UTC already."""
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
 
 
 @dataclass
@@ -62,8 +78,15 @@ class PredictionRecord:
     def ok(self) -> bool:
         return self.status == STATUS_OK
 
+    @property
+    def replayed(self) -> bool:
+        return self.source == REPLAY_SOURCE
+
     def to_row(self) -> dict[str, Any]:
         return asdict(self)
+
+    def to_json(self) -> bytes:
+        return _dumps(self.to_row())
 
 
 @dataclass
@@ -83,3 +106,79 @@ class FeedbackRecord:
         row = asdict(self)
         row["kind"] = self.kind
         return row
+
+    def to_json(self) -> bytes:
+        return _dumps(asdict(self))
+
+
+PREDICTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PredictionRecord))
+FEEDBACK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(FeedbackRecord)) + ("kind",)
+
+
+def _dumps(row: dict[str, Any]) -> bytes:
+    row["timestamp"] = as_utc(row["timestamp"]).isoformat()
+    if row.get("embedding") is not None:
+        row["embedding"] = base64.b64encode(row["embedding"]).decode("ascii")
+    return json.dumps(row, separators=(",", ":"), allow_nan=True).encode("utf-8")
+
+
+def row_from_json(payload: bytes | str) -> dict[str, Any]:
+    """A spool payload back to a ``to_row``-shaped dict (timestamp aware, embedding bytes)."""
+    row = json.loads(payload)
+    row["timestamp"] = as_utc(datetime.fromisoformat(row["timestamp"]))
+    if row.get("embedding") is not None:
+        row["embedding"] = base64.b64decode(row["embedding"])
+    return row
+
+
+def prediction_from_json(payload: bytes | str) -> PredictionRecord:
+    row = row_from_json(payload)
+    return PredictionRecord(**{k: row[k] for k in PREDICTION_FIELDS if k in row})
+
+
+def feedback_from_json(payload: bytes | str) -> FeedbackRecord:
+    row = row_from_json(payload)
+    return FeedbackRecord(**{k: row[k] for k in FEEDBACK_FIELDS if k in row and k != "kind"})
+
+
+@lru_cache(maxsize=1)
+def prediction_schema():
+    """Arrow schema of ``predictions.parquet`` and of the reader's prediction frames."""
+    import pyarrow as pa
+
+    f64, s = pa.float64(), pa.string()
+    types = {
+        "request_id": s, "timestamp": pa.timestamp("us", tz="UTC"), "user": s,
+        "model_name": s, "model_version": s, "model_alias": s, "status": s, "source": s,
+        "filename": s, "error_type": s, "error_message": s, "label": s,
+        "confidence": f64, "is_food": pa.bool_(),
+        "top5_labels": pa.list_(s), "top5_probs": pa.list_(f64),
+        "decode_ms": f64, "preprocess_ms": f64, "inference_ms": f64, "total_ms": f64,
+        "image_width": pa.int64(), "image_height": pa.int64(), "image_format": s,
+        "image_bytes": pa.int64(),
+        "brightness": f64, "contrast": f64, "saturation": f64, "sharpness": f64, "aspect": f64,
+        "embedding": pa.binary(),
+    }
+    assert tuple(types) == PREDICTION_FIELDS, "schema and PredictionRecord disagree"
+    return pa.schema([pa.field(name, typ) for name, typ in types.items()])
+
+
+@lru_cache(maxsize=1)
+def feedback_schema():
+    import pyarrow as pa
+
+    s = pa.string()
+    types = {"request_id": s, "timestamp": pa.timestamp("us", tz="UTC"), "user": s, "label": s,
+             "predicted_label": s, "source": s, "kind": s}
+    assert tuple(types) == FEEDBACK_FIELDS, "schema and FeedbackRecord disagree"
+    return pa.schema([pa.field(name, typ) for name, typ in types.items()])
+
+
+def rows_to_table(rows: Iterable[Mapping[str, Any]], kind: str):
+    """``to_row`` dicts (or decoded spool payloads) to an Arrow table of the kind's schema."""
+    import pyarrow as pa
+
+    if kind == "predictions":
+        return pa.Table.from_pylist(list(rows), schema=prediction_schema())
+    rows = [dict(r, kind="confirmed" if r.get("label") == r.get("predicted_label") else "corrected") for r in rows]
+    return pa.Table.from_pylist(rows, schema=feedback_schema())

@@ -1,0 +1,332 @@
+"""``PredictionReader``: predictions and feedback from MLflow (and the local spool) into pandas.
+
+Closed batch runs never change, so each is read once and kept by run id; ``refresh``
+asks MLflow only for runs that finished since the last look (with an overlap for clock
+skew between machines) and reads just those. Records still waiting in the local spool
+are added at query time, so a dashboard shows a prediction the moment it is made.
+
+Every frame is de-duplicated by ``request_id`` (a batch re-written after a crash, a
+record both in MLflow and not yet dropped from the spool). Filters are applied in pandas:
+no user text is ever spliced into an MLflow filter string.
+
+Columns are the ``PredictionRecord`` fields (``FeedbackRecord`` fields plus ``kind`` for
+feedback); ``timestamp`` is ``datetime64[us, UTC]``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from nutrilearn.config import Settings
+from nutrilearn.tracking import store
+from nutrilearn.tracking.records import (
+    REPLAY_SOURCE,
+    feedback_schema,
+    prediction_schema,
+    row_from_json,
+    rows_to_table,
+)
+from nutrilearn.tracking.spool import KINDS, Spool, open_existing
+
+_SCHEMAS = {"predictions": prediction_schema, "feedback": feedback_schema}
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    run_id: str
+    kind: str
+    batch_id: str
+    run_name: str
+    end_time_ms: int
+    artifact_uri: str
+    tags: dict
+
+
+def _conform(table, schema):
+    """Cast a batch table to the current schema (missing columns become nulls)."""
+    import pyarrow as pa
+
+    if table.schema.equals(schema):
+        return table
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _as_set(value: str | Iterable[str] | None) -> set[str] | None:
+    if value is None:
+        return None
+    return {value} if isinstance(value, str) else {str(v) for v in value}
+
+
+def _utc(value: datetime | str | pd.Timestamp | None) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+class PredictionReader:
+    """Cached, incremental view of every logged prediction and feedback record.
+
+    Thread-safe; build one per process (``st.cache_resource`` in the app).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        tracking_uri: str | None = None,
+        spool_dir: Path | str | None = None,
+        include_spool: bool = True,
+        experiment_name: str = store.EXPERIMENT_NAME,
+        cache_dir: Path | str | None = None,
+        overlap_s: float = 300.0,
+        max_workers: int = 4,
+    ):
+        settings = settings or Settings.from_env()
+        self.tracking_uri = tracking_uri or settings.tracking_uri
+        self.spool_dir = Path(spool_dir or settings.spool_dir) if include_spool else None
+        self.experiment_name = experiment_name
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.overlap_ms = int(overlap_s * 1000)
+        self.max_workers = max_workers
+        self._client = None
+        self._experiment_id: str | None = None
+        self._spool: Spool | None = None
+        self._lock = threading.RLock()
+        self._runs: dict[str, BatchRun] = {}
+        self._watermark_ms = 0
+        self._frames: dict[str, pd.DataFrame] = {k: self._empty(k) for k in KINDS}
+        self._seen: dict[str, set[str]] = {k: set() for k in KINDS}
+        self._pending_key: dict[str, tuple] = {}
+        self._pending: dict[str, pd.DataFrame] = {}
+
+    # -- public ------------------------------------------------------------------------
+
+    def refresh(self) -> int:
+        """Load batch runs finished since the last refresh; returns how many were new."""
+        with self._lock:
+            runs = self._new_runs()
+            if not runs:
+                return 0
+            tables = self._load_tables(runs)
+            for kind in KINDS:
+                parts = [t for run, t in zip(runs, tables) if run.kind == kind and t is not None]
+                if parts:
+                    self._add(kind, parts)
+            for run in runs:
+                self._runs[run.run_id] = run
+                self._watermark_ms = max(self._watermark_ms, run.end_time_ms)
+            return len(runs)
+
+    def predictions(
+        self,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        model_version: str | Iterable[str] | None = None,
+        user: str | Iterable[str] | None = None,
+        source: str | Iterable[str] | None = None,
+        include_replayed: bool = True,
+        include_pending: bool = True,
+        refresh: bool = True,
+    ) -> pd.DataFrame:
+        """Prediction records, one row per request id, oldest first.
+
+        ``start`` is inclusive, ``end`` exclusive (naive datetimes are taken as UTC);
+        ``model_version``/``user``/``source`` take one value or several.
+        """
+        df = self._frame("predictions", include_pending, refresh)
+        mask = self._time_mask(df, start, end)
+        for column, wanted in (("model_version", model_version), ("user", user), ("source", source)):
+            values = _as_set(wanted)
+            if values is not None:
+                mask &= df[column].isin(values)
+        if not include_replayed:
+            mask &= df["source"] != REPLAY_SOURCE
+        return df[mask].reset_index(drop=True)
+
+    def feedback(
+        self,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        user: str | Iterable[str] | None = None,
+        include_pending: bool = True,
+        refresh: bool = True,
+    ) -> pd.DataFrame:
+        """Feedback records (latest per request id wins), oldest first."""
+        df = self._frame("feedback", include_pending, refresh)
+        mask = self._time_mask(df, start, end)
+        users = _as_set(user)
+        if users is not None:
+            mask &= df["user"].isin(users)
+        return df[mask].reset_index(drop=True)
+
+    def batches(self, refresh: bool = True) -> pd.DataFrame:
+        """One row per loaded batch run: what the MLflow UI lists, for health pages."""
+        if refresh:
+            self.refresh()
+        with self._lock:
+            rows = [
+                {"run_id": r.run_id, "run_name": r.run_name, "kind": r.kind, "batch_id": r.batch_id,
+                 "model_version": r.tags.get("model_version"), "source": r.tags.get("source"),
+                 "end_time": pd.Timestamp(r.end_time_ms, unit="ms", tz="UTC")}
+                for r in self._runs.values()
+            ]
+        return pd.DataFrame(rows, columns=["run_id", "run_name", "kind", "batch_id", "model_version",
+                                           "source", "end_time"])
+
+    def pending_count(self) -> int:
+        """Records in the local spool that are not in MLflow yet."""
+        spool = self._open_spool()
+        return 0 if spool is None else spool.pending_count()
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    # -- MLflow side -------------------------------------------------------------------
+
+    def _new_runs(self) -> list[BatchRun]:
+        if self._client is None:
+            self._client = store.make_client(self.tracking_uri)
+        if self._experiment_id is None:
+            self._experiment_id = store.get_experiment_id(self._client, self.experiment_name, None, False)
+            if self._experiment_id is None:
+                return []
+        # Only numbers we computed go into the filter string.
+        flt = "attributes.status = 'FINISHED'"
+        if self._watermark_ms:
+            flt += f" AND attributes.end_time >= {int(self._watermark_ms - self.overlap_ms)}"
+        found: list[BatchRun] = []
+        token = None
+        while True:
+            page = self._client.search_runs([self._experiment_id], filter_string=flt, max_results=10_000,
+                                            order_by=["attributes.end_time ASC"], page_token=token)
+            for run in page:
+                kind = run.data.tags.get(store.TAG_KIND)
+                if kind in KINDS and run.info.run_id not in self._runs:
+                    found.append(BatchRun(run.info.run_id, kind, run.data.tags.get(store.TAG_BATCH_ID, ""),
+                                          run.info.run_name or "", int(run.info.end_time or 0),
+                                          run.info.artifact_uri, dict(run.data.tags)))
+            token = page.token
+            if not token:
+                return found
+
+    def _load_tables(self, runs: list[BatchRun]) -> list:
+        if len(runs) == 1 or self.max_workers <= 1:
+            return [self._load_table(r) for r in runs]
+        with ThreadPoolExecutor(self.max_workers) as pool:
+            return list(pool.map(self._load_table, runs))
+
+    def _load_table(self, run: BatchRun):
+        import pyarrow.parquet as pq
+
+        name = store.ARTIFACTS[run.kind]
+        cached = self.cache_dir / f"{run.run_id}-{name}" if self.cache_dir else None
+        if cached is not None and cached.exists():
+            return _conform(pq.read_table(cached), _SCHEMAS[run.kind]())
+        local = store.local_artifact_dir(run.artifact_uri)
+        if local is not None:
+            path = local / name
+            if not path.exists():
+                return None  # a FINISHED run without rows is not ours to guess about
+            return _conform(pq.read_table(path), _SCHEMAS[run.kind]())
+        with tempfile.TemporaryDirectory(prefix="nutrilearn-read-") as tmp:
+            path = Path(self._client.download_artifacts(run.run_id, name, tmp))
+            table = pq.read_table(path)
+            if cached is not None:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                tmp_cached = cached.with_suffix(".tmp")
+                pq.write_table(table, tmp_cached)
+                tmp_cached.replace(cached)
+        return _conform(table, _SCHEMAS[run.kind]())
+
+    def _add(self, kind: str, tables: list) -> None:
+        import pyarrow as pa
+
+        new = pa.concat_tables(tables).to_pandas()
+        seen = self._seen[kind]
+        if kind == "feedback":  # a later word on the same request replaces the earlier one
+            new = new.sort_values("timestamp", kind="stable").drop_duplicates("request_id", keep="last")
+            old = self._frames[kind]
+            merged = pd.concat([old[~old["request_id"].isin(set(new["request_id"]))], new], ignore_index=True)
+        else:
+            new = new.drop_duplicates("request_id")
+            if seen:
+                new = new[~new["request_id"].isin(seen)]
+            merged = pd.concat([self._frames[kind], new], ignore_index=True) if len(self._frames[kind]) else new
+        seen.update(new["request_id"])
+        self._frames[kind] = merged.sort_values("timestamp", kind="stable", ignore_index=True)
+
+    # -- spool side and filters --------------------------------------------------------
+
+    def _open_spool(self) -> Spool | None:
+        if self.spool_dir is None:
+            return None
+        if self._spool is None:
+            self._spool = open_existing(self.spool_dir)
+        return self._spool
+
+    def _pending_frame(self, kind: str) -> pd.DataFrame | None:
+        spool = self._open_spool()
+        if spool is None:
+            return None
+        key = (spool.max_seq(), spool.pending_count(), len(self._seen[kind]))
+        if self._pending_key.get(kind) != key:
+            rows = [row_from_json(p) for p in spool.pending_payloads(kind)]
+            df = rows_to_table(rows, kind).to_pandas() if rows else self._empty(kind)
+            if len(df):
+                df = df.drop_duplicates("request_id", keep="last")
+                df = df[~df["request_id"].isin(self._seen[kind])]
+            self._pending_key[kind], self._pending[kind] = key, df
+        return self._pending[kind]
+
+    def _frame(self, kind: str, include_pending: bool, refresh: bool) -> pd.DataFrame:
+        if refresh:
+            self.refresh()
+        with self._lock:
+            df = self._frames[kind]
+            if include_pending:
+                pending = self._pending_frame(kind)
+                if pending is not None and len(pending):
+                    if kind == "feedback":
+                        df = df[~df["request_id"].isin(set(pending["request_id"]))]
+                    df = pd.concat([df, pending], ignore_index=True).sort_values("timestamp", kind="stable",
+                                                                                  ignore_index=True)
+            return df
+
+    @staticmethod
+    def _time_mask(df: pd.DataFrame, start, end) -> pd.Series:
+        mask = pd.Series(True, index=df.index)
+        if (ts := _utc(start)) is not None:
+            mask &= df["timestamp"] >= ts
+        if (ts := _utc(end)) is not None:
+            mask &= df["timestamp"] < ts
+        return mask
+
+    @staticmethod
+    def _empty(kind: str) -> pd.DataFrame:
+        return _SCHEMAS[kind]().empty_table().to_pandas()
+
+
+def load_predictions(settings: Settings | None = None, **filters) -> pd.DataFrame:
+    """One-shot convenience: a fresh reader's ``predictions(**filters)``."""
+    reader = PredictionReader(settings)
+    try:
+        return reader.predictions(**filters)
+    finally:
+        reader.close()

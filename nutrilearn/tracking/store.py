@@ -1,0 +1,107 @@
+"""What the writer and the reader share about the MLflow side: names, tags, the experiment.
+
+MLflow is imported lazily (it costs about a second), so building a logger or a reader
+is instant and the prediction path never imports it.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from nutrilearn.config import Settings
+
+EXPERIMENT_NAME = "nutrilearn-predictions"
+
+# Tags on every batch run (the UI shows them as columns; the reader keys on them).
+TAG_KIND = "nutrilearn.kind"  # "predictions" | "feedback"
+TAG_BATCH_ID = "nutrilearn.batch_id"  # 32 hex digits, see spool.batch_id_for
+TAG_SCHEMA = "nutrilearn.schema"
+TAG_FIRST_TS = "nutrilearn.first_timestamp"
+TAG_LAST_TS = "nutrilearn.last_timestamp"
+ARTIFACTS = {"predictions": "predictions.parquet", "feedback": "feedback.parquet"}
+SCHEMA_VERSION = "1"
+
+_BATCH_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def check_batch_id(batch_id: str) -> str:
+    """Only ids we made go into a filter string: 32 lowercase hex digits."""
+    if not _BATCH_ID.match(batch_id):
+        raise ValueError(f"not a batch id: {batch_id!r}")
+    return batch_id
+
+
+def make_client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def artifact_location(settings: Settings, tracking_uri: str) -> str | None:
+    """Where a new experiment keeps artifacts: beside a sqlite store, the server's choice otherwise.
+
+    For the default store that is ``settings.artifact_root`` (``<home>/mlruns/artifacts``);
+    for another sqlite file it is ``artifacts/`` beside that file.
+    """
+    if not tracking_uri.startswith("sqlite:"):
+        return None
+    default = f"sqlite:///{settings.home / 'mlruns' / 'mlflow.db'}"
+    if tracking_uri == default:
+        return settings.artifact_root.resolve().as_uri()
+    db_path = tracking_uri.split(":///", 1)[-1].split("?", 1)[0]
+    return (Path(db_path).resolve().parent / "artifacts").as_uri()
+
+
+def get_experiment_id(client, name: str, location: str | None, create: bool) -> str | None:
+    """The experiment's id, creating it when asked (safe if another process races us)."""
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    if not create:
+        return None
+    try:
+        return client.create_experiment(
+            name, artifact_location=location,
+            tags={"mlflow.note.content": "NutriLearn predictions: one run per batch of records, "
+                  "rows in predictions.parquet / feedback.parquet. Written by nutrilearn.tracking."},
+        )
+    except MlflowException:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def probe(tracking_uri: str, timeout_s: float = 2.0) -> str | None:
+    """None when the tracking server answers; else why not. Only HTTP(S) URIs are probed.
+
+    MLflow's own HTTP client retries for minutes before it gives up; one quick GET of
+    ``/health`` tells a down server apart first. Any HTTP answer (even 404 from a proxy
+    without that route) counts as reachable: only connection failures do not.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return None
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):  # noqa: S310 (our own configured URI)
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"MLflow tracking server at {tracking_uri} is unreachable: {reason}"
+
+
+def local_artifact_dir(artifact_uri: str) -> Path | None:
+    """The directory behind a local ``file:`` (or plain path) artifact URI, else None."""
+    if artifact_uri.startswith("file:"):
+        return Path(urllib.request.url2pathname(urllib.parse.urlparse(artifact_uri).path))
+    if "://" not in artifact_uri and ":/" not in artifact_uri:
+        return Path(artifact_uri)
+    return None
