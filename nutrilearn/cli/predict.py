@@ -14,6 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object a line")
     p.add_argument("--user", default="cli", help="user name recorded with the predictions")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-track", action="store_true", help="do not log the predictions to MLflow")
+    p.add_argument("--flush-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for MLflow at the end; the rest stays in the spool (default 10)")
     p.set_defaults(handler=run)
 
 
@@ -54,7 +57,12 @@ def run(args: argparse.Namespace) -> int:
     if not found:
         print("error: no photos found (looked for .jpg .jpeg .png .webp .gif .bmp .tif)", file=sys.stderr)
         return 1
-    analyzer = build_analyzer(settings)
+    tracker = None
+    if not args.no_track:
+        from nutrilearn.cli.tracking import open_logger
+
+        tracker = open_logger(settings)
+    analyzer = build_analyzer(settings, sink=tracker)
     readable = [(path, item) for path, item in found if isinstance(item, Photo)]
     with progress_bar("predicting", len(readable)) as update:
         records = analyzer.analyze([photo for _, photo in readable], user=args.user, source="cli",
@@ -67,9 +75,15 @@ def run(args: argparse.Namespace) -> int:
             rec = PredictionRecord(new_request_id(), utc_now(), args.user, analyzer.model.name,
                                    analyzer.model.version, analyzer.model.alias, STATUS_ERROR, "cli",
                                    path.name, item.kind, item.message)
+            if tracker is not None:  # failed requests are records too
+                tracker.submit(rec)
         row = result_dict(path, rec)
         failed += rec.status != "ok"
         print(json.dumps(row) if args.json else _text_line(row), flush=True)
+    if tracker is not None:
+        from nutrilearn.cli.tracking import final_flush
+
+        final_flush(tracker, args.flush_timeout)
     if failed:
         print(f"{failed} of {len(found)} photos failed; see the error column for each", file=sys.stderr)
     return 1 if failed else 0

@@ -210,6 +210,7 @@ class PredictionLogger:
         backoff_max_s: float = 60.0,
         poll_s: float = 0.5,
         start: bool = True,
+        prewarm: bool = False,
     ):
         settings = settings or Settings.from_env()
         self.tracking_uri = tracking_uri or settings.tracking_uri
@@ -238,6 +239,7 @@ class PredictionLogger:
         self._flushed_records = 0
         self._flushed_batches = 0
         self._thread: threading.Thread | None = None
+        self._prewarm = prewarm
         if start:
             self.start()
 
@@ -351,6 +353,13 @@ class PredictionLogger:
             )
 
     def _loop(self) -> None:
+        if self._prewarm:  # import MLflow and open the store now, not at the first flush
+            try:
+                with self._cycle_lock:
+                    if store.probe(self.tracking_uri) is None:
+                        self.writer._ready()
+            except Exception as exc:  # the first real attempt reports it
+                log.debug("prewarm failed: %s", exc)
         while not self._stop:
             self._wake.wait(self.poll_s)
             self._wake.clear()

@@ -1,0 +1,167 @@
+"""Tracking from a shell: ``nutrilearn export-predictions`` and ``nutrilearn flush-predictions``.
+
+Also the two helpers ``nutrilearn predict`` uses to log what it predicts: ``open_logger``
+and ``final_flush`` (records are durable in the spool before the command exits; the final
+flush only tries for a short while, and says on stderr what it left for the next one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+from pathlib import Path
+
+FORMATS = ("csv", "parquet", "json")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-predictions",
+        help="write logged predictions (or feedback) to CSV, Parquet or JSON",
+        description="Reads every prediction batch from MLflow plus records still in the local "
+        "spool, one row per request id. Times are UTC; naive --since/--until are taken as UTC.",
+    )
+    p.add_argument("--format", choices=FORMATS,
+                   help="json means JSON Lines (one object a line); default: from the file's suffix, else csv")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="FILE", help="'-' for stdout (csv, json)")
+    p.add_argument("--since", metavar="TIME", help="ISO time, inclusive (e.g. 2026-11-27 or 2026-11-27T10:00)")
+    p.add_argument("--until", metavar="TIME", help="ISO time, exclusive")
+    p.add_argument("--model-version", action="append", metavar="V", help="repeat for several")
+    p.add_argument("--user", action="append", metavar="NAME", help="repeat for several")
+    p.add_argument("--source", action="append", choices=("app", "cli", "replay", "api"))
+    p.add_argument("--exclude-replayed", action="store_true", help="leave out replayed traffic")
+    p.add_argument("--no-pending", action="store_true", help="only what is in MLflow, not the local spool")
+    p.add_argument("--feedback", action="store_true", help="export feedback records instead")
+    p.set_defaults(handler=run_export)
+
+    f = sub.add_parser("flush-predictions", help="send spooled predictions to MLflow now and show the spool")
+    f.add_argument("--timeout", type=float, default=60.0, metavar="S")
+    f.set_defaults(handler=run_flush)
+
+
+# -- helpers for nutrilearn predict ---------------------------------------------------
+
+
+def open_logger(settings):
+    """A logger whose flusher starts importing MLflow at once, beside the model load."""
+    from nutrilearn.tracking.logger import PredictionLogger
+
+    return PredictionLogger(settings, prewarm=True)
+
+
+def final_flush(logger, timeout: float) -> bool:
+    """Try to get everything into MLflow; if not, say where it waits. Always closes."""
+    flushed = logger.flush(timeout)
+    status = logger.status()
+    logger.close(timeout=0.0)
+    if not flushed:
+        why = status.last_error or f"MLflow did not finish within {timeout:g} s"
+        print(f"warning: MLflow not reached ({why}).\n"
+              f"{status.pending} prediction record(s) are safe in the spool at {status.spool_path} and go "
+              "with the next flush: `nutrilearn flush-predictions`, or any later app or CLI run.",
+              file=sys.stderr)
+    return flushed
+
+
+# -- flush-predictions -----------------------------------------------------------------
+
+
+def run_flush(args: argparse.Namespace) -> int:
+    from nutrilearn.config import Settings
+    from nutrilearn.tracking.logger import PredictionLogger
+
+    settings = Settings.from_env()
+    logger = PredictionLogger(settings, start=True)
+    before = logger.spool_pending()
+    flushed = logger.flush(args.timeout)
+    status = logger.status()
+    logger.close(timeout=0.0)
+    print(f"tracking: {status.tracking_uri}\nspool: {status.spool_path}\n"
+          f"sent: {before - status.pending} record(s); waiting: {status.pending}")
+    if not flushed:
+        print(f"error: {status.last_error or 'timed out'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- export-predictions ----------------------------------------------------------------
+
+
+def _format_for(args: argparse.Namespace) -> str:
+    if args.format:
+        return args.format
+    by_suffix = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json", ".jsonl": "json"}
+    return by_suffix.get(args.output.suffix.lower(), "csv")
+
+
+def _plain(value):
+    """List columns and bytes as CSV/JSON can hold them."""
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def export_frame(df, fmt: str, out: Path) -> None:
+    """Write ``df`` to ``out`` (atomically for files) in ``fmt``."""
+    if fmt == "parquet":
+        if str(out) == "-":
+            raise SystemExit("error: parquet needs a file, not stdout")
+        target = out.with_name(out.name + ".tmp")
+        df.to_parquet(target, index=False)
+        os.replace(target, out)
+        return
+    df = df.copy()
+    for column in df.columns:
+        if df[column].dtype == object:
+            df[column] = df[column].map(_plain)
+    if fmt == "csv":
+        for column in ("top5_labels", "top5_probs"):
+            if column in df:
+                df[column] = df[column].map(lambda v: json.dumps(v) if isinstance(v, list) else v)
+        text = df.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S.%f%z")
+    else:
+        text = df.to_json(orient="records", date_format="iso", date_unit="us", lines=True)
+    if str(out) == "-":
+        sys.stdout.write(text)
+        return
+    target = out.with_name(out.name + ".tmp")
+    target.write_text(text, encoding="utf-8")
+    os.replace(target, out)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from nutrilearn.config import Settings
+    from nutrilearn.tracking.reader import PredictionReader
+
+    for name in ("since", "until"):
+        value = getattr(args, name)
+        if value is not None:
+            try:
+                pd.Timestamp(value)
+            except (ValueError, TypeError):
+                print(f"error: --{name} {value!r} is not a time (try 2026-11-27T10:00)", file=sys.stderr)
+                return 2
+    fmt = _format_for(args)
+    reader = PredictionReader(Settings.from_env())
+    try:
+        if args.feedback:
+            df = reader.feedback(start=args.since, end=args.until, user=args.user,
+                                 include_pending=not args.no_pending)
+        else:
+            df = reader.predictions(start=args.since, end=args.until, model_version=args.model_version,
+                                    user=args.user, source=args.source,
+                                    include_replayed=not args.exclude_replayed,
+                                    include_pending=not args.no_pending)
+    finally:
+        reader.close()
+    export_frame(df, fmt, args.output)
+    what = "feedback record(s)" if args.feedback else "prediction(s)"
+    print(f"wrote {len(df)} {what} to {args.output} ({fmt})", file=sys.stderr)
+    return 0
