@@ -46,6 +46,8 @@ class Settings:
     # Prediction batches written to MLflow: a batch closes at this size or age.
     batch_max_records: int = 500
     batch_max_age_s: float = 30.0
+    # The MLflow experiment that holds the prediction batches (one run per batch).
+    predictions_experiment: str = "nutrilearn-predictions"
     # Guard for registry-changing actions (promote, rollback); empty means disabled.
     admin_token: str = ""
     mlflow_ui_url: str = "http://127.0.0.1:5000"
@@ -65,6 +67,8 @@ class Settings:
             max_pixels=_env_int("NUTRILEARN_MAX_PIXELS", cls.max_pixels),
             batch_max_records=_env_int("NUTRILEARN_BATCH_MAX_RECORDS", cls.batch_max_records),
             batch_max_age_s=_env_float("NUTRILEARN_BATCH_MAX_AGE_S", cls.batch_max_age_s),
+            predictions_experiment=os.environ.get("NUTRILEARN_PREDICTIONS_EXPERIMENT")
+            or cls.predictions_experiment,
             admin_token=os.environ.get("NUTRILEARN_ADMIN_TOKEN", ""),
             mlflow_ui_url=os.environ.get("NUTRILEARN_MLFLOW_UI_URL", cls.mlflow_ui_url),
         )

@@ -202,7 +202,7 @@ class PredictionLogger:
         *,
         tracking_uri: str | None = None,
         spool_dir: Path | str | None = None,
-        experiment_name: str = store.EXPERIMENT_NAME,
+        experiment_name: str | None = None,
         batch_max_records: int | None = None,
         batch_max_age_s: float | None = None,
         lease_s: float = 300.0,
@@ -221,7 +221,7 @@ class PredictionLogger:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.poll_s = poll_s
-        self.writer = BatchWriter(self.tracking_uri, experiment_name,
+        self.writer = BatchWriter(self.tracking_uri, experiment_name or settings.predictions_experiment,
                                   store.artifact_location(settings, self.tracking_uri))
         self.owner = new_owner()
         self._unspooled: collections.deque[tuple[str, str, str, bytes]] = collections.deque()

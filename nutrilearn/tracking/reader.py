@@ -91,7 +91,7 @@ class PredictionReader:
         tracking_uri: str | None = None,
         spool_dir: Path | str | None = None,
         include_spool: bool = True,
-        experiment_name: str = store.EXPERIMENT_NAME,
+        experiment_name: str | None = None,
         cache_dir: Path | str | None = None,
         overlap_s: float = 300.0,
         max_workers: int = 4,
@@ -99,7 +99,7 @@ class PredictionReader:
         settings = settings or Settings.from_env()
         self.tracking_uri = tracking_uri or settings.tracking_uri
         self.spool_dir = Path(spool_dir or settings.spool_dir) if include_spool else None
-        self.experiment_name = experiment_name
+        self.experiment_name = experiment_name or settings.predictions_experiment
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.overlap_ms = int(overlap_s * 1000)
         self.max_workers = max_workers

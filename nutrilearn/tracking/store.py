@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nutrilearn.config import Settings
 
-EXPERIMENT_NAME = "nutrilearn-predictions"
+EXPERIMENT_NAME = Settings.predictions_experiment  # the default; NUTRILEARN_PREDICTIONS_EXPERIMENT
 
 # Tags on every batch run (the UI shows them as columns; the reader keys on them).
 TAG_KIND = "nutrilearn.kind"  # "predictions" | "feedback"
