@@ -1,0 +1,60 @@
+"""Monitoring: statistics and system health from logged predictions (pandas in, figures out).
+
+``stats`` covers volumes, confidence, recent predictions and trends; ``health`` covers
+latency, errors, request rate and the healthy/degraded/unhealthy status. Both take the
+predictions in view as ``filter_predictions`` returns them. Nothing here imports
+Streamlit; ``pages/monitoring.py`` only draws what these functions return.
+"""
+
+from nutrilearn.monitoring.health import (
+    DEGRADED,
+    HEALTHY,
+    UNHEALTHY,
+    HealthReport,
+    HealthThresholds,
+    Problem,
+    Traffic,
+    assess_health,
+    errors_by_type,
+    latency_summary,
+    rate_frequency,
+    request_rate,
+    traffic,
+)
+from nutrilearn.monitoring.stats import (
+    TIME_RANGES,
+    ConfidenceSummary,
+    FeedbackSummary,
+    Filters,
+    Overview,
+    accuracy_by_version,
+    by_user,
+    confidence_band,
+    confidence_by_version,
+    confidence_histogram,
+    confidence_summary,
+    daily_trends,
+    daily_volume,
+    feedback_summary,
+    filter_options,
+    filter_predictions,
+    is_prepared,
+    join_feedback,
+    overview,
+    prepare,
+    prepare_feedback,
+    recent,
+    search_mask,
+    top_foods,
+)
+
+__all__ = [
+    "DEGRADED", "HEALTHY", "UNHEALTHY", "TIME_RANGES",
+    "ConfidenceSummary", "FeedbackSummary", "Filters", "HealthReport", "HealthThresholds",
+    "Overview", "Problem", "Traffic",
+    "accuracy_by_version", "assess_health", "by_user", "confidence_band", "confidence_by_version",
+    "confidence_histogram", "confidence_summary", "daily_trends", "daily_volume", "errors_by_type",
+    "feedback_summary", "filter_options", "filter_predictions", "latency_summary", "overview",
+    "is_prepared", "join_feedback", "prepare", "prepare_feedback", "rate_frequency", "recent",
+    "request_rate", "search_mask", "top_foods", "traffic",
+]
