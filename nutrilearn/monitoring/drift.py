@@ -1,0 +1,505 @@
+"""Drift detectors over predictions DataFrames: fit on a reference window, test a current one.
+
+Four signals, each a detector with ``fit(reference)`` then ``test(current) -> DriftResult``:
+
+========== ============================================ ============================== ==========================
+signal     test (verdict)                                effect size (severity)         materiality floor
+========== ============================================ ============================== ==========================
+food       chi-squared homogeneity, rare classes pooled  PSI (+ Jensen-Shannon distance) JS distance >= 0.05
+confidence Kolmogorov-Smirnov                           KS D (+ Wasserstein distance)  D >= 0.05
+image      KS per property (brightness, contrast,        largest KS D of the properties D >= 0.05
+           saturation, sharpness, size, aspect), Holm    that drifted
+embedding  MMD, RBF kernel (median heuristic),           kernel-witness domain AUC      AUC >= 0.53
+           permutation p-value; windows capped at
+           ``sample_cap`` (default 1,000) each
+========== ============================================ ============================== ==========================
+
+A signal drifts when its p-value is at most ``alpha`` (default 0.05) **and** its effect
+reaches the materiality floor: with 100,000 predictions a window every test rejects for
+differences nobody should act on, while at a few hundred predictions the floors never bind.
+
+``drift_report`` runs all four and corrects across them with Holm again (a signal's
+p-value is already Holm-adjusted within its own family, so the report's family-wise error
+rate is at most ``alpha``); it names the signals that drifted, a severity, and what to do.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from nutrilearn.monitoring import drift_tests as dt
+from nutrilearn.monitoring.windows import usable
+
+ALPHA = 0.05
+SIGNALS = ("food", "confidence", "image", "embedding")
+IMAGE_PROPERTIES = ("brightness", "contrast", "saturation", "sharpness", "size", "aspect")
+SEVERITIES = ("none", "low", "medium", "high")
+MIN_SAMPLES = 20  # below this a window is too small to test; the result says so
+SAMPLE_CAP = 1000  # embeddings per window entering MMD and the domain classifier
+PERMUTATIONS = 200  # p-values down to 1/201, below alpha / 4 signals
+
+
+@dataclass(frozen=True)
+class Check:
+    """One statistical test inside a detector (a detector may run several)."""
+
+    feature: str
+    test: str
+    statistic: float
+    p_value: float
+    p_adjusted: float  # within the detector's family (Holm); equals p_value for a single test
+    effect: float
+    effect_name: str
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """What a detector found: the test, its p-value against the threshold, an effect size
+    against its materiality floor, and the verdict."""
+
+    signal: str
+    method: str
+    statistic: float
+    p_value: float  # the signal's p-value (family-adjusted when the detector runs several tests)
+    threshold: float  # alpha the p-value is compared with
+    distance: float  # the effect size that sets severity
+    distance_name: str
+    min_distance: float  # materiality floor
+    drifted: bool
+    severity: str  # none | low | medium | high
+    n_reference: int
+    n_current: int
+    checks: tuple[Check, ...] = ()
+    details: dict = field(default_factory=dict)
+    note: str = ""  # e.g. why a signal could not be tested
+
+    @property
+    def verdict(self) -> str:
+        if self.note and math.isnan(self.p_value):
+            return "not tested"
+        return "drift" if self.drifted else "no drift"
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["verdict"] = self.verdict
+        return _jsonable(out)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) or math.isinf(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+def _band(value: float, low: float, medium: float, high: float) -> str:
+    """Severity of an effect: below ``medium`` low, below ``high`` medium, else high."""
+    if not np.isfinite(value) or value < low:
+        return "low"
+    return "low" if value < medium else "medium" if value < high else "high"
+
+
+# Effect-size bands (value at which severity becomes low/medium/high once a signal drifts).
+SEVERITY_BANDS = {
+    "food": (0.0, 0.1, 0.25),  # PSI: the industry's 0.1 / 0.25 convention
+    "confidence": (0.0, 0.1, 0.2),  # KS D
+    "image": (0.0, 0.1, 0.2),  # KS D
+    "embedding": (0.5, 0.7, 0.85),  # domain-classifier AUC
+}
+
+
+class Detector:
+    """Fit on a reference predictions DataFrame, then test current ones against it."""
+
+    signal = ""
+    method = ""
+    distance_name = ""
+    min_distance = 0.0
+
+    def __init__(self, alpha: float = ALPHA, min_distance: float | None = None):
+        self.alpha = alpha
+        if min_distance is not None:
+            self.min_distance = min_distance
+        self.n_reference = 0
+
+    def fit(self, reference: pd.DataFrame) -> "Detector":
+        raise NotImplementedError
+
+    def test(self, current: pd.DataFrame) -> DriftResult:
+        raise NotImplementedError
+
+    def _result(self, statistic, p_value, distance, n_current, checks=(), details=None, note="") -> DriftResult:
+        drifted = bool(p_value <= self.alpha and distance >= self.min_distance) if np.isfinite(p_value) else False
+        severity = _band(distance, *SEVERITY_BANDS[self.signal]) if drifted else "none"
+        return DriftResult(self.signal, self.method, float(statistic), float(p_value), self.alpha, float(distance),
+                           self.distance_name, self.min_distance, drifted, severity, self.n_reference, n_current,
+                           tuple(checks), details or {}, note)
+
+    def _untested(self, n_current: int, note: str) -> DriftResult:
+        return self._result(np.nan, np.nan, np.nan, n_current, note=note)
+
+
+class FoodDistributionDetector(Detector):
+    """Predicted food labels: chi-squared (rare classes pooled), Jensen-Shannon, PSI."""
+
+    signal = "food"
+    method = "chi-squared homogeneity (expected counts >= 5, rare classes pooled)"
+    distance_name = "js_distance"
+    min_distance = 0.05
+
+    def fit(self, reference: pd.DataFrame) -> "FoodDistributionDetector":
+        self.labels_ = usable(reference, ordered=False)["label"].dropna().astype(str)
+        self.n_reference = len(self.labels_)
+        return self
+
+    def test(self, current: pd.DataFrame) -> DriftResult:
+        labels = usable(current, ordered=False)["label"].dropna().astype(str)
+        if min(self.n_reference, len(labels)) < MIN_SAMPLES:
+            return self._untested(len(labels), f"needs at least {MIN_SAMPLES} predictions in each window")
+        table = dt.count_table(self.labels_, labels)
+        chi = dt.pooled_chi2(table)
+        js, psi = dt.js_distance(table), dt.psi(table)
+        share = dt.shares(table).fillna(0)
+        change = (share["current"] - share["reference"]).sort_values(key=np.abs, ascending=False)
+        details = {
+            "dof": chi.dof,
+            "pooled_classes": list(chi.pooled),
+            "psi": psi,
+            "js_distance": js,
+            "largest_changes": [
+                {"label": k, "reference_share": float(share.at[k, "reference"]),
+                 "current_share": float(share.at[k, "current"])}
+                for k in change.index[:5]
+            ],
+        }
+        check = Check("label", "chi2", chi.statistic, chi.p_value, chi.p_value, js, "js_distance", False)
+        result = self._result(chi.statistic, chi.p_value, js, len(labels), (check,), details)
+        # Severity of a label shift reads on the PSI scale (the convention people know).
+        severity = _band(psi, *SEVERITY_BANDS["food"]) if result.drifted else "none"
+        return replace(result, severity=severity, checks=(replace(check, drifted=result.drifted),))
+
+
+class ConfidenceDetector(Detector):
+    """Top-1 confidence: Kolmogorov-Smirnov test, Wasserstein distance beside it."""
+
+    signal = "confidence"
+    method = "two-sample Kolmogorov-Smirnov"
+    distance_name = "ks_d"
+    min_distance = 0.05
+
+    def fit(self, reference: pd.DataFrame) -> "ConfidenceDetector":
+        self.values_ = np.sort(usable(reference, ordered=False)["confidence"].dropna().to_numpy(float))
+        self.n_reference = len(self.values_)
+        return self
+
+    def test(self, current: pd.DataFrame) -> DriftResult:
+        values = usable(current, ordered=False)["confidence"].dropna().to_numpy(float)
+        if min(self.n_reference, len(values)) < MIN_SAMPLES:
+            return self._untested(len(values), f"needs at least {MIN_SAMPLES} predictions in each window")
+        d, p, wasserstein = dt.ks(self.values_, values)
+        details = {
+            "wasserstein": wasserstein,
+            "reference_mean": float(self.values_.mean()),
+            "current_mean": float(values.mean()),
+            "reference_median": float(np.median(self.values_)),
+            "current_median": float(np.median(values)),
+        }
+        result = self._result(d, p, d, len(values), details=details)
+        check = Check("confidence", "ks", d, p, p, d, "ks_d", result.drifted)
+        return replace(result, checks=(check,))
+
+
+def image_properties(frame: pd.DataFrame) -> pd.DataFrame:
+    """The image-property columns the image detector tests (``size`` = megapixels)."""
+    data = usable(frame, ordered=False)
+    out = data[["brightness", "contrast", "saturation", "sharpness", "aspect"]].astype(float)
+    out = out.assign(size=data["image_width"].astype(float) * data["image_height"].astype(float) / 1e6)
+    return out[list(IMAGE_PROPERTIES)]
+
+
+class ImagePropertyDetector(Detector):
+    """One KS test per image property; Holm's correction across the properties."""
+
+    signal = "image"
+    method = "KS per property, Holm-corrected across " + ", ".join(IMAGE_PROPERTIES)
+    distance_name = "max_ks_d"
+    min_distance = 0.05
+
+    def __init__(self, alpha: float = ALPHA, min_distance: float | None = None, properties=IMAGE_PROPERTIES):
+        super().__init__(alpha, min_distance)
+        self.properties = tuple(properties)
+
+    def fit(self, reference: pd.DataFrame) -> "ImagePropertyDetector":
+        self.values_ = image_properties(reference)[list(self.properties)]
+        self.sorted_ = {p: np.sort(self.values_[p].dropna().to_numpy()) for p in self.properties}
+        self.n_reference = len(self.values_)
+        return self
+
+    def test(self, current: pd.DataFrame) -> DriftResult:
+        values = image_properties(current)[list(self.properties)]
+        if min(self.n_reference, len(values)) < MIN_SAMPLES:
+            return self._untested(len(values), f"needs at least {MIN_SAMPLES} predictions in each window")
+        raw = [dt.ks(self.sorted_[p], values[p].dropna().to_numpy()) for p in self.properties]
+        d = np.array([r[0] for r in raw])
+        p = np.array([r[1] for r in raw])
+        adjusted = dt.holm(p)
+        flags = (adjusted <= self.alpha) & (d >= self.min_distance)
+        checks = tuple(Check(name, "ks", d[i], p[i], adjusted[i], d[i], "ks_d", bool(flags[i]))
+                       for i, name in enumerate(self.properties))
+        ref_med, cur_med = self.values_.median(), values.median()
+        details = {"medians": {name: {"reference": float(ref_med[name]), "current": float(cur_med[name])}
+                               for name in self.properties}}
+        worst = int(np.argmin(adjusted))
+        distance = float(d[flags].max()) if flags.any() else float(d.max())
+        result = self._result(d[worst], adjusted.min(), distance, len(values), checks, details)
+        return replace(result, drifted=bool(flags.any()) and result.p_value <= self.alpha,
+                       severity=_band(distance, *SEVERITY_BANDS["image"]) if flags.any() else "none")
+
+
+def embeddings(frame: pd.DataFrame, cap: int | None = None, seed: int = 0) -> np.ndarray:
+    """Compact embeddings of the usable rows as (N, 128) float32, at most ``cap`` rows drawn
+    at random (decoding only the rows drawn)."""
+    from nutrilearn.vision.embedding import from_bytes
+
+    blobs = usable(frame, ordered=False)["embedding"].dropna()
+    if cap is not None and len(blobs) > cap:
+        blobs = blobs.iloc[np.sort(np.random.default_rng(seed).choice(len(blobs), size=cap, replace=False))]
+    return from_bytes(blobs.tolist())  # drops empty blobs
+
+
+class EmbeddingDetector(Detector):
+    """MMD permutation test on the compact embeddings; the AUC of the kernel witness as a
+    cross-fitted domain classifier is the effect size. Each window is capped at ``sample_cap`` random embeddings, which bounds
+    the cost (an (2 cap)^2 kernel and ``permutations`` products) and the power."""
+
+    signal = "embedding"
+    method = "MMD, RBF kernel with median-heuristic bandwidth, permutation test"
+    distance_name = "domain_auc"
+    min_distance = 0.53
+
+    def __init__(self, alpha: float = ALPHA, min_distance: float | None = None, sample_cap: int = SAMPLE_CAP,
+                 permutations: int = PERMUTATIONS, seed: int = 0):
+        super().__init__(alpha, min_distance)
+        self.sample_cap, self.permutations, self.seed = sample_cap, permutations, seed
+
+    def fit(self, reference: pd.DataFrame) -> "EmbeddingDetector":
+        self.values_ = embeddings(reference, self.sample_cap, self.seed)
+        self.n_reference = len(self.values_)
+        return self
+
+    def test(self, current: pd.DataFrame) -> DriftResult:
+        values = embeddings(current, self.sample_cap, self.seed + 1)
+        if min(self.n_reference, len(values)) < MIN_SAMPLES:
+            return self._untested(len(values), f"needs at least {MIN_SAMPLES} embeddings in each window")
+        mmd = dt.mmd_permutation(self.values_, values, self.permutations, self.seed)
+        auc = distance = mmd.witness_auc
+        details = {"mmd2": mmd.mmd2, "bandwidth": mmd.bandwidth, "permutations": mmd.permutations,
+                   "sample_cap": self.sample_cap, "domain_auc": auc}
+        result = self._result(mmd.mmd2, mmd.p_value, distance, len(values), details=details)
+        check = Check("embedding", "mmd", mmd.mmd2, mmd.p_value, mmd.p_value, distance, self.distance_name,
+                      result.drifted)
+        return replace(result, checks=(check,))
+
+
+def default_detectors(alpha: float = ALPHA, **embedding_options) -> list[Detector]:
+    return [FoodDistributionDetector(alpha), ConfidenceDetector(alpha), ImagePropertyDetector(alpha),
+            EmbeddingDetector(alpha, **embedding_options)]
+
+
+# --------------------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """All signals for one reference/current pair, corrected across signals (Holm)."""
+
+    results: tuple[DriftResult, ...]
+    alpha: float
+    reference: dict = field(default_factory=dict)  # window descriptions (spec, n, time span)
+    current: dict = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    correction: str = "holm"
+
+    @property
+    def drifted_signals(self) -> list[str]:
+        return [r.signal for r in self.results if r.drifted]
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.drifted_signals)
+
+    @property
+    def severity(self) -> str:
+        return max((r.severity for r in self.results), key=SEVERITIES.index, default="none")
+
+    @property
+    def verdict(self) -> str:
+        return "drift" if self.drifted else "no drift"
+
+    def result(self, signal: str) -> DriftResult | None:
+        return next((r for r in self.results if r.signal == signal), None)
+
+    @property
+    def recommendation(self) -> str:
+        return recommend(self)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per signal: the per-signal table of the page and the CLI."""
+        rows = [{"signal": r.signal, "verdict": r.verdict, "severity": r.severity, "method": r.method,
+                 "statistic": r.statistic, "p_value": r.p_value, "threshold": r.threshold,
+                 "distance_name": r.distance_name, "distance": r.distance, "min_distance": r.min_distance,
+                 "n_reference": r.n_reference, "n_current": r.n_current, "note": r.note} for r in self.results]
+        return pd.DataFrame(rows)
+
+    def checks_frame(self) -> pd.DataFrame:
+        """One row per individual test (image properties appear one by one)."""
+        rows = [{"signal": r.signal, **asdict(c)} for r in self.results for c in r.checks]
+        return pd.DataFrame(rows)
+
+    def to_dict(self) -> dict:
+        return _jsonable({
+            "verdict": self.verdict, "drifted": self.drifted, "severity": self.severity,
+            "drifted_signals": self.drifted_signals, "recommendation": self.recommendation,
+            "alpha": self.alpha, "correction": f"{self.correction} across signals; holm across image properties",
+            "reference": self.reference, "current": self.current, "elapsed_s": self.elapsed_s,
+            "signals": [r.to_dict() for r in self.results],
+        })
+
+
+class DriftMonitor:
+    """Fit every detector once on a reference, then report on as many current windows
+    (or chunks of one) as needed."""
+
+    def __init__(self, alpha: float = ALPHA, detectors: list[Detector] | None = None, **embedding_options):
+        self.alpha = alpha
+        self.detectors = detectors if detectors is not None else default_detectors(alpha, **embedding_options)
+
+    def fit(self, reference: pd.DataFrame) -> "DriftMonitor":
+        for detector in self.detectors:
+            detector.fit(reference)
+        return self
+
+    def report(self, current: pd.DataFrame, reference_info: dict | None = None,
+               current_info: dict | None = None) -> DriftReport:
+        t0 = time.perf_counter()
+        raw = [d.test(current) for d in self.detectors]
+        return DriftReport(correct_across_signals(raw, self.alpha), self.alpha, reference_info or {},
+                           current_info or {}, time.perf_counter() - t0)
+
+    def over_time(self, frame: pd.DataFrame, every: str | int) -> pd.DataFrame:
+        """The same report per chunk of ``frame`` (see ``windows.chunks``): one row per
+        chunk and signal, with the threshold each p-value is compared with."""
+        from nutrilearn.monitoring.windows import chunks
+
+        rows = []
+        for start, end, part in chunks(frame, every):
+            report = self.report(part)
+            for r in report.results:
+                rows.append({"start": start, "end": end, "n": len(part), "signal": r.signal, "p_value": r.p_value,
+                             "threshold": r.threshold, "distance": r.distance, "distance_name": r.distance_name,
+                             "min_distance": r.min_distance, "drifted": r.drifted, "severity": r.severity})
+        return pd.DataFrame(rows, columns=["start", "end", "n", "signal", "p_value", "threshold", "distance",
+                                           "distance_name", "min_distance", "drifted", "severity"])
+
+
+def correct_across_signals(results: list[DriftResult], alpha: float) -> tuple[DriftResult, ...]:
+    """Holm across the signals that could be tested; a signal keeps its drift verdict only
+    if its adjusted p-value is still at most ``alpha``."""
+    tested = [i for i, r in enumerate(results) if np.isfinite(r.p_value)]
+    adjusted = dt.holm([results[i].p_value for i in tested])
+    out = list(results)
+    for i, p in zip(tested, adjusted):
+        r = results[i]
+        drifted = r.drifted and p <= alpha
+        out[i] = replace(r, p_value=float(p), threshold=alpha, drifted=drifted,
+                         severity=r.severity if drifted else "none",
+                         details={**r.details, "p_value_within_signal": r.p_value})
+    return tuple(out)
+
+
+def drift_report(reference: pd.DataFrame, current: pd.DataFrame, alpha: float = ALPHA,
+                 reference_info: dict | None = None, current_info: dict | None = None,
+                 **embedding_options) -> DriftReport:
+    """Fit all four detectors on ``reference`` and test ``current``: the one-call API."""
+    return DriftMonitor(alpha, **embedding_options).fit(reference).report(current, reference_info, current_info)
+
+
+# --------------------------------------------------------------------------- what to do
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def recommend(report: DriftReport) -> str:
+    """A concrete next step for the signals that drifted (most severe first)."""
+    untested = [f"{r.signal} ({r.note})" for r in report.results if r.verdict == "not tested"]
+    tail = f" Not tested: {'; '.join(untested)}." if untested else ""
+    if not report.drifted:
+        sizes = ", ".join(f"{r.signal} {r.n_reference} vs {r.n_current}" for r in report.results[:1])
+        return (f"No drift at alpha={report.alpha:g} (Holm across signals; {sizes} predictions): keep the "
+                f"current version and reference, and check again on the next window.{tail}")
+    steps = []
+    drifted = sorted((r for r in report.results if r.drifted), key=lambda r: -SEVERITIES.index(r.severity))
+    for r in drifted:
+        steps.append(_ADVICE[r.signal](r))
+    lead = f"Drift ({report.severity}) in {', '.join(r.signal for r in drifted)}."
+    return " ".join([lead, *steps]) + tail
+
+
+def _advice_food(r: DriftResult) -> str:
+    changes = [c for c in r.details.get("largest_changes", [])[:3]]
+    moved = ", ".join(f"{c['label']} {_pct(c['reference_share'])} -> {_pct(c['current_share'])}" for c in changes)
+    return (f"Users photograph a different mix of foods ({moved}; PSI {r.details.get('psi', float('nan')):.2f}). "
+            "Check that these foods are in the model's vocabulary and the nutrition table; if the new mix is "
+            "the new normal, take a recent window as the reference.")
+
+
+def _advice_confidence(r: DriftResult) -> str:
+    before, after = r.details.get("reference_mean", np.nan), r.details.get("current_mean", np.nan)
+    if after < before:
+        return (f"The model is less sure of itself (mean confidence {before:.2f} -> {after:.2f}; expected "
+                f"accuracy down about {100 * (before - after):.0f} points): collect feedback on recent photos, "
+                "evaluate a challenger on them, and roll back if an earlier version scores better.")
+    return (f"The model is surer than before (mean confidence {before:.2f} -> {after:.2f}): look for repeated "
+            "or replayed photos before trusting it, and compare with realized accuracy from feedback.")
+
+
+def _advice_image(r: DriftResult) -> str:
+    medians = r.details.get("medians", {})
+    moved = [c for c in r.checks if c.drifted] or list(r.checks[:1])
+    parts = []
+    for c in sorted(moved, key=lambda c: -c.effect)[:3]:
+        m = medians.get(c.feature, {})
+        ref, cur = m.get("reference", np.nan), m.get("current", np.nan)
+        rel = (cur - ref) / abs(ref) if ref else np.nan
+        parts.append(f"{c.feature} median {ref:.3g} -> {cur:.3g} ({rel:+.0%})")
+    return (f"Photos look different ({'; '.join(parts)}): check the capture and upload path (camera, "
+            "lighting, app version, compression) before retraining; if the change is real, add such photos "
+            "to the evaluation set.")
+
+
+def _advice_embedding(r: DriftResult) -> str:
+    auc = r.details.get("domain_auc", np.nan)
+    return (f"The photos are of a different kind than the reference (a classifier tells the windows apart "
+            f"with AUC {auc:.2f}): label a sample of recent photos, evaluate the champion on them, and train "
+            "or promote a challenger if accuracy has dropped.")
+
+
+_ADVICE = {"food": _advice_food, "confidence": _advice_confidence, "image": _advice_image,
+           "embedding": _advice_embedding}

@@ -1,0 +1,181 @@
+"""The two-sample statistics behind the drift detectors (numpy/scipy/scikit-learn, no loops
+over samples).
+
+- ``pooled_chi2``: chi-squared test of homogeneity on a 2 x K table of label counts, with
+  rare classes pooled so that every expected count is at least 5 (Cochran's rule).
+- ``js_distance`` / ``psi``: effect sizes for two label distributions.
+- ``holm``: Holm's step-down adjustment (controls the family-wise error rate under any
+  dependence between the tests, which image properties certainly have).
+- ``mmd_permutation``: maximum mean discrepancy with an RBF kernel (median heuristic
+  bandwidth) and a permutation p-value, all permutations computed as one matrix product.
+- ``witness_auc``: how well the kernel witness, cross-fitted, tells the windows apart (a
+  domain classifier reusing the MMD kernel matrix).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+MIN_EXPECTED = 5.0
+OTHER = "(other, pooled)"
+
+
+@dataclass(frozen=True)
+class Chi2Result:
+    statistic: float
+    p_value: float
+    dof: int
+    categories: tuple[str, ...]  # after pooling
+    pooled: tuple[str, ...]  # labels folded into OTHER
+
+
+def count_table(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
+    """Label counts side by side (columns ``reference``, ``current``), every label of either."""
+    table = pd.concat(
+        {"reference": reference.value_counts(), "current": current.value_counts()}, axis=1
+    ).fillna(0)
+    return table.astype(float).sort_index()
+
+
+def pooled_chi2(table: pd.DataFrame, min_expected: float = MIN_EXPECTED) -> Chi2Result:
+    """Chi-squared homogeneity test; categories whose expected count is below ``min_expected``
+    are pooled (smallest first) until every cell's expectation meets it."""
+    table = table[(table.sum(axis=1) > 0)]
+    n_ref, n_cur = table["reference"].sum(), table["current"].sum()
+    share = min(n_ref, n_cur) / (n_ref + n_cur)  # expected count of a category = total * share (smaller row)
+    totals = table.sum(axis=1).sort_values(kind="stable")
+    rare = totals[totals * share < min_expected]
+    keep = totals.index.difference(rare.index, sort=False)
+    pooled = list(rare.index)
+    if len(rare) and rare.sum() * share < min_expected and len(keep):
+        # the pooled bin is itself too small: fold in the rarest kept categories until it is not
+        extra = totals[keep].cumsum()
+        need = int(np.searchsorted(extra.to_numpy() + rare.sum(), min_expected / share)) + 1
+        pooled += list(extra.index[:need])
+        keep = keep.difference(extra.index[:need], sort=False)
+    rows = table.loc[list(keep)]
+    if pooled:
+        rows = pd.concat([rows, table.loc[pooled].sum().to_frame(OTHER).T])
+    if len(rows) < 2:
+        return Chi2Result(0.0, 1.0, 0, tuple(rows.index), tuple(pooled))
+    res = stats.chi2_contingency(rows[["reference", "current"]].to_numpy().T, correction=False)
+    return Chi2Result(float(res.statistic), float(res.pvalue), int(res.dof), tuple(rows.index), tuple(pooled))
+
+
+def shares(table: pd.DataFrame) -> pd.DataFrame:
+    return table / table.sum(axis=0).replace(0, np.nan)
+
+
+def js_distance(table: pd.DataFrame) -> float:
+    """Jensen-Shannon distance (base 2: 0 = same, 1 = disjoint) between the two columns."""
+    p, q = table["reference"].to_numpy(), table["current"].to_numpy()
+    if p.sum() == 0 or q.sum() == 0:
+        return float("nan")
+    return float(jensenshannon(p, q, base=2))
+
+
+def psi(table: pd.DataFrame, epsilon: float = 1e-4) -> float:
+    """Population stability index sum((c - r) ln(c / r)); empty shares floored at ``epsilon``.
+    Conventional reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift."""
+    s = shares(table).fillna(0).clip(lower=epsilon)
+    r, c = s["reference"].to_numpy(), s["current"].to_numpy()
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm step-down adjusted p-values (same order as given)."""
+    p = np.asarray(p_values, dtype=float)
+    m = p.size
+    if m == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(stepped, 1.0)
+    return out
+
+
+EXACT_KS_LIMIT = 1e6  # n * m below which scipy's exact KS p-value is used
+
+
+def ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float, float]:
+    """Two-sample Kolmogorov-Smirnov D, its p-value, and the Wasserstein-1 distance.
+
+    ``reference`` must be sorted (detectors sort it once in ``fit``). Both distances come
+    from one pass over the two empirical CDFs; the p-value is scipy's: exact for small
+    samples, otherwise the asymptotic ``kstwo`` law ``ks_2samp(method="asymp")`` uses.
+    Ties (aspect ratios, sizes) make it conservative."""
+    current = np.sort(np.asarray(current, dtype=float))
+    n, m = len(reference), len(current)
+    z = np.sort(np.concatenate([reference, current]))
+    gap = np.searchsorted(reference, z, side="right") / n - np.searchsorted(current, z, side="right") / m
+    d = float(np.max(np.abs(gap)))
+    wasserstein = float(np.sum(np.abs(gap[:-1]) * np.diff(z)))
+    if n * m < EXACT_KS_LIMIT:
+        p = float(stats.ks_2samp(reference, current, method="auto").pvalue)
+    else:
+        p = float(stats.kstwo.sf(d, np.round(n * m / (n + m))))
+    return d, min(max(p, 0.0), 1.0), wasserstein
+
+
+def median_bandwidth(z: np.ndarray, max_points: int = 1000) -> float:
+    """Median heuristic: the median squared distance between pooled points (at most ``max_points``)."""
+    from sklearn.metrics.pairwise import euclidean_distances
+
+    z = z[:max_points]
+    d2 = euclidean_distances(z, squared=True)
+    upper = d2[np.triu_indices_from(d2, k=1)]
+    med = float(np.median(upper)) if upper.size else 1.0
+    return med if med > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class MMDResult:
+    mmd2: float  # biased (V-statistic) estimate of MMD^2 with the RBF kernel
+    p_value: float  # permutation p-value, (1 + #{perm >= observed}) / (1 + permutations)
+    bandwidth: float  # median squared distance; kernel k(x, y) = exp(-|x - y|^2 / bandwidth)
+    permutations: int
+    witness_auc: float  # cross-fitted AUC of the kernel witness as a domain classifier
+
+
+def mmd_permutation(x: np.ndarray, y: np.ndarray, permutations: int = 200, seed: int = 0,
+                    folds: int = 5) -> MMDResult:
+    """MMD two-sample test. With N = n + m points, each permutation's statistic is
+    ``s' K s`` for a signed weight vector s (1/n on one side, -1/m on the other); all of
+    them come from one (N x N) @ (N x B) product. The same kernel matrix gives the effect
+    size: the witness function (mean kernel to x minus mean kernel to y), fitted on the
+    other folds, scores each point; its ROC AUC is a domain classifier's."""
+    from sklearn.metrics.pairwise import rbf_kernel
+
+    rng = np.random.default_rng(seed)
+    z = np.vstack([x, y]).astype(np.float32)
+    n, m = len(x), len(y)
+    bandwidth = median_bandwidth(z[rng.permutation(len(z))])
+    k = rbf_kernel(z, gamma=1.0 / bandwidth).astype(np.float32)
+    side = np.r_[np.ones(n, bool), np.zeros(m, bool)]
+    perms = rng.permuted(np.tile(side, (permutations, 1)), axis=1).T  # (N, B)
+    signs = np.column_stack([side, perms])
+    weights = np.where(signs, np.float32(1.0 / n), np.float32(-1.0 / m))
+    values = np.einsum("ij,ij->j", weights, k @ weights)
+    observed, null = float(values[0]), values[1:]
+    p = (1.0 + np.count_nonzero(null >= observed - 1e-12)) / (1.0 + permutations)
+    return MMDResult(observed, float(p), bandwidth, permutations, witness_auc(k, side, folds, rng))
+
+
+def witness_auc(k: np.ndarray, side: np.ndarray, folds: int, rng: np.random.Generator) -> float:
+    """Cross-fitted kernel-witness classifier (a Parzen-window domain classifier): each
+    point is scored by the witness built from the points outside its fold."""
+    from sklearn.metrics import roc_auc_score
+
+    fold = rng.permutation(np.arange(len(side)) % folds)
+    outside = fold[:, None] != np.arange(folds)[None, :]  # (N, F): point used to score fold f
+    w = np.where(side[:, None], 1.0, 0.0) * outside
+    v = np.where(side[:, None], 0.0, 1.0) * outside
+    weights = (w / w.sum(axis=0) - v / v.sum(axis=0)).astype(np.float32)
+    scores = (k @ weights)[np.arange(len(side)), fold]  # 1 = looks like x, the reference
+    return float(roc_auc_score(~side, -scores))

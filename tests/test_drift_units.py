@@ -1,0 +1,184 @@
+"""Drift statistics and windows on synthetic predictions frames (fast, no model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from nutrilearn.monitoring import drift_tests as dt
+from nutrilearn.monitoring import windows
+from nutrilearn.monitoring.drift import (
+    ConfidenceDetector,
+    DriftMonitor,
+    EmbeddingDetector,
+    FoodDistributionDetector,
+    ImagePropertyDetector,
+    drift_report,
+)
+from nutrilearn.vision.embedding import to_bytes
+
+
+def frame(n: int, seed: int, *, brightness: float = 0.5, emb_shift: float = 0.0, labels=None,
+          confidence=(5, 2), start="2026-11-01", freq="min") -> pd.DataFrame:
+    """A predictions frame with the columns the detectors read."""
+    rng = np.random.default_rng(seed)
+    labs = labels if labels is not None else rng.choice([f"food{i}" for i in range(12)], n)
+    emb = rng.normal(emb_shift, 1, (n, 128)).astype(np.float16)
+    return pd.DataFrame({
+        "request_id": [f"{seed}-{i}" for i in range(n)],
+        "timestamp": pd.date_range(start, periods=n, freq=freq, tz="UTC"),
+        "status": "ok", "model_version": "1", "label": labs, "confidence": rng.beta(*confidence, n),
+        "brightness": rng.normal(brightness, 0.1, n), "contrast": rng.normal(0.2, 0.05, n),
+        "saturation": rng.normal(0.4, 0.1, n), "sharpness": rng.gamma(2, 100, n),
+        "aspect": rng.choice([1.0, 4 / 3, 0.75], n), "image_width": 512,
+        "image_height": rng.choice([512, 384], n), "embedding": [to_bytes(e) for e in emb],
+    })
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def test_holm_matches_the_textbook_example():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # sorted 0.005, 0.01, 0.03, 0.04 -> 4*0.005, 3*0.01, 2*0.03, 1*0.04, running max
+    assert dt.holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert dt.holm([]).size == 0
+    assert dt.holm([0.9, 0.8]).max() <= 1.0
+
+
+def test_pooled_chi2_keeps_expected_counts_at_least_five():
+    ref = pd.Series(["a"] * 50 + ["b"] * 40 + ["c"] * 3 + ["d"] * 2 + ["e"] * 1)
+    cur = pd.Series(["a"] * 45 + ["b"] * 45 + ["c"] * 2 + ["f"] * 4)
+    table = dt.count_table(ref, cur)
+    res = dt.pooled_chi2(table)
+    assert set(res.pooled) >= {"c", "d", "e", "f"}
+    assert dt.OTHER in res.categories
+    kept = table.loc[[c for c in res.categories if c != dt.OTHER]]
+    pooled = table.loc[list(res.pooled)].sum()
+    grid = pd.concat([kept, pooled.to_frame().T])
+    expected = stats.contingency.expected_freq(grid.to_numpy())
+    assert expected.min() >= 5
+    assert 0 <= res.p_value <= 1
+
+
+def test_distances_are_zero_for_the_same_shares_and_grow_with_a_shift():
+    same = dt.count_table(pd.Series(list("aabbcc")), pd.Series(list("abcabc")))
+    assert dt.js_distance(same) == pytest.approx(0, abs=1e-9)
+    assert dt.psi(same) == pytest.approx(0, abs=1e-9)
+    shifted = dt.count_table(pd.Series(list("aabbcc") * 10), pd.Series(list("aaaabc") * 10))
+    assert dt.js_distance(shifted) > 0.1 and dt.psi(shifted) > 0.1
+
+
+def test_ks_agrees_with_scipy_for_small_and_large_samples():
+    rng = np.random.default_rng(0)
+    for n, m in ((80, 60), (3000, 2000)):
+        a, b = rng.normal(size=n), rng.normal(0.1, size=m)
+        d, p, w = dt.ks(np.sort(a), b)
+        ref = stats.ks_2samp(a, b, method="exact" if n * m < dt.EXACT_KS_LIMIT else "asymp")
+        assert d == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue, rel=1e-6, abs=1e-12)
+        assert w == pytest.approx(stats.wasserstein_distance(a, b))
+
+
+def test_mmd_permutation_finds_a_shift_and_not_noise():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(150, 16)), rng.normal(size=(150, 16))
+    null = dt.mmd_permutation(x, y, permutations=200)
+    assert null.p_value > 0.05 and abs(null.witness_auc - 0.5) < 0.1
+    shifted = dt.mmd_permutation(x, y + 0.4, permutations=200)
+    assert shifted.p_value <= 1 / 201 + 1e-12 and shifted.witness_auc > 0.8
+
+
+# --------------------------------------------------------------------------- detectors
+
+
+def test_detectors_fit_then_test_and_report_their_thresholds():
+    ref, same, dark = frame(300, 1), frame(300, 2), frame(300, 3, brightness=0.3)
+    for det in (FoodDistributionDetector(), ConfidenceDetector(), ImagePropertyDetector(), EmbeddingDetector()):
+        result = det.fit(ref).test(same)
+        assert result.threshold == 0.05 and not result.drifted and result.severity == "none"
+        assert result.n_reference == result.n_current == 300
+    image = ImagePropertyDetector().fit(ref).test(dark)
+    assert image.drifted and image.severity == "high"
+    flagged = {c.feature for c in image.checks if c.drifted}
+    assert flagged == {"brightness"}
+    # Holm within the family: adjusted p-values are never below the raw ones
+    assert all(c.p_adjusted >= c.p_value for c in image.checks)
+
+
+def test_food_shift_names_the_food_that_moved():
+    rng = np.random.default_rng(4)
+    ref_labels = rng.choice(["apple", "bread", "curry", "dal"], 400)
+    cur_labels = np.where(rng.random(400) < 0.35, "curry", rng.choice(["apple", "bread", "curry", "dal"], 400))
+    report = drift_report(frame(400, 1, labels=ref_labels), frame(400, 2, labels=cur_labels))
+    food = report.result("food")
+    assert food.drifted and food.details["largest_changes"][0]["label"] == "curry"
+    assert "curry" in report.recommendation and report.drifted_signals == ["food"]
+
+
+def test_materiality_floor_keeps_huge_windows_from_alarming_on_tiny_effects():
+    ref = frame(20000, 1, confidence=(5, 2))
+    cur = frame(20000, 2, confidence=(5.15, 2))  # tiny but, at this size, significant
+    result = ConfidenceDetector().fit(ref).test(cur)
+    assert result.p_value < 0.05 and result.distance < 0.05 and not result.drifted
+
+
+def test_small_windows_are_not_tested_and_say_why():
+    report = drift_report(frame(300, 1), frame(5, 2))
+    assert not report.drifted
+    assert all(r.verdict == "not tested" for r in report.results)
+    assert "Not tested" in report.recommendation
+
+
+def test_report_serialises_and_tabulates():
+    report = drift_report(frame(200, 1), frame(200, 3, brightness=0.3, emb_shift=0.5),
+                          reference_info={"spec": "first:200"}, current_info={"spec": "last:200"})
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["verdict"] == "drift" and set(data["drifted_signals"]) >= {"image", "embedding"}
+    assert data["reference"]["spec"] == "first:200" and len(data["signals"]) == 4
+    table = report.to_frame()
+    assert list(table["signal"]) == ["food", "confidence", "image", "embedding"]
+    assert len(report.checks_frame()) == 1 + 1 + 6 + 1
+
+
+def test_drift_over_time_marks_the_chunks_that_moved():
+    ref = frame(300, 1)
+    early = frame(300, 2, start="2026-11-02")
+    late = frame(300, 3, brightness=0.3, start="2026-11-03")
+    series = DriftMonitor(permutations=50).fit(ref).over_time(pd.concat([early, late]), "1D")
+    image = series[series["signal"] == "image"].set_index("start")
+    assert list(image["drifted"]) == [False, True]
+    assert (series["threshold"] == 0.05).all()
+    by_count = DriftMonitor(permutations=50).fit(ref).over_time(pd.concat([early, late]), 300)
+    assert by_count["start"].nunique() == 2
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def test_window_specs_select_what_they_say():
+    data = frame(1000, 1, freq="h")  # 1000 hours from 2026-11-01
+    assert windows.select(data, "last:100", "current").frame["request_id"].iloc[-1] == "1-999"
+    assert len(windows.select(data, "first:50", "reference").frame) == 50
+    assert len(windows.select(data, "days:2", "current").frame) == 48
+    r = windows.select(data, "range:2026-11-02..2026-11-03", "reference").frame
+    assert len(r) == 24 and r["timestamp"].min() == pd.Timestamp("2026-11-02", tz="UTC")
+    c = windows.select(data, "champion:2026-11-05T00:00@30", "reference").frame
+    assert len(c) == 30 and c["timestamp"].min() == pd.Timestamp("2026-11-05", tz="UTC")
+    with pytest.raises(windows.WindowSpecError, match="last:N"):
+        windows.parse_spec("yesterday")
+    with pytest.raises(windows.WindowSpecError):
+        windows.parse_spec("last:-3")
+
+
+def test_windows_skip_failed_predictions_and_overlap():
+    data = frame(100, 1)
+    data.loc[data.index[:10], "status"] = "error"
+    ref = windows.select(data, "first:50", "reference")
+    assert (ref.frame["status"] == "ok").all() and len(ref.frame) == 50
+    cur = windows.without(windows.select(data, "last:80", "current"), ref)
+    assert not cur.frame["request_id"].isin(ref.frame["request_id"]).any()
+    assert ref.describe()["n"] == 50 and "start" in ref.describe()
