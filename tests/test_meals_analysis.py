@@ -97,51 +97,34 @@ def test_rules_are_data_with_threshold_and_severity() -> None:
 
 
 @pytest.mark.parametrize(
-    "macros, expected_value, severity",
+    "pattern, macros, expected_value, severity",
     [
         # energy = 4*50 + 4*400 + 9*40 = 2160; carbs 1600 / 2160 = 74.07 %
-        ({"p": 50, "c": 400, "f": 40}, 1600 / 2160 * 100, "caution"),
+        ("too_many_carbohydrates", {"p": 50, "c": 400, "f": 40}, 1600 / 2160 * 100, "caution"),
         # 4*50 + 4*600 + 9*30 = 2870; 2400 / 2870 = 83.62 %
-        ({"p": 50, "c": 600, "f": 30}, 2400 / 2870 * 100, "warning"),
+        ("too_many_carbohydrates", {"p": 50, "c": 600, "f": 30}, 2400 / 2870 * 100, "warning"),
         # 4*85 + 4*325 + 9*40 = 2000; exactly 65 % is not above 65 %
-        ({"p": 85, "c": 325, "f": 40}, 65.0, "ok"),
+        ("too_many_carbohydrates", {"p": 85, "c": 325, "f": 40}, 65.0, "ok"),
+        ("too_little_protein", {"p": 40, "c": 300, "f": 80}, 160 / 2080 * 100, "caution"),  # 7.69 %
+        ("too_little_protein", {"p": 20, "c": 300, "f": 80}, 80 / 2000 * 100, "warning"),  # 4 %
+        ("too_little_protein", {"p": 100, "c": 250, "f": 70}, 400 / 2030 * 100, "ok"),  # 19.7 %
+        ("too_much_fat", {"p": 80, "c": 200, "f": 100}, 900 / 2020 * 100, "caution"),  # 44.55 %
+        ("too_much_fat", {"p": 80, "c": 200, "f": 150}, 1350 / 2470 * 100, "warning"),  # 54.66 %
+        ("too_much_fat", {"p": 100, "c": 250, "f": 70}, 630 / 2030 * 100, "ok"),  # 31.0 %
     ],
 )
-def test_too_many_carbohydrates(macros: dict, expected_value: float, severity: str) -> None:
-    found = verdicts(same_days(**macros))["too_many_carbohydrates"]
+def test_energy_share_rules(pattern: str, macros: dict, expected_value: float, severity: str) -> None:
+    found = verdicts(same_days(**macros))[pattern]
     assert found.value == pytest.approx(expected_value)
     assert found.severity == severity
     assert found.present == (severity != "ok")
 
 
-@pytest.mark.parametrize(
-    "macros, expected_value, severity",
-    [
-        ({"p": 40, "c": 300, "f": 80}, 160 / 2080 * 100, "caution"),   # 7.69 %
-        ({"p": 20, "c": 300, "f": 80}, 80 / 2000 * 100, "warning"),    # 4 %
-        ({"p": 100, "c": 250, "f": 70}, 400 / 2030 * 100, "ok"),       # 19.7 %
-    ],
-)
-def test_too_little_protein(macros: dict, expected_value: float, severity: str) -> None:
-    found = verdicts(same_days(**macros))["too_little_protein"]
-    assert found.value == pytest.approx(expected_value)
-    assert found.severity == severity
-    if severity == "warning":
-        assert found.threshold == 7 and found.rule == "protein share of energy < 7 %"
-
-
-@pytest.mark.parametrize(
-    "macros, expected_value, severity",
-    [
-        ({"p": 80, "c": 200, "f": 100}, 900 / 2020 * 100, "caution"),  # 44.55 %
-        ({"p": 80, "c": 200, "f": 150}, 1350 / 2470 * 100, "warning"),  # 54.66 %
-        ({"p": 100, "c": 250, "f": 70}, 630 / 2030 * 100, "ok"),  # 31.0 %
-    ],
-)
-def test_too_much_fat(macros: dict, expected_value: float, severity: str) -> None:
-    found = verdicts(same_days(**macros))["too_much_fat"]
-    assert found.value == pytest.approx(expected_value)
-    assert found.severity == severity
+def test_the_most_severe_rule_is_reported() -> None:
+    found = verdicts(same_days(p=20, c=300, f=80))["too_little_protein"]
+    assert (found.threshold, found.rule) == (7, "protein share of energy < 7 %")
+    mild = verdicts(same_days(p=100, c=250, f=70))["too_little_protein"]
+    assert (mild.threshold, mild.severity) == (10, "ok")  # no rule fired: the mildest is shown
 
 
 @pytest.mark.parametrize("fibre, expected_value, severity", [(20, 10, "caution"), (10, 5, "warning"), (30, 15, "ok")])

@@ -122,20 +122,25 @@ def _columns(url: str) -> dict[str, set[str]]:
     return {t: {c["name"] for c in inspector.get_columns(t)} for t in inspector.get_table_names()}
 
 
-def test_upgrade_from_version_1_keeps_meals(tmp_path: Path) -> None:
-    url = url_for(tmp_path)
-    old = MealStore(url, migrate=False)
-    assert old.upgrade(target=1) == (0, 1)
-    assert old.schema_version() == 1
-    with old.engine.begin() as conn:  # rows as version 1 of the code wrote them
+def insert_version_1_rows(engine: sa.Engine, time_zone: str) -> None:
+    """A user and a meal (2 servings of 250 kcal at 12:00 UTC) as version 1 wrote them."""
+    with engine.begin() as conn:
         conn.execute(sa.text(
-            "INSERT INTO users (id, name, time_zone, created_at) VALUES (1, 'ana', 'Europe/Paris', :t)"
-        ), {"t": dt.datetime(2025, 1, 1)})
+            "INSERT INTO users (id, name, time_zone, created_at) VALUES (1, 'ana', :tz, :t)"
+        ), {"tz": time_zone, "t": dt.datetime(2025, 1, 1)})
         conn.execute(sa.text(
             "INSERT INTO meals (user_id, eaten_at, meal_type, label, name, portion, serving_g, kcal,"
             " protein_g, carbohydrate_g, fat_g, fibre_g, created_at) VALUES"
             " (1, :t, 'lunch', 'pizza', 'Pizza', 2, 100, 250, 10, 30, 9, 2, :t)"
         ), {"t": dt.datetime(2025, 1, 2, 12, 0)})
+
+
+def test_upgrade_from_version_1_keeps_meals(tmp_path: Path) -> None:
+    url = url_for(tmp_path)
+    old = MealStore(url, migrate=False)
+    assert old.upgrade(target=1) == (0, 1)
+    assert old.schema_version() == 1
+    insert_version_1_rows(old.engine, "Europe/Paris")
     old.close()
 
     store = MealStore(url)  # upgrades on open
@@ -163,15 +168,7 @@ def test_failed_upgrade_leaves_the_previous_version_intact(tmp_path: Path, monke
     url = url_for(tmp_path)
     store = MealStore(url, migrate=False)
     store.upgrade(target=2)
-    with store.engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO users (id, name, time_zone, created_at) VALUES (1, 'ana', 'UTC', :t)"
-        ), {"t": dt.datetime(2025, 1, 1)})
-        conn.execute(sa.text(
-            "INSERT INTO meals (user_id, eaten_at, meal_type, label, name, portion, serving_g, kcal,"
-            " protein_g, carbohydrate_g, fat_g, fibre_g, created_at, request_id) VALUES"
-            " (1, :t, 'lunch', 'pizza', 'Pizza', 1, 100, 250, 10, 30, 9, 2, :t, 'r1')"
-        ), {"t": dt.datetime(2025, 1, 2, 12, 0)})
+    insert_version_1_rows(store.engine, "UTC")
 
     real_step = schema.MIGRATIONS[2]
 
@@ -186,7 +183,7 @@ def test_failed_upgrade_leaves_the_previous_version_intact(tmp_path: Path, monke
     assert "user_targets" not in _columns(url)  # the half-made table was rolled back
     monkeypatch.undo()
     store.upgrade()
-    assert store.meals("ana")["request_id"].tolist() == ["r1"]
+    assert store.meals("ana")["kcal"].tolist() == [500]
 
 
 def test_newer_database_is_refused(tmp_path: Path) -> None:

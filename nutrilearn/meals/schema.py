@@ -17,145 +17,107 @@ from typing import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+# Columns per schema version. A released version's columns never change: migrations
+# only add, so the current tables are the union of every version's columns.
+
+
+def _schema_version_columns() -> list[sa.Column]:
+    return [
+        sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("applied_at", sa.DateTime, nullable=False),
+    ]
+
+
+def _users_columns_v1() -> list[sa.Column]:
+    return [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.String(64), nullable=False, unique=True),
+        sa.Column("time_zone", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    ]
+
+
+def _meals_columns_v1() -> list[sa.Column]:
+    """Users' meals with a per-serving snapshot of the nutrition facts at logging time."""
+    return [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+        sa.Column("eaten_at", sa.DateTime, nullable=False),
+        sa.Column("meal_type", sa.String(16), nullable=False),
+        sa.Column("label", sa.String(128), nullable=False),
+        sa.Column("name", sa.String(128), nullable=False),
+        sa.Column("portion", sa.Float, nullable=False),
+        *[sa.Column(n, sa.Float, nullable=False)
+          for n in ("serving_g", "kcal", "protein_g", "carbohydrate_g", "fat_g", "fibre_g")],
+        sa.Column("created_at", sa.DateTime, nullable=False),
+    ]
+
+
+def _meals_columns_v2() -> list[sa.Column]:
+    """Where a label came from (prediction, correction, manual entry) and edit times."""
+    return [
+        sa.Column("predicted_label", sa.String(128), nullable=True),
+        sa.Column("request_id", sa.String(64), nullable=True),
+        sa.Column("nutrition_source", sa.String(400), nullable=False, server_default=""),
+        sa.Column("manual", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("updated_at", sa.DateTime, nullable=True),
+    ]
+
+
+def _user_targets_columns_v3() -> list[sa.Column]:
+    """Per-user daily targets (no row = the documented defaults)."""
+    return [
+        sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), primary_key=True),
+        *[sa.Column(n, sa.Float, nullable=False)
+          for n in ("kcal", "protein_g", "carbohydrate_g", "fat_g", "fibre_g")],
+        sa.Column("updated_at", sa.DateTime, nullable=False),
+    ]
+
+
 # The tables as the current code reads and writes them (schema version LATEST_VERSION).
 metadata = sa.MetaData()
-
-users = sa.Table(
-    "users",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String(64), nullable=False, unique=True),
-    sa.Column("time_zone", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.DateTime, nullable=False),
-)
-
-meals = sa.Table(
-    "meals",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
-    sa.Column("eaten_at", sa.DateTime, nullable=False),
-    sa.Column("meal_type", sa.String(16), nullable=False),
-    sa.Column("label", sa.String(128), nullable=False),
-    sa.Column("name", sa.String(128), nullable=False),
-    sa.Column("portion", sa.Float, nullable=False),
-    # Per-serving snapshot of the nutrition facts at logging time.
-    sa.Column("serving_g", sa.Float, nullable=False),
-    sa.Column("kcal", sa.Float, nullable=False),
-    sa.Column("protein_g", sa.Float, nullable=False),
-    sa.Column("carbohydrate_g", sa.Float, nullable=False),
-    sa.Column("fat_g", sa.Float, nullable=False),
-    sa.Column("fibre_g", sa.Float, nullable=False),
-    sa.Column("created_at", sa.DateTime, nullable=False),
-    # Version 2
-    sa.Column("predicted_label", sa.String(128), nullable=True),
-    sa.Column("request_id", sa.String(64), nullable=True),
-    sa.Column("nutrition_source", sa.String(400), nullable=False, server_default=""),
-    sa.Column("manual", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("updated_at", sa.DateTime, nullable=True),
-)
-
-user_targets = sa.Table(
-    "user_targets",
-    metadata,
-    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), primary_key=True),
-    sa.Column("kcal", sa.Float, nullable=False),
-    sa.Column("protein_g", sa.Float, nullable=False),
-    sa.Column("carbohydrate_g", sa.Float, nullable=False),
-    sa.Column("fat_g", sa.Float, nullable=False),
-    sa.Column("fibre_g", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.DateTime, nullable=False),
-)
-
-schema_version = sa.Table(
-    "schema_version",
-    metadata,
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("applied_at", sa.DateTime, nullable=False),
-)
+schema_version = sa.Table("schema_version", metadata, *_schema_version_columns())
+users = sa.Table("users", metadata, *_users_columns_v1())
+meals = sa.Table("meals", metadata, *_meals_columns_v1(), *_meals_columns_v2())
+user_targets = sa.Table("user_targets", metadata, *_user_targets_columns_v3())
 
 
 class SchemaError(RuntimeError):
     """The database's schema is one this code cannot use (newer, or not a meal log)."""
 
 
-def _v1_tables() -> list[sa.Table]:
-    """Version 1, frozen: users and meals with a per-serving nutrition snapshot."""
-    md = sa.MetaData()
-    return [
-        sa.Table(
-            "schema_version",
-            md,
-            sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-            sa.Column("applied_at", sa.DateTime, nullable=False),
-        ),
-        sa.Table(
-            "users",
-            md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("name", sa.String(64), nullable=False, unique=True),
-            sa.Column("time_zone", sa.String(64), nullable=False),
-            sa.Column("created_at", sa.DateTime, nullable=False),
-        ),
-        sa.Table(
-            "meals",
-            md,
-            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-            sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
-            sa.Column("eaten_at", sa.DateTime, nullable=False),
-            sa.Column("meal_type", sa.String(16), nullable=False),
-            sa.Column("label", sa.String(128), nullable=False),
-            sa.Column("name", sa.String(128), nullable=False),
-            sa.Column("portion", sa.Float, nullable=False),
-            sa.Column("serving_g", sa.Float, nullable=False),
-            sa.Column("kcal", sa.Float, nullable=False),
-            sa.Column("protein_g", sa.Float, nullable=False),
-            sa.Column("carbohydrate_g", sa.Float, nullable=False),
-            sa.Column("fat_g", sa.Float, nullable=False),
-            sa.Column("fibre_g", sa.Float, nullable=False),
-            sa.Column("created_at", sa.DateTime, nullable=False),
-        ),
-    ]
-
-
 def _to_v1(conn: Connection) -> None:
-    for table in _v1_tables():
+    md = sa.MetaData()
+    for table in (
+        sa.Table("schema_version", md, *_schema_version_columns()),
+        sa.Table("users", md, *_users_columns_v1()),
+        sa.Table("meals", md, *_meals_columns_v1()),
+    ):
         table.create(conn)
 
 
-def _add_column(conn: Connection, table: str, column: sa.Column, default_sql: str | None) -> None:
+def _add_column(conn: Connection, table: str, column: sa.Column) -> None:
     """ALTER TABLE ADD COLUMN from a Column definition (names and types are constants)."""
     type_sql = column.type.compile(dialect=conn.dialect)
+    default = ""
+    if column.server_default is not None:
+        arg = column.server_default.arg
+        literal = f"'{arg}'" if isinstance(arg, str) else str(arg.compile(dialect=conn.dialect))
+        default = f" DEFAULT {literal}"
     null_sql = "NULL" if column.nullable else "NOT NULL"
-    default = f" DEFAULT {default_sql}" if default_sql is not None else ""
     conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column.name} {type_sql}{default} {null_sql}")
 
 
 def _to_v2(conn: Connection) -> None:
-    """Where a label came from (prediction, correction, manual entry) and edit times."""
-    _add_column(conn, "meals", sa.Column("predicted_label", sa.String(128), nullable=True), None)
-    _add_column(conn, "meals", sa.Column("request_id", sa.String(64), nullable=True), None)
-    _add_column(conn, "meals", sa.Column("nutrition_source", sa.String(400), nullable=False), "''")
-    _add_column(conn, "meals", sa.Column("manual", sa.Boolean, nullable=False), "FALSE")
-    _add_column(conn, "meals", sa.Column("updated_at", sa.DateTime, nullable=True), None)
+    for column in _meals_columns_v2():
+        _add_column(conn, "meals", column)
     conn.exec_driver_sql("CREATE INDEX ix_meals_user_eaten ON meals (user_id, eaten_at)")
 
 
 def _to_v3(conn: Connection) -> None:
-    """Per-user daily targets (absent row = the documented defaults)."""
     md = sa.MetaData()
     sa.Table("users", md, sa.Column("id", sa.Integer, primary_key=True))
-    sa.Table(
-        "user_targets",
-        md,
-        sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), primary_key=True),
-        sa.Column("kcal", sa.Float, nullable=False),
-        sa.Column("protein_g", sa.Float, nullable=False),
-        sa.Column("carbohydrate_g", sa.Float, nullable=False),
-        sa.Column("fat_g", sa.Float, nullable=False),
-        sa.Column("fibre_g", sa.Float, nullable=False),
-        sa.Column("updated_at", sa.DateTime, nullable=False),
-    ).create(conn)
+    sa.Table("user_targets", md, *_user_targets_columns_v3()).create(conn)
 
 
 #: MIGRATIONS[i] takes the schema from version i to version i + 1.

@@ -26,14 +26,8 @@ COLUMNS: tuple[str, ...] = (
     "fibre_g",
     "source",
 )
-NUMERIC_COLUMNS: tuple[str, ...] = (
-    "serving_g",
-    "kcal",
-    "protein_g",
-    "carbohydrate_g",
-    "fat_g",
-    "fibre_g",
-)
+NUMERIC_COLUMNS: tuple[str, ...] = COLUMNS[2:8]
+
 #: Portions are multiples of the typical serving; beyond this it is a typing error, not a meal.
 MAX_PORTION: float = 20.0
 
