@@ -7,7 +7,7 @@ once per process (``st.cache_resource`` in the app, a session fixture in tests).
 from __future__ import annotations
 
 from nutrilearn.config import Settings
-from nutrilearn.pipeline import Analyzer, ModelInfo, RecordSink
+from nutrilearn.pipeline import RecordSink
 
 
 def load_classifier(settings: Settings):
@@ -17,9 +17,34 @@ def load_classifier(settings: Settings):
     return FoodClassifier.load(settings.models_dir)
 
 
-def build_analyzer(settings: Settings, classifier=None, sink: RecordSink | None = None) -> Analyzer:
+def build_analyzer(settings: Settings, classifier=None, sink: RecordSink | None = None):
+    """An analyzer serving ``@champion`` of the registered model (re-checked every
+    ``NUTRILEARN_ALIAS_REFRESH_S`` s, so an alias move needs no restart) and, when a
+    challenger is set, also running it in shadow on ``NUTRILEARN_CHALLENGER_SHARE`` of
+    the requests (logged under its own version). Same ``analyze`` as ``Analyzer``;
+    see ``nutrilearn.registry.routing``."""
+    from nutrilearn.registry.routing import ServingAnalyzer
+
     classifier = classifier if classifier is not None else load_classifier(settings)
-    return Analyzer(classifier, ModelInfo(), settings, sink)
+    return ServingAnalyzer(classifier, settings, sink, resolver=alias_resolver(settings))
+
+
+_RESOLVERS: dict = {}
+
+
+def alias_resolver(settings: Settings):
+    """The process's ``AliasResolver`` for this tracking store (one per store, shared)."""
+    from nutrilearn.registry.routing import AliasResolver
+
+    key = (settings.tracking_uri, str(settings.models_dir))
+    if key not in _RESOLVERS:
+        _RESOLVERS[key] = AliasResolver(settings)
+    return _RESOLVERS[key]
+
+
+def current_models(settings: Settings, force: bool = False):
+    """Which heads serve now: ``Served(champion=ServedHead(head, ModelInfo), challenger=...)``."""
+    return alias_resolver(settings).current(force=force)
 
 
 def prediction_logger(settings: Settings):

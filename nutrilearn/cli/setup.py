@@ -26,4 +26,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"model ready: {path} ({time.perf_counter() - start:.1f} s)")
+    return register_version_one(settings)
+
+
+def register_version_one(settings) -> int:
+    """Version 1 (the ImageNet food head) in the Model Registry as ``@champion``; idempotent."""
+    from nutrilearn.registry.jobs import ensure_version_one
+
+    try:
+        version, created = ensure_version_one(settings)
+    except Exception as exc:  # the model is built; say what is left to do
+        print(f"error: could not register version 1 in {settings.tracking_uri}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 1
+    state = "registered" if created else "already registered"
+    print(f"version {version} (ImageNet food head) {state} as nutrilearn-food-classifier")
     return 0

@@ -1,0 +1,1 @@
+"""Model versions: training, evaluation, the MLflow Model Registry, aliases and rollback."""

@@ -1,0 +1,93 @@
+"""Guarded registry actions: promote, set or clear the challenger, roll back.
+
+Each needs the admin token (``NUTRILEARN_ADMIN_TOKEN`` on the machine that runs the app or
+the CLI). With no token configured every action is refused: the registry cannot be
+changed by accident from a UI that anyone on the network can open. Every action that
+goes through is recorded as an alias move (who, when, from, to, why).
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from nutrilearn.config import Settings
+from nutrilearn.registry.store import (
+    BOOTSTRAP, CHALLENGER, CHAMPION, CLEAR_CHALLENGER, PROMOTE, ROLLBACK, SET_CHALLENGER, AliasEvent, Registry,
+    RegistryError,
+)
+
+TOKEN_VARIABLE = "NUTRILEARN_ADMIN_TOKEN"
+
+
+class NotAuthorised(PermissionError):
+    """A guarded action without a valid admin token."""
+
+
+def admin_status(settings: Settings, token: str | None) -> tuple[bool, str]:
+    """(allowed, reason): the reason says why actions are off, for buttons and errors."""
+    if not settings.admin_token:
+        return False, f"admin actions are off: {TOKEN_VARIABLE} is not set where the app runs"
+    if not token:
+        return False, "enter the admin token to enable admin actions"
+    if not hmac.compare_digest(token.encode(), settings.admin_token.encode()):
+        return False, "the admin token is wrong"
+    return True, "admin actions enabled"
+
+
+def check_token(settings: Settings, token: str | None) -> None:
+    allowed, reason = admin_status(settings, token)
+    if not allowed:
+        raise NotAuthorised(reason)
+
+
+def _why(why: str) -> str:
+    why = (why or "").strip()
+    if not why:
+        raise RegistryError("say why: every alias move is recorded with a reason")
+    return why
+
+
+def promote(settings: Settings, version: str, token: str | None, who: str, why: str,
+            registry: Registry | None = None) -> AliasEvent:
+    """Make ``version`` the champion. If it was the challenger, the challenger alias is cleared."""
+    check_token(settings, token)
+    why = _why(why)
+    reg = registry or Registry(settings)
+    current = reg.alias_version(CHAMPION)
+    if current == str(version):
+        raise RegistryError(f"version {version} is already the champion")
+    event = reg.move_alias(CHAMPION, str(version), who, why, PROMOTE)
+    if reg.alias_version(CHALLENGER) == str(version):
+        reg.move_alias(CHALLENGER, None, who, f"promoted to champion: {why}", CLEAR_CHALLENGER)
+    return event
+
+
+def set_challenger(settings: Settings, version: str | None, token: str | None, who: str, why: str,
+                   registry: Registry | None = None) -> AliasEvent:
+    """Point the challenger alias at ``version`` (None clears it)."""
+    check_token(settings, token)
+    why = _why(why)
+    reg = registry or Registry(settings)
+    if version is not None and reg.alias_version(CHAMPION) == str(version):
+        raise RegistryError(f"version {version} is the champion; a challenger must be another version")
+    action = SET_CHALLENGER if version is not None else CLEAR_CHALLENGER
+    return reg.move_alias(CHALLENGER, None if version is None else str(version), who, why, action)
+
+
+def rollback(settings: Settings, token: str | None, who: str, why: str, registry: Registry | None = None) -> AliasEvent:
+    """Give the champion alias back to the version that held it before the current one."""
+    check_token(settings, token)
+    why = _why(why)
+    reg = registry or Registry(settings)
+    previous = reg.previous_champion()
+    if previous is None:
+        raise RegistryError("nothing to roll back to: the champion has never been replaced")
+    return reg.move_alias(CHAMPION, previous, who, why, ROLLBACK)
+
+
+def bootstrap_champion(settings: Settings, version: str, registry: Registry | None = None) -> AliasEvent | None:
+    """Setup only: name the first champion when there is none (no token: nothing is replaced)."""
+    reg = registry or Registry(settings)
+    if reg.alias_version(CHAMPION) is not None:
+        return None
+    return reg.move_alias(CHAMPION, str(version), "nutrilearn setup", "first version: the ImageNet food model", BOOTSTRAP)
