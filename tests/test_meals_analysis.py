@@ -255,3 +255,12 @@ def test_streak_follows_the_users_time_zone(tmp_path: Path) -> None:
     assert store.meals("ny")["date"].tolist() == [d(2027, 2, 28), d(2027, 3, 1)]
     assert streak(store.meals("ny")["date"], d(2027, 3, 1)).current == 2
     store.close()
+
+
+def test_docs_list_every_rule_and_default_target() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "meals.md").read_text()
+    for _, rule in rules_frame().iterrows():
+        assert f"| {rule['title'].lower()} | {rule['rule']} | {rule['severity']} |" in text, rule["rule"]
+    for value in ("2000 kcal", "50 g", "275 g", "78 g", "28 g"):
+        assert value in text
+    assert DEFAULT_TARGETS == Targets(2000, 50, 275, 78, 28)
