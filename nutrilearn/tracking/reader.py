@@ -65,6 +65,12 @@ def _conform(table, schema):
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _latest(feedback: pd.DataFrame) -> pd.DataFrame:
+    """One feedback row per request id: the latest word wins; oldest first."""
+    ordered = feedback.sort_values("timestamp", kind="stable")
+    return ordered.drop_duplicates("request_id", keep="last").reset_index(drop=True)
+
+
 def _as_set(value: str | Iterable[str] | None) -> set[str] | None:
     if value is None:
         return None
@@ -261,9 +267,7 @@ class PredictionReader:
         new = pa.concat_tables(tables).to_pandas()
         seen = self._seen[kind]
         if kind == "feedback":  # a later word on the same request replaces the earlier one
-            new = new.sort_values("timestamp", kind="stable").drop_duplicates("request_id", keep="last")
-            old = self._frames[kind]
-            merged = pd.concat([old[~old["request_id"].isin(set(new["request_id"]))], new], ignore_index=True)
+            merged = _latest(pd.concat([self._frames[kind], new], ignore_index=True))
         else:
             new = new.drop_duplicates("request_id")
             if seen:
@@ -289,8 +293,8 @@ class PredictionReader:
         if self._pending_key.get(kind) != key:
             rows = [row_from_json(p) for p in spool.pending_payloads(kind)]
             df = rows_to_table(rows, kind).to_pandas() if rows else self._empty(kind)
-            if len(df):
-                df = df.drop_duplicates("request_id", keep="last")
+            if len(df) and kind == "predictions":
+                df = df.drop_duplicates("request_id")
                 df = df[~df["request_id"].isin(self._seen[kind])]
             self._pending_key[kind], self._pending[kind] = key, df
         return self._pending[kind]
@@ -303,10 +307,9 @@ class PredictionReader:
             if include_pending:
                 pending = self._pending_frame(kind)
                 if pending is not None and len(pending):
-                    if kind == "feedback":
-                        df = df[~df["request_id"].isin(set(pending["request_id"]))]
-                    df = pd.concat([df, pending], ignore_index=True).sort_values("timestamp", kind="stable",
-                                                                                  ignore_index=True)
+                    df = pd.concat([df, pending], ignore_index=True)
+                    df = _latest(df) if kind == "feedback" else df.sort_values("timestamp", kind="stable",
+                                                                               ignore_index=True)
             return df
 
     @staticmethod
