@@ -1,0 +1,51 @@
+"""Live figures per model version, from the prediction log: how many predictions, mean
+confidence, and realized accuracy (the share of predictions a person's feedback agreed
+with). Challenger records shadow a champion request (``<request id>.challenger``), so
+feedback on that photo scores both versions."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from nutrilearn.registry.routing import CHALLENGER_SUFFIX
+
+COLUMNS = ["model_version", "live_predictions", "mean_confidence", "with_feedback", "realized_accuracy"]
+
+
+def live_figures(predictions: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
+    """One row per model version (replayed traffic excluded)."""
+    if predictions is None or predictions.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    df = predictions
+    if "source" in df.columns:
+        df = df[df["source"] != "replay"]
+    df = df.assign(photo_id=df["request_id"].astype(str).str.removesuffix(CHALLENGER_SUFFIX),
+                   ok=df["status"] == "ok")
+    if feedback is not None and not feedback.empty:
+        truth = feedback.drop_duplicates("request_id", keep="last").set_index("request_id")["label"]
+        df = df.assign(truth=df["photo_id"].map(truth))
+    else:
+        df = df.assign(truth=pd.Series([None] * len(df), index=df.index, dtype=object))
+    df = df.assign(has_feedback=df["truth"].notna() & df["ok"])
+    df = df.assign(agreed=(df["label"] == df["truth"]) & df["has_feedback"])
+    out = df.groupby(df["model_version"].astype(str)).agg(
+        live_predictions=("request_id", "size"),
+        mean_confidence=("confidence", lambda s: float(s[df.loc[s.index, "ok"]].mean()) if len(s) else float("nan")),
+        with_feedback=("has_feedback", "sum"),
+        agreed=("agreed", "sum"),
+    )
+    out["realized_accuracy"] = out["agreed"] / out["with_feedback"].where(out["with_feedback"] > 0)
+    return out.drop(columns="agreed").reset_index()[COLUMNS]
+
+
+def load_live_figures(settings, reader=None) -> pd.DataFrame:
+    """``live_figures`` over everything logged (a fresh reader unless one is given)."""
+    from nutrilearn.tracking.reader import PredictionReader
+
+    own = reader is None
+    reader = reader or PredictionReader(settings)
+    try:
+        return live_figures(reader.predictions(), reader.feedback())
+    finally:
+        if own:
+            reader.close()

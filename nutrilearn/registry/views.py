@@ -1,0 +1,73 @@
+"""Tables behind the Models page (pandas only, so they are tested without Streamlit)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from nutrilearn.registry.store import VersionInfo
+
+METRICS = [("accuracy", "Accuracy"), ("precision_macro", "Precision"), ("recall_macro", "Recall"),
+           ("f1_macro", "F1"), ("top5_accuracy", "Top-5"), ("ece", "ECE"), ("log_loss", "Log loss")]
+LOWER_IS_BETTER = frozenset({"ece", "log_loss"})
+NUMBER_COLUMNS = ("accuracy", "precision", "recall", "F1", "top-5", "ECE", "mean confidence", "realized accuracy")
+
+
+def versions_table(versions: list[VersionInfo], live: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per version: registry figures (latest evaluation) + live figures by version."""
+    live = live.set_index("model_version") if live is not None and not live.empty else pd.DataFrame()
+
+    def from_live(version: str, column: str):
+        return live[column].get(version) if column in live.columns else None
+
+    rows = []
+    for v in versions:
+        m = v.metrics
+        rows.append({
+            "version": int(v.version), "created": v.created.strftime("%Y-%m-%d %H:%M"), "aliases": ", ".join(v.aliases),
+            "training data": v.tags.get("nutrilearn.training_data", ""),
+            "accuracy": m.get("accuracy"), "precision": m.get("precision_macro"), "recall": m.get("recall_macro"),
+            "F1": m.get("f1_macro"), "top-5": m.get("top5_accuracy"), "ECE": m.get("ece"),
+            "evaluated on": v.tags.get("eval.data", "not evaluated yet"),
+            "live predictions": from_live(v.version, "live_predictions"),
+            "mean confidence": from_live(v.version, "mean_confidence"),
+            "realized accuracy": from_live(v.version, "realized_accuracy"),
+        })
+    return pd.DataFrame(rows)
+
+
+def metric_deltas(ev_a: dict, ev_b: dict) -> list[dict]:
+    """[{key, name, a, b, delta, lower_is_better}] for the headline metrics."""
+    return [{"key": k, "name": name, "a": ev_a.get(k), "b": ev_b.get(k), "delta": ev_b.get(k) - ev_a.get(k),
+             "lower_is_better": k in LOWER_IS_BETTER}
+            for k, name in METRICS if ev_a.get(k) is not None and ev_b.get(k) is not None]
+
+
+def per_class_deltas(ev_a: dict, ev_b: dict) -> pd.DataFrame:
+    """Per-class F1 and recall of A and B over the union of their classes, with B - A."""
+    per_a = pd.DataFrame(ev_a.get("per_class", []), columns=["label", "f1", "recall"]).set_index("label")
+    per_b = pd.DataFrame(ev_b.get("per_class", []), columns=["label", "f1", "recall"]).set_index("label")
+    labels = sorted(set(per_a.index) | set(per_b.index))
+    out = pd.DataFrame({
+        "label": labels,
+        "F1 A": [per_a["f1"].get(l) for l in labels], "F1 B": [per_b["f1"].get(l) for l in labels],
+        "recall A": [per_a["recall"].get(l) for l in labels], "recall B": [per_b["recall"].get(l) for l in labels],
+    })
+    out["F1 delta (B - A)"] = pd.to_numeric(out["F1 B"]) - pd.to_numeric(out["F1 A"])
+    return out
+
+
+def confusion_frame(ev: dict) -> pd.DataFrame:
+    """Long form (true, predicted, count) of an evaluation's confusion matrix."""
+    columns = ev["labels"] + ["other"]
+    return pd.DataFrame([{"true": t, "predicted": p, "count": int(n)}
+                         for t, row in zip(ev["labels"], ev["confusion"]) for p, n in zip(columns, row)],
+                        columns=["true", "predicted", "count"])
+
+
+def history_table(events) -> pd.DataFrame:
+    """Alias moves, newest first."""
+    hist = pd.DataFrame([e.as_row() for e in reversed(events)],
+                        columns=["when", "alias", "action", "from", "to", "who", "why"])
+    if not hist.empty:
+        hist["when"] = pd.to_datetime(hist["when"], utc=True).dt.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return hist
