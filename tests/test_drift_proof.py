@@ -90,4 +90,4 @@ def test_other_foods_are_embedding_drift(drift_pool):
     for _ in range(5):
         ref, cur = scenarios.class_split(drift_pool["all"], WINDOW, classes[:5], rng)
         result = DriftMonitor(permutations=100).fit(ref).report(cur).result("embedding")
-        assert result.drifted and result.distance > 0.8, result
+        assert result.drifted and result.distance > 0.6, result

@@ -1,18 +1,17 @@
 """Drift detectors over predictions DataFrames: fit on a reference window, test a current one.
 
-Four signals, each a detector with ``fit(reference)`` then ``test(current) -> DriftResult``:
+Four signals, each a detector with ``fit(reference)`` then ``test(current) -> DriftResult``
+(test that decides / effect size that sets severity / materiality floor):
 
-========== ============================================ ============================== ==========================
-signal     test (verdict)                                effect size (severity)         materiality floor
-========== ============================================ ============================== ==========================
-food       chi-squared homogeneity, rare classes pooled  PSI (+ Jensen-Shannon distance) JS distance >= 0.05
-confidence Kolmogorov-Smirnov                           KS D (+ Wasserstein distance)  D >= 0.05
-image      KS per property (brightness, contrast,        largest KS D of the properties D >= 0.05
-           saturation, sharpness, size, aspect), Holm    that drifted
-embedding  MMD, RBF kernel (median heuristic),           kernel-witness domain AUC      AUC >= 0.53
-           permutation p-value; windows capped at
-           ``sample_cap`` (default 1,000) each
-========== ============================================ ============================== ==========================
+- food: chi-squared homogeneity with rare classes pooled (expected counts >= 5) plus a
+  two-proportion z-test per food, Holm together / PSI (Jensen-Shannon distance beside) /
+  JS distance >= 0.05.
+- confidence: two-sample Kolmogorov-Smirnov / KS D (Wasserstein beside) / D >= 0.05.
+- image: KS per property (brightness, contrast, saturation, sharpness, size, aspect),
+  Holm across them / largest KS D among those that drifted / D >= 0.05.
+- embedding: MMD with an RBF kernel (median-heuristic bandwidth) and a permutation p-value,
+  each window capped at ``sample_cap`` (default 1,000) random embeddings / AUC of the
+  cross-fitted kernel witness as a domain classifier / AUC >= 0.53.
 
 A signal drifts when its p-value is at most ``alpha`` (default 0.05) **and** its effect
 reaches the materiality floor: with 100,000 predictions a window every test rejects for
@@ -155,10 +154,11 @@ class Detector:
 
 
 class FoodDistributionDetector(Detector):
-    """Predicted food labels: chi-squared (rare classes pooled), Jensen-Shannon, PSI."""
+    """Predicted food labels: an omnibus chi-squared (rare classes pooled) and one
+    two-proportion z-test per food, Holm-corrected together; Jensen-Shannon and PSI."""
 
     signal = "food"
-    method = "chi-squared homogeneity (expected counts >= 5, rare classes pooled)"
+    method = "chi-squared homogeneity (expected counts >= 5, rare classes pooled) + per-food z-tests, Holm"
     distance_name = "js_distance"
     min_distance = 0.05
 
@@ -174,10 +174,21 @@ class FoodDistributionDetector(Detector):
         table = dt.count_table(self.labels_, labels)
         chi = dt.pooled_chi2(table)
         js, psi = dt.js_distance(table), dt.psi(table)
+        z, p_food = dt.share_z_tests(chi.table)
+        p_all = np.r_[chi.p_value, p_food]
+        adjusted = dt.holm(p_all)
+        flags = (adjusted <= self.alpha) & (js >= self.min_distance)
+        checks = [Check("label mix", "chi2", chi.statistic, chi.p_value, adjusted[0], js, "js_distance",
+                        bool(flags[0]))]
+        pooled_shares = dt.shares(chi.table)
+        checks += [Check(str(name), "two-proportion z", z[i], p_food[i], adjusted[i + 1],
+                         float(pooled_shares["current"].iloc[i] - pooled_shares["reference"].iloc[i]),
+                         "share_change", bool(flags[i + 1])) for i, name in enumerate(chi.table.index)]
         share = dt.shares(table).fillna(0)
         change = (share["current"] - share["reference"]).sort_values(key=np.abs, ascending=False)
         details = {
             "dof": chi.dof,
+            "chi2_p_value": chi.p_value,
             "pooled_classes": list(chi.pooled),
             "psi": psi,
             "js_distance": js,
@@ -187,11 +198,9 @@ class FoodDistributionDetector(Detector):
                 for k in change.index[:5]
             ],
         }
-        check = Check("label", "chi2", chi.statistic, chi.p_value, chi.p_value, js, "js_distance", False)
-        result = self._result(chi.statistic, chi.p_value, js, len(labels), (check,), details)
+        result = self._result(chi.statistic, adjusted.min(), js, len(labels), checks, details)
         # Severity of a label shift reads on the PSI scale (the convention people know).
-        severity = _band(psi, *SEVERITY_BANDS["food"]) if result.drifted else "none"
-        return replace(result, severity=severity, checks=(replace(check, drifted=result.drifted),))
+        return replace(result, severity=_band(psi, *SEVERITY_BANDS["food"]) if result.drifted else "none")
 
 
 class ConfidenceDetector(Detector):

@@ -32,6 +32,7 @@ class Chi2Result:
     dof: int
     categories: tuple[str, ...]  # after pooling
     pooled: tuple[str, ...]  # labels folded into OTHER
+    table: pd.DataFrame | None = None  # the pooled 2 x K counts (columns reference, current)
 
 
 def count_table(reference: pd.Series, current: pd.Series) -> pd.DataFrame:
@@ -62,9 +63,24 @@ def pooled_chi2(table: pd.DataFrame, min_expected: float = MIN_EXPECTED) -> Chi2
     if pooled:
         rows = pd.concat([rows, table.loc[pooled].sum().to_frame(OTHER).T])
     if len(rows) < 2:
-        return Chi2Result(0.0, 1.0, 0, tuple(rows.index), tuple(pooled))
+        return Chi2Result(0.0, 1.0, 0, tuple(rows.index), tuple(pooled), rows)
     res = stats.chi2_contingency(rows[["reference", "current"]].to_numpy().T, correction=False)
-    return Chi2Result(float(res.statistic), float(res.pvalue), int(res.dof), tuple(rows.index), tuple(pooled))
+    return Chi2Result(float(res.statistic), float(res.pvalue), int(res.dof), tuple(rows.index), tuple(pooled),
+                      rows)
+
+
+def share_z_tests(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """One two-proportion z-test per category (pooled variance; the 2 x 2 chi-squared
+    without continuity correction), vectorised: (z, two-sided p) per row of ``table``.
+    An omnibus chi-squared spreads its power over K - 1 degrees of freedom; these find a
+    change concentrated in one food."""
+    counts = table[["reference", "current"]].to_numpy(float)
+    n_ref, n_cur = counts.sum(axis=0)
+    p_ref, p_cur = counts[:, 0] / n_ref, counts[:, 1] / n_cur
+    pooled = counts.sum(axis=1) / (n_ref + n_cur)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / n_ref + 1 / n_cur))
+    z = np.divide(p_cur - p_ref, se, out=np.zeros_like(se), where=se > 0)
+    return z, 2 * stats.norm.sf(np.abs(z))
 
 
 def shares(table: pd.DataFrame) -> pd.DataFrame:
