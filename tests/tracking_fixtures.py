@@ -193,17 +193,14 @@ class MlflowServer:
         raise RuntimeError("mlflow server did not come up")
 
     def stop(self) -> None:
+        """Down hard (SIGKILL to its process group): an outage, not a polite shutdown."""
         if self.proc is None:
             return
         try:
-            os.killpg(self.proc.pid, 15)  # the server's own process group (uvicorn workers too)
+            os.killpg(self.proc.pid, 9)
         except ProcessLookupError:
             pass
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait(5)
+        self.proc.wait(10)
         self.proc = None
 
 
