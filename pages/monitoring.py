@@ -1,0 +1,290 @@
+"""Monitoring: volumes, confidence, recent predictions, system health and trends.
+
+Reads logged predictions through the cached ``PredictionReader``; every figure comes from
+``nutrilearn.monitoring``; this page only lays out widgets and draws with altair.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from nutrilearn import monitoring as mon
+from nutrilearn_app import state
+
+BAND_COLOURS = {"low": "#f8d7da", "medium": "#fff3cd", "high": "#d1e7dd"}
+STATUS_BOX = {mon.HEALTHY: st.success, mon.DEGRADED: st.warning, mon.UNHEALTHY: st.error}
+AUTO_REFRESH = {"off": None, "every 30 s": 30, "every minute": 60, "every 5 minutes": 300}
+
+
+@st.cache_resource(show_spinner=False)
+def _reader(tracking_uri: str, spool_dir: str):
+    """One incremental reader per store and process (closed batches are read once)."""
+    from nutrilearn.tracking.reader import PredictionReader
+
+    return PredictionReader(state.settings(), tracking_uri=tracking_uri, spool_dir=spool_dir)
+
+
+cfg = state.settings()
+reader = _reader(cfg.tracking_uri, str(cfg.spool_dir))
+
+st.title("📈 Monitoring")
+
+# ------------------------------------------------------------------------ refresh, data
+top = st.columns([1, 1, 2])
+refresh_clicked = top[0].button("🔄 Refresh", help="Read new prediction batches from MLflow now")
+top[1].link_button("Open MLflow UI", cfg.mlflow_ui_url, help="The batch runs behind these figures "
+                   f"(experiment `{cfg.predictions_experiment}`)")
+auto = top[2].selectbox("Auto-refresh", list(AUTO_REFRESH), index=0, key="mon_auto_refresh",
+                        help="Checks for new predictions in the background and redraws when there are some")
+
+try:
+    with st.spinner("Reading predictions…"):
+        if refresh_clicked or "mon_loaded" not in st.session_state:
+            reader.refresh()
+            st.session_state["mon_loaded"] = True
+        raw = reader.predictions(refresh=False)
+        feedback = reader.feedback(refresh=False)
+except Exception as exc:  # an unreachable tracking server must not take the page down
+    st.error(f"Cannot read predictions from `{cfg.tracking_uri}`: {type(exc).__name__}: {exc}")
+    st.stop()
+
+if AUTO_REFRESH[auto]:
+    @st.fragment(run_every=timedelta(seconds=AUTO_REFRESH[auto]))
+    def _watch(seen: int) -> None:
+        """Reruns the page only when new batches or spooled records have arrived."""
+        reader.refresh()
+        if len(reader.predictions(refresh=False)) != seen:
+            st.rerun()
+        st.caption(f"Auto-refresh {auto}; last checked {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
+
+    _watch(len(raw))
+
+data = mon.prepare(raw)
+options = mon.filter_options(data)
+
+# -------------------------------------------------------------------------------- filters
+with st.sidebar:
+    st.subheader("Monitoring filters")
+    period = st.selectbox("Time range", list(mon.TIME_RANGES), index=list(mon.TIME_RANGES).index("Last 7 days"),
+                          key="mon_period")
+    versions = st.multiselect("Model version", options["model_versions"], key="mon_versions",
+                              placeholder="all versions")
+    users = st.multiselect("User", options["users"], key="mon_users", placeholder="all users")
+    hide_replayed = st.toggle("Hide replayed traffic", value=True, key="mon_hide_replayed",
+                              help="Records made by `nutrilearn replay` (demos, tests) are left out")
+    low = st.slider("Low-confidence threshold", 0.05, 0.95, mon.stats.LOW_CONFIDENCE, 0.05, key="mon_low")
+
+filters = mon.Filters.last(mon.TIME_RANGES[period], model_versions=tuple(versions), users=tuple(users),
+                           hide_replayed=hide_replayed)
+df = mon.filter_predictions(data, filters)
+joined = mon.join_feedback(df, feedback)
+
+if df.empty:
+    if len(data) == 0:
+        st.info("No predictions logged yet. Analyze some photos, or replay labelled ones: "
+                "`nutrilearn replay --photos DIR --n 500 --days 7 --users 5`.")
+    elif hide_replayed and options["replayed"]:
+        st.info(f"No live predictions match these filters; {options['replayed']:,} replayed predictions "
+                "are hidden. Turn off **Hide replayed traffic** in the sidebar to include them.")
+    else:
+        st.info("No predictions match these filters.")
+    st.stop()
+
+# ------------------------------------------------------------------------------- overview
+ov = mon.overview(df)
+cols = st.columns(6)
+cols[0].metric("Predictions", f"{ov.total:,}")
+cols[1].metric("Mean confidence", f"{ov.mean_confidence:.1%}" if ov.ok else "–")
+cols[2].metric("Unique users", ov.unique_users)
+cols[3].metric("Unique foods", ov.unique_foods)
+cols[4].metric("Errors", f"{ov.errors:,}", f"{ov.error_rate:.1%} of requests", delta_color="off")
+cols[5].metric("Not a food", f"{ov.not_food:,}")
+st.caption(f"{ov.first:%Y-%m-%d %H:%M} to {ov.last:%Y-%m-%d %H:%M} UTC"
+           + (f" · {ov.replayed:,} replayed" if ov.replayed else "")
+           + f" · {reader.pending_count():,} record(s) not yet flushed to MLflow")
+
+volumes, recent_tab, confidence, health, trends = st.tabs(
+    ["Volumes", "Recent predictions", "Confidence", "System health", "Trends"])
+
+# -------------------------------------------------------------------------------- volumes
+with volumes:
+    left, right = st.columns(2)
+    foods = mon.top_foods(df, n=st.slider("Foods shown", 5, 30, 10, key="mon_top_n"))
+    left.altair_chart(
+        alt.Chart(foods, title="Top foods").mark_bar().encode(
+            x=alt.X("predictions:Q", title="Predictions"),
+            y=alt.Y("food:N", sort="-x", title=None),
+            tooltip=["food", "predictions", alt.Tooltip("share:Q", format=".1%"),
+                     alt.Tooltip("mean_confidence:Q", format=".1%")],
+        ),
+        width="stretch",
+    )
+    daily = mon.daily_volume(df).melt("day", ["predictions", "errors"], var_name="series", value_name="count")
+    right.altair_chart(
+        alt.Chart(daily, title="Predictions by day (UTC)").mark_line(point=True).encode(
+            x=alt.X("day:T", title=None), y=alt.Y("count:Q", title="Requests"),
+            color=alt.Color("series:N", title=None), tooltip=["day:T", "series", "count"],
+        ),
+        width="stretch",
+    )
+    st.markdown("**By user**")
+    st.dataframe(
+        mon.by_user(df), hide_index=True,
+        column_config={
+            "mean_confidence": st.column_config.NumberColumn("mean confidence", format="percent"),
+            "min_confidence": st.column_config.NumberColumn("min", format="percent"),
+            "max_confidence": st.column_config.NumberColumn("max", format="percent"),
+            "last_seen": st.column_config.DatetimeColumn("last seen (UTC)", format="YYYY-MM-DD HH:mm"),
+        },
+    )
+
+# --------------------------------------------------------------------- recent predictions
+with recent_tab:
+    c1, c2, c3, c4 = st.columns([3, 2, 1, 1])
+    search = c1.text_input("Search", key="mon_search", max_chars=100,
+                           placeholder="food, user, version, status, error or file name")
+    sort_by = c2.selectbox("Sort by", mon.stats.RECENT_COLUMNS[:8], key="mon_sort")
+    descending = c3.toggle("Descending", value=True, key="mon_desc")
+    limit = c4.number_input("Rows", 10, 5000, 200, 50, key="mon_limit")
+    rows = mon.recent(df, limit=int(limit), search=search, sort_by=sort_by, descending=descending, low=low)
+    st.caption(f"{len(rows):,} shown of {int(mon.search_mask(df, search).sum()):,} matching")
+    band_css = [f"background-color: {BAND_COLOURS[b]}" if b in BAND_COLOURS else "" for b in rows["band"]]
+    styled = rows.style.apply(lambda _: band_css, subset=["confidence"]).apply(lambda _: band_css, subset=["band"])
+    st.dataframe(
+        styled, hide_index=True,
+        column_config={
+            "time": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "confidence": st.column_config.NumberColumn(format="percent"),
+            "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.0f"),
+        },
+    )
+
+# ----------------------------------------------------------------------------- confidence
+with confidence:
+    summary = mon.confidence_summary(df, low)
+    c = st.columns(4)
+    c[0].metric("Mean", f"{summary.mean:.1%}" if summary.count else "–")
+    c[1].metric("Median", f"{summary.median:.1%}" if summary.count else "–")
+    c[2].metric("Std deviation", f"{summary.std:.3f}" if summary.count > 1 else "–")
+    c[3].metric(f"Below {low:.0%}", f"{summary.low_share:.1%}" if summary.count else "–")
+    bins = st.slider("Bins", 5, 50, 20, key="mon_bins")
+    hist = mon.confidence_histogram(df, bins=bins)
+    several = hist["model_version"].nunique() > 1
+    bars = alt.Chart(hist).mark_bar(
+        opacity=0.55 if several else 0.9, binSpacing=0).encode(
+        x=alt.X("bin_start:Q", bin="binned", title="Confidence", axis=alt.Axis(format="%")),
+        x2="bin_end:Q",
+        y=alt.Y("share:Q" if several else "count:Q", stack=None,
+                title="Share of the version's predictions" if several else "Predictions"),
+        color=alt.Color("model_version:N", title="Version"),
+        tooltip=["model_version", alt.Tooltip("bin_start:Q", format=".0%"), alt.Tooltip("bin_end:Q", format=".0%"),
+                 "count", alt.Tooltip("share:Q", format=".1%")],
+    )
+    rule = alt.Chart(pd.DataFrame({"threshold": [low]})).mark_rule(strokeDash=[4, 4], color="crimson").encode(
+        x="threshold:Q")
+    title = "Confidence distribution" + (" by model version" if several else "")
+    st.altair_chart((bars + rule).properties(title=title), width="stretch")
+    if several:
+        st.dataframe(mon.confidence_by_version(df, low), hide_index=True,
+                     column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                    for k in ("mean", "median", "std")}
+                     | {"low_share": st.column_config.NumberColumn(f"below {low:.0%}", format="percent")})
+
+# ---------------------------------------------------------------------------- health
+with health:
+    report = mon.assess_health(df, mon.HealthThresholds.from_env())
+    STATUS_BOX[report.status](f"Status: **{report.status}**"
+                              + ("" if report.problems else " — no threshold crossed"))
+    for problem in report.problems:
+        box = st.error if problem.severity == mon.UNHEALTHY else st.warning
+        box(f"**{problem.check.replace('_', ' ')}** ({problem.severity}): {problem.detail}.\n\n"
+            f"Recommendation: {problem.recommendation}")
+    for note in report.notes:
+        st.caption(note)
+    lat = report.latency.set_index("stage")
+    c = st.columns(4)
+    for col, name in zip(c, ("mean", "p50", "p95", "p99")):
+        value = lat.loc["total", name]
+        col.metric(f"{name} latency", "–" if pd.isna(value) else f"{value:.0f} ms")
+    split = report.latency[report.latency["stage"] != "total"].melt(
+        "stage", ["mean", "p50", "p95", "p99"], var_name="statistic", value_name="ms")
+    st.altair_chart(
+        alt.Chart(split, title="Latency split by stage").mark_bar().encode(
+            x=alt.X("ms:Q", title="Milliseconds"), y=alt.Y("statistic:N", title=None, sort=["mean", "p50", "p95", "p99"]),
+            color=alt.Color("stage:N", sort=["decode", "preprocess", "inference"]),
+            order=alt.Order("stage_order:Q"), tooltip=["stage", "statistic", alt.Tooltip("ms:Q", format=".1f")],
+        ).transform_calculate(stage_order="indexof(['decode','preprocess','inference'], datum.stage)"),
+        width="stretch",
+    )
+    st.dataframe(report.latency, hide_index=True,
+                 column_config={k: st.column_config.NumberColumn(format="%.1f") for k in ("mean", "p50", "p95", "p99")})
+    left, right = st.columns(2)
+    with left:
+        st.metric("Error rate", f"{report.error_rate:.2%}", f"{report.errors:,} of {report.requests:,}",
+                  delta_color="off")
+        if len(report.errors_by_type):
+            st.altair_chart(
+                alt.Chart(report.errors_by_type, title="Errors by type").mark_bar(color="#d9534f").encode(
+                    x=alt.X("errors:Q", title="Errors"), y=alt.Y("error_type:N", sort="-x", title=None),
+                    tooltip=["error_type", "errors", alt.Tooltip("rate:Q", format=".2%"),
+                             alt.Tooltip("share:Q", format=".1%")],
+                ),
+                width="stretch",
+            )
+        else:
+            st.caption("No errors in view.")
+    with right:
+        t = report.traffic
+        a, b = st.columns(2)
+        a.metric("Requests / min (mean)", f"{t.mean_rpm:.2f}")
+        b.metric("Peak requests / min", t.peak_rpm, f"{t.peak_minute:%Y-%m-%d %H:%M} UTC" if t.peak_minute is not None
+                 else None, delta_color="off")
+        freq = mon.rate_frequency(df["timestamp"].max() - df["timestamp"].min())
+        st.altair_chart(
+            alt.Chart(mon.request_rate(df, freq), title=f"Requests per minute ({freq} buckets)").mark_area(
+                line=True, opacity=0.4).encode(
+                x=alt.X("time:T", title=None), y=alt.Y("per_minute:Q", title="Requests / min"),
+                tooltip=["time:T", "requests", alt.Tooltip("per_minute:Q", format=".2f")],
+            ),
+            width="stretch",
+        )
+    with st.expander("Health thresholds"):
+        th = report.thresholds
+        st.markdown(
+            f"- **unhealthy** when p95 latency ≥ {th.p95_latency_ms_unhealthy:g} ms or error rate ≥ "
+            f"{th.error_rate_unhealthy:.0%}\n"
+            f"- **degraded** when p95 latency ≥ {th.p95_latency_ms_degraded:g} ms or error rate ≥ "
+            f"{th.error_rate_degraded:.0%}\n"
+            f"- the error rate is judged from {th.min_requests} requests in view\n\n"
+            "Set them with " + ", ".join(f"`{v}`" for v in mon.health.THRESHOLD_ENV.values())
+            + " (see docs/monitoring.md).")
+
+# ---------------------------------------------------------------------------- trends
+with trends:
+    fb = mon.feedback_summary(joined)
+    c = st.columns(3)
+    c[0].metric("Predictions with feedback", f"{fb.feedback:,}")
+    c[1].metric("Realized accuracy", f"{fb.accuracy:.1%}" if fb.feedback else "–",
+                help="Share of feedback whose true label equals the model's label")
+    c[2].metric("Corrected", f"{fb.feedback - fb.correct:,}")
+    daily = mon.daily_trends(df, joined)
+    long = daily.melt("day", ["mean_confidence", "error_rate", "realized_accuracy"], var_name="measure",
+                      value_name="value").dropna(subset=["value"])
+    st.altair_chart(
+        alt.Chart(long, title="Daily trends (UTC days)").mark_line(point=True).encode(
+            x=alt.X("day:T", title=None), y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%")),
+            color=alt.Color("measure:N", title=None),
+            tooltip=["day:T", "measure", alt.Tooltip("value:Q", format=".1%")],
+        ),
+        width="stretch",
+    )
+    if fb.feedback:
+        st.dataframe(mon.accuracy_by_version(joined), hide_index=True,
+                     column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+    else:
+        st.caption("No feedback on these predictions yet: realized accuracy appears once people confirm "
+                   "or correct labels (or `nutrilearn replay --feedback-share`).")
