@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 # Modules under nutrilearn.cli that contribute subcommands, in help order.
-COMMAND_MODULES = ("setup", "predict", "tracking", "models", "replay")
+COMMAND_MODULES = ("setup", "predict", "tracking", "models", "replay", "drift")
 
 
 def build_parser() -> argparse.ArgumentParser:
