@@ -30,7 +30,6 @@ from nutrilearn.meals import (
     findings_frame,
     manual_facts,
     meals_to_csv,
-    streak,
     today_in,
 )
 from nutrilearn.nutrition import MAX_PORTION, facts_for, known_labels
@@ -146,8 +145,7 @@ start, end = (picked if isinstance(picked, (tuple, list)) and len(picked) == 2
               else (picked, picked))
 meals = store.meals(user.name, start, end)
 totals = daily_totals(meals)
-all_dates = store.meals(user.name)["date"]
-run = streak(all_dates, today)
+run = store.streak(user.name, today)
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Current streak", f"{run.current} day{'s' * (run.current != 1)}",

@@ -252,8 +252,9 @@ def test_streak_follows_the_users_time_zone(tmp_path: Path) -> None:
     store.ensure_user("ny", "America/New_York")
     for moment in (dt.datetime(2027, 3, 1, 3, 0, tzinfo=dt.UTC), dt.datetime(2027, 3, 1, 20, 0, tzinfo=dt.UTC)):
         store.log_meal(MealEntry(user="ny", label="bagel", meal_type="snack", eaten_at=moment))
-    assert store.meals("ny")["date"].tolist() == [d(2027, 2, 28), d(2027, 3, 1)]
-    assert streak(store.meals("ny")["date"], d(2027, 3, 1)).current == 2
+    assert store.logged_dates("ny") == [d(2027, 2, 28), d(2027, 3, 1)]
+    assert store.streak("ny", d(2027, 3, 1)).current == 2
+    assert store.streak("kiri", kiri_today) == kiri
     store.close()
 
 

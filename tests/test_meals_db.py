@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 import nutrilearn.meals.schema as schema
+from nutrilearn.meals.store import is_lock_error
 from nutrilearn.meals import LATEST_VERSION, MealEntry, MealStore, SchemaError, StoreBusyError
 from test_meals_store import db_url, postgres_server  # noqa: F401 - shared fixtures: every backend
 
@@ -211,3 +212,37 @@ def test_opening_twice_is_idempotent(db_url: str) -> None:
     second = MealStore(url)
     assert second.upgrade() == (LATEST_VERSION, LATEST_VERSION)
     assert second.list_users() == ["ana"]
+
+
+class _DriverError(Exception):
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    "orig, retry",
+    [
+        (sqlite3.OperationalError("database is locked"), True),
+        (sqlite3.OperationalError("database table is locked: meals"), True),
+        (_DriverError("deadlock detected", "40P01"), True),
+        (_DriverError("could not serialize access", "40001"), True),
+        (_DriverError("could not obtain lock on row", "55P03"), True),
+        (sqlite3.OperationalError("no such table: meals"), False),
+        (_DriverError("syntax error", "42601"), False),
+    ],
+)
+def test_which_errors_are_retried(orig: Exception, retry: bool) -> None:
+    assert is_lock_error(sa.exc.OperationalError("INSERT ...", {}, orig)) is retry
+    assert is_lock_error(orig) is False  # only errors that came through SQLAlchemy
+
+
+def test_other_errors_are_not_retried(tmp_path: Path) -> None:
+    store = MealStore(url_for(tmp_path), lock_timeout_s=30)
+    store.ensure_user("ana")
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE user_targets")
+    began = time.monotonic()
+    with pytest.raises(sa.exc.OperationalError, match="no such table"):
+        store.targets_for("ana")
+    assert time.monotonic() - began < 5

@@ -33,11 +33,13 @@ from nutrilearn.meals.records import (
     UnknownFoodError,
     User,
     to_utc,
+    today_in,
     validate_label,
     validate_meal_type,
     validate_time_zone,
     validate_user_name,
 )
+from nutrilearn.meals.streak import Streak, streak
 from nutrilearn.meals.targets import DEFAULT_TARGETS, NUTRIENTS, Targets
 
 log = logging.getLogger(__name__)
@@ -214,6 +216,9 @@ class MealStore:
         """The user called ``name``, created with ``time_zone`` if new (existing zone kept)."""
         clean = validate_user_name(name)
         validate_time_zone(time_zone)
+        existing = self.get_user(clean)  # a read: pages call this on every rerun
+        if existing is not None:
+            return existing
 
         def work(conn: Connection) -> User:
             row = self._user_row(conn, clean)
@@ -392,6 +397,27 @@ class MealStore:
 
         owner, rows = self._run(work, write=False)
         return meals_frame([_meal_from_row(r, owner.name) for r in rows], owner.time_zone)
+
+
+    def logged_dates(self, user: str) -> list[dt.date]:
+        """Distinct local dates with at least one meal (reads only the times)."""
+        def work(conn: Connection) -> tuple[str, list[dt.datetime]]:
+            owner = self._require_user(conn, user)
+            times = conn.execute(sa.select(schema.meals.c.eaten_at)
+                                 .where(schema.meals.c.user_id == owner.id)).scalars().all()
+            return owner.time_zone, times
+
+        time_zone, times = self._run(work, write=False)
+        zone = ZoneInfo(time_zone)
+        return sorted({t.replace(tzinfo=dt.UTC).astimezone(zone).date() for t in times})
+
+    def streak(self, user: str, today: dt.date | None = None) -> Streak:
+        """The user's logging streak; ``today`` defaults to today in their time zone."""
+        dates = self.logged_dates(user)
+        if today is None:
+            found = self.get_user(user)
+            today = today_in(found.time_zone if found else "UTC")
+        return streak(dates, today)
 
 
 def _meal_from_row(row: Any, user: str) -> Meal:
