@@ -161,3 +161,13 @@ def test_standalone_page_offers_a_user_selector(db: MealStore) -> None:
     picker.set_value("bob")
     at.run()
     assert {m.label: m.value for m in at.metric}["Meals in range"] == "1"
+
+
+def test_runs_under_the_apps_navigation_with_the_sidebar_user(db: MealStore) -> None:
+    seed(db, "analyst", days=2)
+    at = AppTest.from_file(str(Path(PAGE).parents[1] / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/meals.py")
+    at.run()
+    assert not at.exception
+    assert any("User **analyst**" in c.value for c in at.caption)
+    assert {m.label: m.value for m in at.metric}["Current streak"] == "2 days"
