@@ -42,6 +42,7 @@ HOUR_WEIGHTS = np.array([0.5, 0.3, 0.2, 0.2, 0.3, 0.8, 2.0, 4.5, 6.0, 4.0, 2.5, 
                          7.0, 6.5, 3.0, 2.0, 2.0, 3.0, 5.5, 7.5, 5.0, 3.0, 1.8, 1.0])
 WEEKEND_FACTOR = 0.7  # Saturdays and Sundays see this share of a weekday's traffic
 FEEDBACK_DELAY_S = (5.0, 600.0)  # feedback follows its prediction by 5 s to 10 min
+SHADOW_SUFFIX = ".challenger"  # nutrilearn.registry.routing.CHALLENGER_SUFFIX (a challenger's shadow record)
 
 
 class Sink(Protocol):
@@ -66,6 +67,7 @@ class ReplayResult:
     distinct_photos: int  # how many photos the sample touched
     predicted: int  # how many forward passes were run (== distinct_photos when reused)
     elapsed_s: float
+    shadow: list[PredictionRecord] = dataclasses.field(default_factory=list)  # a challenger's, if one runs
 
     @property
     def errors(self) -> int:
@@ -137,8 +139,10 @@ def replay(
 ) -> ReplayResult:
     """Predict ``n`` sampled photos for real and log them as replayed traffic.
 
-    ``analyzer`` is a ``nutrilearn.pipeline.Analyzer`` (its own sink, if any, is not
-    used: records go to ``sink`` only once their simulated time and user are set).
+    ``analyzer`` is what ``nutrilearn.serving.build_analyzer(settings, sink=None)``
+    returns (the champion answers; a challenger in shadow answers too, and its records
+    are replayed beside the champion's). It must have no sink of its own: records go to
+    ``sink`` only once their simulated time and user are set.
     ``feedback_share`` of the successful predictions get feedback with the true label.
     Returns every record and feedback made, whether or not a sink was given.
     """
@@ -161,48 +165,61 @@ def replay(
     names = user_names(users)
     who = rng.choice(users, size=n, p=user_weights(users))
 
-    quiet = _without_sink(analyzer)
+    if getattr(analyzer, "sink", None) is not None:
+        raise ValueError("give replay an analyzer without a sink: records are logged through `sink` "
+                         "once their simulated time and user are set")
     if reuse_predictions:
         distinct = sorted(set(picks.tolist()))
-        base = dict(zip(distinct, _predict(quiet, [found[i] for i in distinct], batch_size, progress)))
-        records = [dataclasses.replace(base[i], request_id=new_request_id(), timestamp=when,
-                                       user=names[u], source=REPLAY_SOURCE)
-                   for i, when, u in zip(picks.tolist(), times, who)]
+        answers = _predict(analyzer, [found[i] for i in distinct], batch_size, progress)
+        base = dict(zip(distinct, answers))
+        records, shadows = [], []
+        for i, when, u in zip(picks.tolist(), times, who):
+            rec, shadow = base[i]
+            rid = new_request_id()
+            records.append(dataclasses.replace(rec, request_id=rid, timestamp=when, user=names[u],
+                                               source=REPLAY_SOURCE))
+            shadows.extend(dataclasses.replace(s, request_id=rid + SHADOW_SUFFIX, timestamp=when, user=names[u],
+                                               source=REPLAY_SOURCE) for s in shadow)
         predicted = len(distinct)
     else:
-        records = _predict(quiet, [found[i] for i in picks], batch_size, progress)
-        for rec, when, u in zip(records, times, who):
-            rec.timestamp, rec.user, rec.source = when, names[u], REPLAY_SOURCE
+        answers = _predict(analyzer, [found[i] for i in picks], batch_size, progress)
+        records, shadows = [], []
+        for (rec, shadow), when, u in zip(answers, times, who):
+            for r in (rec, *shadow):
+                r.timestamp, r.user, r.source = when, names[u], REPLAY_SOURCE
+            records.append(rec)
+            shadows.extend(shadow)
         predicted = n
 
     feedback = _feedback(records, [found[i].label for i in picks], feedback_share, now, rng)
     if sink is not None:
         for record in records:
             sink.submit(record)
+        for record in shadows:
+            sink.submit(record)
         for fb in feedback:
             sink.submit_feedback(fb)
     return ReplayResult(records, feedback, len(found), len(set(picks.tolist())), predicted,
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, shadows)
 
 
-def _without_sink(analyzer):
-    """The same analyzer, logging nothing by itself."""
-    from nutrilearn.pipeline import Analyzer
-
-    return Analyzer(analyzer.classifier, analyzer.model, analyzer.settings, sink=None)
-
-
-def _predict(analyzer, photos: list[LabelledPhoto], batch_size: int, progress: Progress | None):
-    """Real predictions, read and run a batch at a time (memory stays flat)."""
-    records: list[PredictionRecord] = []
+def _predict(analyzer, photos: list[LabelledPhoto], batch_size: int,
+             progress: Progress | None) -> list[tuple[PredictionRecord, tuple[PredictionRecord, ...]]]:
+    """Real predictions, read and run a batch at a time (memory stays flat): each photo's
+    record with the challenger's shadow record(s) for it, when one serves in shadow."""
+    out = []
     total = len(photos)
     for start in range(0, total, batch_size):
         chunk = photos[start:start + batch_size]
         batch = [Photo(p.path.name, p.path.read_bytes()) for p in chunk]
-        records.extend(analyzer.analyze(batch, user="replay", source=REPLAY_SOURCE, batch_size=batch_size))
+        records = analyzer.analyze(batch, user="replay", source=REPLAY_SOURCE, batch_size=batch_size)
+        shadows: dict[str, list[PredictionRecord]] = {}
+        for s in getattr(analyzer, "last_challenger_records", None) or []:
+            shadows.setdefault(s.request_id[: -len(SHADOW_SUFFIX)], []).append(s)
+        out.extend((r, tuple(shadows.get(r.request_id, ()))) for r in records)
         if progress is not None:
             progress(min(start + batch_size, total), total)
-    return records
+    return out
 
 
 def _feedback(records: list[PredictionRecord], labels: list[str], share: float, now: datetime,

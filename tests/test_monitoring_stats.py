@@ -146,7 +146,8 @@ def test_last_period_counts_back_from_now():
 
 def test_filter_options(predictions):
     opts = filter_options(predictions)
-    assert opts == {"model_versions": ["1", "2"], "users": ["alice", "bob", "carol", "dave"], "replayed": 1}
+    assert opts == {"model_versions": ["1", "2"], "users": ["alice", "bob", "carol", "dave"], "replayed": 1,
+                    "shadow": 0}
 
 
 def test_reader_shaped_frame_gives_the_same_figures(predictions):
@@ -332,6 +333,25 @@ def test_daily_trends(live, feedback):
     assert trends["realized_accuracy"].iloc[2] == pytest.approx(0.5)  # req05 right, req06 wrong
     no_feedback = daily_trends(live)
     assert no_feedback["feedback"].tolist() == [0, 0, 0] and no_feedback["realized_accuracy"].isna().all()
+
+
+def test_challenger_shadow_records_are_left_out_unless_asked_and_share_feedback(feedback):
+    """A challenger's shadow answer is not another request, but it is judged by the same feedback."""
+    import dataclasses
+
+    shadow = [dataclasses.replace(r, request_id=r.request_id + ".challenger", model_version="3",
+                                  model_alias="challenger", label="pizza", confidence=0.99)
+              for r in LIVE if r.status == "ok"]
+    both = frame(RECORDS + shadow)
+    assert filter_options(both)["shadow"] == len(shadow) == 8
+    served = filter_predictions(both)
+    assert overview(served) == overview(filter_predictions(frame(RECORDS)))
+    compared = filter_predictions(both, Filters(include_shadow=True))
+    assert len(compared) == 10 + 8
+    assert confidence_by_version(compared)["model_version"].tolist() == ["1", "2", "3"]
+    table = accuracy_by_version(join_feedback(compared, feedback)).set_index("model_version")
+    # feedback on req00 (pizza), req02 (breakfast_burrito), req05 (bagel), req06 (trifle): v3 said pizza to all
+    assert table.loc["3"].tolist() == [4, 1, 0.25]
 
 
 def test_every_figure_copes_with_an_empty_view():

@@ -19,6 +19,7 @@ Conventions used throughout (documented in ``docs/monitoring.md``):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
@@ -27,6 +28,9 @@ import pandas as pd
 
 from nutrilearn.tracking.records import STATUS_ERROR, STATUS_OK, FeedbackRecord, PredictionRecord
 
+# A challenger running in shadow logs a second record for the same photo, with this suffix
+# on the champion's request id (``nutrilearn.registry.routing.CHALLENGER_SUFFIX``).
+SHADOW_SUFFIX = ".challenger"
 NOT_FOOD = "not_food"  # nutrilearn.vision.vocabulary.NOT_FOOD (not imported: keeps numpy-only deps light)
 REPLAY_SOURCE = "replay"
 PREDICTION_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(PredictionRecord))
@@ -112,6 +116,10 @@ class Filters:
     model_versions: tuple[str, ...] = ()
     users: tuple[str, ...] = ()
     hide_replayed: bool = True  # replayed traffic is demo/test data, never mistaken for live
+    # Shadow records (a challenger's answer to a photo the champion answered) are not extra
+    # requests: left out by default so volumes, users and health count what people got;
+    # included to compare versions (confidence by version, accuracy by version).
+    include_shadow: bool = False
 
     @classmethod
     def last(cls, period: timedelta | None, now: datetime | None = None, **kw) -> "Filters":
@@ -141,7 +149,14 @@ def filter_predictions(predictions: pd.DataFrame, filters: Filters | None = None
         mask &= df["user"].isin(list(f.users)).to_numpy(dtype=bool, na_value=False)
     if f.hide_replayed:
         mask &= (df["source"] != REPLAY_SOURCE).to_numpy(dtype=bool, na_value=True)
+    if not f.include_shadow:
+        mask &= ~is_shadow(df)
     return df.loc[mask].reset_index(drop=True)
+
+
+def is_shadow(df: pd.DataFrame) -> np.ndarray:
+    """Rows that are a challenger's shadow answer rather than a request of their own."""
+    return df["request_id"].astype("str").str.endswith(SHADOW_SUFFIX).to_numpy(dtype=bool, na_value=False)
 
 
 def filter_options(predictions: pd.DataFrame) -> dict[str, list]:
@@ -150,7 +165,7 @@ def filter_options(predictions: pd.DataFrame) -> dict[str, list]:
     versions = sorted(df["model_version"].dropna().unique().tolist(), key=_version_key)
     users = sorted(df["user"].dropna().astype(str).unique().tolist())
     return {"model_versions": versions, "users": users,
-            "replayed": int((df["source"] == REPLAY_SOURCE).sum())}
+            "replayed": int((df["source"] == REPLAY_SOURCE).sum()), "shadow": int(is_shadow(df).sum())}
 
 
 def _version_key(v: str):
@@ -397,6 +412,9 @@ FEEDBACK_JOIN_COLUMNS = ("request_id", "timestamp", "model_version", "label", "t
 def join_feedback(df: pd.DataFrame, feedback: pd.DataFrame | None) -> pd.DataFrame:
     """The feedback on the predictions in ``df``, one row per judged prediction.
 
+    Feedback on a photo also judges a challenger's shadow answer to it (its request id is
+    the champion's plus ``SHADOW_SUFFIX``), so versions compare on the same photos.
+
     Columns: request_id, timestamp (of the prediction), model_version, label (the
     model's), true_label (the person's, latest feedback wins), correct. Compute it once
     per view and hand it to ``feedback_summary``, ``accuracy_by_version`` and
@@ -406,8 +424,9 @@ def join_feedback(df: pd.DataFrame, feedback: pd.DataFrame | None) -> pd.DataFra
     import pyarrow.compute as pc
 
     fb = prepare_feedback(feedback)
-    pos = pc.index_in(pa.array(df["request_id"], pa.string()),
-                      value_set=pa.array(fb["request_id"], pa.string()))
+    judged = pc.replace_substring_regex(pa.array(df["request_id"], pa.string()),
+                                        pattern=f"{re.escape(SHADOW_SUFFIX)}$", replacement="")
+    pos = pc.index_in(judged, value_set=pa.array(fb["request_id"], pa.string()))
     has = pc.is_valid(pos).to_numpy(zero_copy_only=False)
     pos = pos.drop_null().to_numpy().astype(np.int64)
     joined = pd.DataFrame({
