@@ -6,6 +6,7 @@ Reads logged predictions through the cached ``PredictionReader``; every figure c
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import altair as alt
@@ -81,7 +82,9 @@ with st.sidebar:
 filters = mon.Filters.last(mon.TIME_RANGES[period], model_versions=tuple(versions), users=tuple(users),
                            hide_replayed=hide_replayed)
 df = mon.filter_predictions(data, filters)
-joined = mon.join_feedback(df, feedback)
+# Versions compare on every answer, a challenger's shadow answers included.
+compare = mon.filter_predictions(data, replace(filters, include_shadow=True)) if options["shadow"] else df
+joined = mon.join_feedback(compare, feedback)
 
 if df.empty:
     if len(data) == 0:
@@ -172,7 +175,7 @@ with confidence:
     c[2].metric("Std deviation", f"{summary.std:.3f}" if summary.count > 1 else "–")
     c[3].metric(f"Below {low:.0%}", f"{summary.low_share:.1%}" if summary.count else "–")
     bins = st.slider("Bins", 5, 50, 20, key="mon_bins")
-    hist = mon.confidence_histogram(df, bins=bins)
+    hist = mon.confidence_histogram(compare, bins=bins)
     several = hist["model_version"].nunique() > 1
     bars = alt.Chart(hist).mark_bar(
         opacity=0.55 if several else 0.9, binSpacing=0).encode(
@@ -188,8 +191,10 @@ with confidence:
         x="threshold:Q")
     title = "Confidence distribution" + (" by model version" if several else "")
     st.altair_chart((bars + rule).properties(title=title), width="stretch")
+    if options["shadow"]:
+        st.caption("The distributions include the challenger's shadow answers to the same photos.")
     if several:
-        st.dataframe(mon.confidence_by_version(df, low), hide_index=True,
+        st.dataframe(mon.confidence_by_version(compare, low), hide_index=True,
                      column_config={k: st.column_config.NumberColumn(format="%.3f")
                                     for k in ("mean", "median", "std")}
                      | {"low_share": st.column_config.NumberColumn(f"below {low:.0%}", format="percent")})
@@ -265,13 +270,13 @@ with health:
 
 # ---------------------------------------------------------------------------- trends
 with trends:
-    fb = mon.feedback_summary(joined)
+    fb = mon.feedback_summary(joined[~joined["request_id"].str.endswith(mon.stats.SHADOW_SUFFIX)])
     c = st.columns(3)
     c[0].metric("Predictions with feedback", f"{fb.feedback:,}")
     c[1].metric("Realized accuracy", f"{fb.accuracy:.1%}" if fb.feedback else "–",
                 help="Share of feedback whose true label equals the model's label")
     c[2].metric("Corrected", f"{fb.feedback - fb.correct:,}")
-    daily = mon.daily_trends(df, joined)
+    daily = mon.daily_trends(df, mon.join_feedback(df, feedback))
     long = daily.melt("day", ["mean_confidence", "error_rate", "realized_accuracy"], var_name="measure",
                       value_name="value").dropna(subset=["value"])
     st.altair_chart(
