@@ -125,6 +125,8 @@ class MealEntry:
         validate_label(self.label)
         validate_meal_type(self.meal_type)
         validate_portion(self.portion)
+        if self.predicted_label is not None:
+            validate_label(self.predicted_label)
         if self.request_id is not None and len(self.request_id) > 64:
             raise ValueError("request_id must be at most 64 characters")
 
