@@ -1,0 +1,54 @@
+"""Tables the Drift page draws: food shares side by side, overlays of one column by window,
+and a 2-D projection of the embeddings. Long-format DataFrames with a ``window`` column,
+ready for altair; nothing here draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from nutrilearn.monitoring.drift import embeddings, image_properties
+from nutrilearn.monitoring.drift_tests import count_table, shares
+from nutrilearn.monitoring.windows import usable
+
+WINDOWS = ("reference", "current")
+
+
+def food_shares(reference: pd.DataFrame, current: pd.DataFrame, top: int = 15) -> pd.DataFrame:
+    """The ``top`` foods by their larger share: label, window, share, change (current - reference)."""
+    table = count_table(usable(reference, ordered=False)["label"].dropna().astype(str),
+                        usable(current, ordered=False)["label"].dropna().astype(str))
+    s = shares(table).fillna(0)
+    s = s.loc[s.max(axis=1).sort_values(ascending=False).index[:top]]
+    s["change"] = s["current"] - s["reference"]
+    long = s.reset_index(names="label").melt(id_vars=["label", "change"], value_vars=list(WINDOWS),
+                                             var_name="window", value_name="share")
+    return long[["label", "window", "share", "change"]]
+
+
+def overlay(reference: pd.DataFrame, current: pd.DataFrame, column: str) -> pd.DataFrame:
+    """One numeric column (``confidence`` or an image property) of both windows, long format."""
+    def values(frame: pd.DataFrame) -> pd.Series:
+        if column == "confidence":
+            return usable(frame, ordered=False)["confidence"].dropna().astype(float)
+        return image_properties(frame)[column].dropna()
+
+    parts = [pd.DataFrame({"window": name, column: values(frame).to_numpy()})
+             for name, frame in zip(WINDOWS, (reference, current))]
+    return pd.concat(parts, ignore_index=True)
+
+
+def embedding_projection(reference: pd.DataFrame, current: pd.DataFrame, cap: int = 500, seed: int = 0) -> pd.DataFrame:
+    """PCA of both windows' embeddings (at most ``cap`` each), fitted on the reference:
+    columns pc1, pc2, window; ``attrs["explained"]`` holds the two variance ratios."""
+    from sklearn.decomposition import PCA
+
+    ref, cur = embeddings(reference, cap, seed), embeddings(current, cap, seed + 1)
+    if len(ref) < 2 or len(cur) < 1:
+        return pd.DataFrame(columns=["pc1", "pc2", "window"])
+    pca = PCA(n_components=2, random_state=seed).fit(ref)
+    xy = pca.transform(np.vstack([ref, cur]))
+    out = pd.DataFrame({"pc1": xy[:, 0], "pc2": xy[:, 1],
+                        "window": np.r_[np.full(len(ref), WINDOWS[0]), np.full(len(cur), WINDOWS[1])]})
+    out.attrs["explained"] = [float(v) for v in pca.explained_variance_ratio_]
+    return out

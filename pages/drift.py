@@ -1,0 +1,247 @@
+"""Drift: has recent traffic moved away from a reference, in foods, confidence, photos or
+embeddings; what the model's accuracy is likely to be without labels; how well calibrated.
+
+Thin page: reads the windows the analyst picks, calls ``nutrilearn.monitoring`` (drift,
+performance, drift_views, drift_runs) and draws with altair.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta, timezone
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from nutrilearn.monitoring import drift_views as views
+from nutrilearn.monitoring import performance, windows
+from nutrilearn.monitoring.drift import IMAGE_PROPERTIES, DriftMonitor
+from nutrilearn_app import state
+
+BANNER = {"none": st.success, "low": st.info, "medium": st.warning, "high": st.error}
+WINDOW_COLOURS = alt.Scale(domain=list(views.WINDOWS), range=["#4c78a8", "#f58518"])
+
+
+@st.cache_resource(show_spinner=False)
+def _reader(tracking_uri: str, spool_dir: str):
+    from nutrilearn.tracking.reader import PredictionReader
+
+    return PredictionReader(state.settings(), tracking_uri=tracking_uri, spool_dir=spool_dir)
+
+
+@st.cache_data(show_spinner="Testing for drift…", max_entries=16)
+def _analysis(key: tuple, _reference: pd.DataFrame, _current: pd.DataFrame, _later: pd.DataFrame,
+              _feedback: pd.DataFrame, alpha: float, every):
+    """Everything the page draws, computed once per (windows, data version, options)."""
+    monitor = DriftMonitor(alpha).fit(_reference)
+    report = monitor.report(_current, key[0], key[1])
+    truth = performance.labelled(pd.concat([_reference, _later]), _feedback)
+    return {
+        "report": report,
+        "over_time": monitor.over_time(_later, every),
+        "accuracy": performance.performance_over_time(_later, every, truth),
+        "truth": truth,
+    }
+
+
+cfg = state.settings()
+st.title("🧭 Drift")
+st.caption("Each signal is a statistical test of the current window against the reference; the report "
+           "corrects across signals (Holm), so a 'drift' verdict is wrong at most alpha of the time when "
+           "nothing changed. See docs/drift.md.")
+
+try:
+    reader = _reader(cfg.tracking_uri, str(cfg.spool_dir))
+    raw = reader.predictions()
+    feedback = reader.feedback(refresh=False)
+except Exception as exc:  # an unreachable tracking server must not take the page down
+    st.error(f"Cannot read predictions from `{cfg.tracking_uri}`: {type(exc).__name__}: {exc}")
+    st.stop()
+
+with st.sidebar:
+    st.subheader("Drift windows")
+    live_only = st.toggle("Leave out replayed traffic", value=False, key="drift_live_only")
+    if live_only:
+        raw = raw[raw["source"] != "replay"]
+    data = windows.usable(raw)
+    ref_kind = st.selectbox("Reference", ["First N predictions", "After a version became champion", "Date range"],
+                            key="drift_ref_kind")
+    if ref_kind == "First N predictions":
+        ref_spec = f"first:{st.number_input('N (reference)', 20, 1_000_000, 500, 100, key='drift_ref_n')}"
+    elif ref_kind == "Date range":
+        first_day = data["timestamp"].min().date() if len(data) else datetime.now(timezone.utc).date()
+        days = st.date_input("From - to (UTC, end exclusive)", (first_day, first_day + timedelta(days=7)),
+                             key="drift_ref_range")
+        start, end = (days[0], days[-1]) if len(days) else (first_day, first_day + timedelta(days=7))
+        ref_spec = f"range:{start.isoformat()}..{end.isoformat()}"
+    else:
+        day = st.date_input("Champion since (UTC day)", key="drift_champ_day")
+        at = st.time_input("at (UTC)", time(0, 0), key="drift_champ_time")
+        n = st.number_input("N (reference)", 20, 1_000_000, 500, 100, key="drift_champ_n")
+        versions = sorted(data["model_version"].dropna().astype(str).unique()) if len(data) else []
+        version = st.selectbox("Version", ["any", *versions], key="drift_champ_version")
+        ref_spec = f"champion:{datetime.combine(day, at).isoformat()}@{n}" + (
+            f",version={version}" if version != "any" else "")
+    cur_kind = st.selectbox("Current", ["Last N predictions", "Last D days"], key="drift_cur_kind")
+    if cur_kind == "Last N predictions":
+        cur_spec = f"last:{st.number_input('N (current)', 20, 1_000_000, 500, 100, key='drift_cur_n')}"
+    else:
+        cur_spec = f"days:{st.number_input('D (days)', 1, 365, 7, key='drift_cur_days')}"
+    alpha = st.select_slider("Alpha (whole report)", [0.01, 0.05, 0.1], value=0.05, key="drift_alpha")
+    chunking = st.selectbox("Over time, test each", ["day", "500 predictions", "100 predictions"],
+                            key="drift_chunking")
+    every = "1D" if chunking == "day" else int(chunking.split()[0])
+
+reference = windows.select(raw, ref_spec, "reference")
+current = windows.without(windows.select(raw, cur_spec, "current"), reference)
+if min(reference.n, current.n) < 20:
+    st.info(f"Not enough predictions to test: the reference ({ref_spec}) has {reference.n} and the current "
+            f"window ({cur_spec}) {current.n}; each needs at least 20. Log more predictions (Analyze page, "
+            "`nutrilearn predict`, or `nutrilearn replay`) or widen the windows.")
+    st.stop()
+
+later = data[~data["request_id"].isin(reference.frame["request_id"])]
+key = (reference.describe(), current.describe())
+key_hash = (ref_spec, cur_spec, len(raw), str(data["timestamp"].max()), len(feedback), live_only)
+result = _analysis((key[0], key[1], key_hash), reference.frame, current.frame, later, feedback, alpha, every)
+report = result["report"]
+
+# ------------------------------------------------------------------------- verdict
+BANNER[report.severity](f"**{report.verdict.upper()}** (severity {report.severity}) - "
+                        f"reference `{ref_spec}` ({reference.n}) vs current `{cur_spec}` ({current.n}). "
+                        f"{report.recommendation}")
+table = report.to_frame()[["signal", "verdict", "severity", "p_value", "threshold", "distance_name", "distance",
+                           "min_distance", "method", "note"]]
+st.dataframe(table, hide_index=True, width="stretch", column_config={
+    "p_value": st.column_config.NumberColumn("p (Holm)", format="%.2e"),
+    "threshold": st.column_config.NumberColumn("alpha", format="%.2f"),
+    "distance": st.column_config.NumberColumn("effect", format="%.3f"),
+    "min_distance": st.column_config.NumberColumn("effect floor", format="%.2f")})
+if st.button("Record this check in MLflow", help="Logs a run in experiment nutrilearn-monitoring"):
+    from nutrilearn.monitoring.drift_runs import log_drift_check
+
+    try:
+        run_id = log_drift_check(report, cfg, tags={"source": "drift page", "user": state.current_user()})
+        st.success(f"Logged as run `{run_id}`.")
+    except Exception as exc:
+        st.error(f"Could not log the check: {type(exc).__name__}: {exc}")
+
+tabs = st.tabs(["Foods", "Confidence", "Image properties", "Over time", "Embeddings", "Accuracy", "History"])
+
+with tabs[0]:
+    shares = views.food_shares(reference.frame, current.frame)
+    st.altair_chart(alt.Chart(shares).mark_bar().encode(
+        x=alt.X("share:Q", axis=alt.Axis(format="%"), title="share of predictions"),
+        y=alt.Y("label:N", sort=alt.EncodingSortField("share", op="max", order="descending"), title=None),
+        yOffset="window:N", color=alt.Color("window:N", scale=WINDOW_COLOURS),
+        tooltip=["label", "window", alt.Tooltip("share:Q", format=".1%"), alt.Tooltip("change:Q", format="+.1%")],
+    ), width="stretch")
+    food = report.result("food")
+    food_tests = report.checks_frame().query("signal == 'food'")
+    st.caption(f"Chi-squared with {food.details.get('dof', '-')} degrees of freedom; pooled: "
+               f"{', '.join(food.details.get('pooled_classes', [])) or 'none'}. PSI {food.details.get('psi', 0):.3f}, "
+               f"Jensen-Shannon distance {food.details.get('js_distance', 0):.3f}.")
+    st.dataframe(food_tests[["feature", "test", "statistic", "p_value", "p_adjusted", "effect", "drifted"]],
+                 hide_index=True, width="stretch")
+
+
+def _overlay_chart(frame: pd.DataFrame, column: str) -> alt.Chart:
+    return alt.Chart(frame).transform_density(column, groupby=["window"], as_=[column, "density"]).mark_area(
+        opacity=0.45).encode(x=alt.X(f"{column}:Q"), y="density:Q", color=alt.Color("window:N", scale=WINDOW_COLOURS))
+
+
+with tabs[1]:
+    conf = report.result("confidence")
+    st.altair_chart(_overlay_chart(views.overlay(reference.frame, current.frame, "confidence"), "confidence"),
+                    width="stretch")
+    st.caption(f"KS D {conf.statistic:.3f}, Wasserstein {conf.details.get('wasserstein', float('nan')):.3f}; "
+               f"mean confidence {conf.details.get('reference_mean', float('nan')):.3f} -> "
+               f"{conf.details.get('current_mean', float('nan')):.3f}.")
+
+with tabs[2]:
+    prop = st.selectbox("Property", IMAGE_PROPERTIES, key="drift_property")
+    st.altair_chart(_overlay_chart(views.overlay(reference.frame, current.frame, prop), prop), width="stretch")
+    st.dataframe(report.checks_frame().query("signal == 'image'")[
+        ["feature", "statistic", "p_value", "p_adjusted", "drifted"]], hide_index=True, width="stretch")
+    st.caption("One KS test per property, Holm-adjusted across the six (p_adjusted), then across signals.")
+
+with tabs[3]:
+    series = result["over_time"]
+    if series.empty:
+        st.info("No predictions after the reference window yet.")
+    else:
+        base = alt.Chart(series).encode(x=alt.X("start:T", title="chunk start"))
+        points = base.mark_line(point=True).encode(
+            y=alt.Y("p_value:Q", scale=alt.Scale(type="log"), title="p-value (Holm across signals)"),
+            color="signal:N", shape=alt.Shape("drifted:N"),
+            tooltip=["signal", "start:T", "n", alt.Tooltip("p_value:Q", format=".2e"), "drifted", "severity"])
+        rule = alt.Chart(pd.DataFrame({"alpha": [alpha]})).mark_rule(strokeDash=[6, 3], color="red").encode(y="alpha:Q")
+        st.altair_chart(points + rule, width="stretch")
+        st.caption("Each chunk is tested against the reference; below the red line (alpha) a signal drifted "
+                   "if its effect also passes the floor. With many chunks, expect about alpha of them to "
+                   "alarm by chance.")
+
+with tabs[4]:
+    projection = views.embedding_projection(reference.frame, current.frame)
+    if projection.empty:
+        st.info("No embeddings in these windows.")
+    else:
+        ratio = projection.attrs.get("explained", [0, 0])
+        st.altair_chart(alt.Chart(projection).mark_circle(size=18, opacity=0.6).encode(
+            x=alt.X("pc1:Q", title=f"PC1 ({ratio[0]:.0%})"), y=alt.Y("pc2:Q", title=f"PC2 ({ratio[1]:.0%})"),
+            color=alt.Color("window:N", scale=WINDOW_COLOURS)), width="stretch")
+        emb = report.result("embedding")
+        st.caption(f"PCA fitted on the reference. MMD p = {emb.p_value:.3g} "
+                   f"({emb.details.get('permutations', '-')} permutations, at most "
+                   f"{emb.details.get('sample_cap', '-')} embeddings a window); kernel-witness AUC {emb.distance:.2f}.")
+
+with tabs[5]:
+    acc = result["accuracy"]
+    if acc.empty:
+        st.info("No predictions after the reference window yet.")
+    else:
+        band = alt.Chart(acc).mark_area(opacity=0.2).encode(x="start:T", y=alt.Y("expected_lower:Q", title="accuracy"),
+                                                             y2="expected_upper:Q")
+        line = alt.Chart(acc).mark_line(point=True).encode(
+            x=alt.X("start:T", title="chunk start"), y="expected_accuracy:Q",
+            tooltip=["start:T", "n", alt.Tooltip("expected_accuracy:Q", format=".1%")])
+        layers = band + line
+        realized = acc.dropna(subset=["realized_accuracy"])
+        if len(realized):
+            layers += alt.Chart(realized).mark_errorbar().encode(x="start:T", y="realized_lower:Q",
+                                                                 y2="realized_upper:Q")
+            layers += alt.Chart(realized).mark_point(color="black", filled=True).encode(
+                x="start:T", y="realized_accuracy:Q",
+                tooltip=["start:T", "labelled", alt.Tooltip("realized_accuracy:Q", format=".1%")])
+        st.altair_chart(layers, width="stretch")
+        st.caption("Line: accuracy estimated from confidence (CBPE; 95% band), valid only as far as the model "
+                   "is calibrated. Black: realized accuracy from feedback, with Wilson 95% intervals.")
+    truth = result["truth"]
+    if truth.empty:
+        st.info("No feedback yet: calibration needs confirmed or corrected labels.")
+    else:
+        in_ref = truth["request_id"].isin(reference.frame["request_id"])
+        truth = truth.assign(window=in_ref.map({True: "reference", False: "later"}))
+        st.dataframe(performance.calibration_by(truth, ["model_version", "window"]), hide_index=True,
+                     width="stretch", column_config={"ece": st.column_config.NumberColumn("ECE", format="%.3f")})
+        ece, diagram = performance.reliability(truth)
+        st.altair_chart(alt.Chart(diagram).mark_line(point=True).encode(
+            x=alt.X("mean_confidence:Q", scale=alt.Scale(domain=[0, 1]), title="mean confidence"),
+            y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])), tooltip=["count", "mean_confidence", "accuracy"])
+            + alt.Chart(pd.DataFrame({"x": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(x="x:Q", y="x:Q"),
+            width="stretch")
+        st.caption(f"Reliability diagram over all labelled predictions (ECE {ece:.3f}); the diagonal is perfect "
+                   "calibration.")
+
+with tabs[6]:
+    from nutrilearn.monitoring.drift_runs import drift_history
+
+    try:
+        history = drift_history(cfg)
+    except Exception as exc:
+        st.warning(f"Cannot read past checks: {type(exc).__name__}: {exc}")
+    else:
+        if history.empty:
+            st.info("No drift checks logged yet (`nutrilearn drift`, or the button above).")
+        else:
+            st.dataframe(history, hide_index=True, width="stretch")
