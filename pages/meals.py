@@ -218,10 +218,12 @@ st.dataframe(
 # -- history: edit and delete -------------------------------------------------------------------
 st.subheader("History")
 if not meals.empty:
-    history = meals.assign(time=meals["eaten_at"].dt.strftime("%Y-%m-%d %H:%M"))
+    history = (meals.assign(time=meals["eaten_at"].dt.strftime("%Y-%m-%d %H:%M"))
+               .sort_values(["eaten_at", "id"], ascending=False))
+    shown_history = history[["id", "time", "meal_type", "name", "portion", *NUTRIENTS, "corrected", "manual"]]
     st.dataframe(
-        history[["id", "time", "meal_type", "name", "portion", "kcal", "protein_g", "carbohydrate_g",
-                 "fat_g", "fibre_g", "corrected", "manual"]].sort_values("time", ascending=False).round(1),
+        shown_history.rename(columns={"meal_type": "meal", "name": "food", **{
+            k: f"{lab} ({unit})" for k, (lab, unit) in NUTRIENTS.items()}}).round(1),
         hide_index=True, key="meals_history_table",
     )
     options = {int(r.id): f"#{r.id} · {r.time} · {r.meal_type} · {r.name}" for r in history.itertuples()}

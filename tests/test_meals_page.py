@@ -87,8 +87,9 @@ def test_totals_streak_charts_and_patterns(db: MealStore) -> None:
 
 
 def test_edit_and_delete_a_meal(db: MealStore) -> None:
-    first, second = seed(db, days=2)
+    first, second = seed(db, days=2)  # today's, yesterday's
     at = open_page("ana")
+    assert at.selectbox(key="meals_edit_pick").value == first  # the newest meal comes first
     at.selectbox(key="meals_edit_pick").set_value(second)
     at.run()
     at.number_input(key="meals_edit_portion").set_value(2.5)
