@@ -31,6 +31,13 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (os.environ.get(name) or default).strip().lower()
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where things live and the limits that protect them."""
@@ -46,6 +53,9 @@ class Settings:
     # Prediction batches written to MLflow: a batch closes at this size or age.
     batch_max_records: int = 500
     batch_max_age_s: float = 30.0
+    # Spool durability: "full" fsyncs every record (survives power loss); "normal" survives
+    # a killed process but may lose the last records on power loss or an OS crash.
+    spool_sync: str = "full"
     # The MLflow experiment that holds the prediction batches (one run per batch).
     predictions_experiment: str = "nutrilearn-predictions"
     # Guard for registry-changing actions (promote, rollback); empty means disabled.
@@ -67,6 +77,7 @@ class Settings:
             max_pixels=_env_int("NUTRILEARN_MAX_PIXELS", cls.max_pixels),
             batch_max_records=_env_int("NUTRILEARN_BATCH_MAX_RECORDS", cls.batch_max_records),
             batch_max_age_s=_env_float("NUTRILEARN_BATCH_MAX_AGE_S", cls.batch_max_age_s),
+            spool_sync=_env_choice("NUTRILEARN_SPOOL_SYNC", ("full", "normal"), cls.spool_sync),
             predictions_experiment=os.environ.get("NUTRILEARN_PREDICTIONS_EXPERIMENT")
             or cls.predictions_experiment,
             admin_token=os.environ.get("NUTRILEARN_ADMIN_TOKEN", ""),

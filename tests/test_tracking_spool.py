@@ -154,3 +154,30 @@ def test_batch_id_is_deterministic_and_hex():
     a = batch_id_for("predictions", "g", ["x", "y"])
     assert a == batch_id_for("predictions", "g", ["x", "y"]) != batch_id_for("predictions", "g", ["y", "x"])
     assert len(a) == 32 and set(a) <= set("0123456789abcdef")
+
+
+def test_flush_through_forces_only_what_was_there(spool):
+    owner = new_owner()
+    _fill(spool, 3)
+    through = spool.max_seq()
+    _fill(spool, 2)  # arrive after the flush was asked for
+    first = spool.claim(owner, max_records=100, max_age_s=60, lease_s=60, flush_through=through)
+    assert len(first) == 5  # the oldest rows of the group, up to the batch size
+    spool.complete(first.batch_id)
+    _fill(spool, 2)
+    assert not spool.due(owner, max_records=100, max_age_s=60, flush_through=through)
+    assert spool.claim(owner, max_records=100, max_age_s=60, lease_s=60, flush_through=through) is None
+
+
+def test_normal_sync_mode_and_bad_mode(tmp_path):
+    s = Spool(tmp_path / "n", sync="normal")
+    assert s._conn().execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    s.claim(new_owner(), max_records=1, max_age_s=0, lease_s=1)
+    assert s._conn().execute("PRAGMA synchronous").fetchone()[0] == 1  # restored after bookkeeping
+    s.close()
+    full = Spool(tmp_path / "f")
+    full.claim(new_owner(), max_records=1, max_age_s=0, lease_s=1)
+    assert full._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    full.close()
+    with pytest.raises(ValueError):
+        Spool(tmp_path / "x", sync="off")

@@ -214,7 +214,7 @@ class PredictionLogger:
     ):
         settings = settings or Settings.from_env()
         self.tracking_uri = tracking_uri or settings.tracking_uri
-        self.spool = Spool(spool_dir or settings.spool_dir)
+        self.spool = Spool(spool_dir or settings.spool_dir, sync=settings.spool_sync)
         self.batch_max_records = max(1, batch_max_records or settings.batch_max_records)
         self.batch_max_age_s = settings.batch_max_age_s if batch_max_age_s is None else batch_max_age_s
         self.lease_s = lease_s
@@ -227,6 +227,7 @@ class PredictionLogger:
         self._unspooled: collections.deque[tuple[str, str, str, bytes]] = collections.deque()
         self._state_lock = threading.Lock()
         self._cycle_lock = threading.Lock()
+        self._respool_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = False
         self._force_seq = 0
@@ -284,13 +285,17 @@ class PredictionLogger:
         Ignores a running backoff for one attempt. Whatever is not written stays in the
         spool for the next flush (this process's flusher or the next process's).
         """
+        try:
+            self._respool()  # records the spool refused earlier get their sequence numbers now
+        except SpoolError:
+            pass
         target = self.spool.max_seq()
         with self._state_lock:
             self._force_seq = max(self._force_seq, target)
             self._ignore_backoff = True
         deadline = time.monotonic() + timeout
         if self._thread is None or not self._thread.is_alive():
-            self._cycle(force=True)
+            self._cycle()
         else:
             self._wake.set()
         while True:
@@ -368,28 +373,29 @@ class PredictionLogger:
             with self._state_lock:
                 if time.monotonic() < self._next_try and not self._ignore_backoff:
                     continue
-                force = self._ignore_backoff or self._force_seq > 0
             try:
-                self._cycle(force=force)
+                self._cycle()
             except Exception:  # the flusher must outlive any one failure
                 log.exception("tracking flusher cycle failed")
 
-    def _cycle(self, force: bool) -> None:
+    def _cycle(self) -> None:
         """Write every due batch; on failure leave the rest in the spool and back off."""
         with self._cycle_lock:
+            through = self._force_seq
             batch: Batch | None = None
             try:
                 self._respool()
                 if not self.spool.due(self.owner, max_records=self.batch_max_records,
-                                      max_age_s=self.batch_max_age_s, force=force):
-                    self._succeeded(force)
+                                      max_age_s=self.batch_max_age_s, flush_through=through):
+                    self._succeeded()
                     return
                 problem = store.probe(self.tracking_uri)
                 if problem:
                     raise ConnectionError(problem)
                 while True:
                     batch = self.spool.claim(self.owner, max_records=self.batch_max_records,
-                                             max_age_s=self.batch_max_age_s, lease_s=self.lease_s, force=force)
+                                             max_age_s=self.batch_max_age_s, lease_s=self.lease_s,
+                                             flush_through=through)
                     if batch is None:
                         break
                     _, written = self.writer.write(batch)
@@ -400,7 +406,7 @@ class PredictionLogger:
                         self._reachable = True
                     batch = None
                 self.spool.checkpoint()
-                self._succeeded(force)
+                self._succeeded()
             except Exception as exc:
                 if batch is not None:
                     self.spool.release(batch.batch_id, self.owner, f"{type(exc).__name__}: {exc}")
@@ -411,13 +417,14 @@ class PredictionLogger:
         self.spool.complete(batch.batch_id)
 
     def _respool(self) -> None:
-        while self._unspooled:
-            kind, grp, rid, payload = self._unspooled[0]
-            self.spool.append(kind, grp, rid, payload)
-            with self._state_lock:
-                self._unspooled.popleft()
+        with self._respool_lock:
+            while self._unspooled:
+                kind, grp, rid, payload = self._unspooled[0]
+                self.spool.append(kind, grp, rid, payload)
+                with self._state_lock:
+                    self._unspooled.popleft()
 
-    def _succeeded(self, forced: bool) -> None:
+    def _succeeded(self) -> None:
         with self._state_lock:
             if self._backoff:
                 log.info("MLflow reachable again at %s", self.tracking_uri)
@@ -425,10 +432,9 @@ class PredictionLogger:
             self._next_try = 0.0
             self._last_error = None
             self._last_flush_at = datetime.now(timezone.utc)
-            if forced:
-                self._ignore_backoff = False
-                if self.spool.pending_count(up_to_seq=self._force_seq) == 0:
-                    self._force_seq = 0
+            self._ignore_backoff = False
+            if self._force_seq and self.spool.pending_count(up_to_seq=self._force_seq) == 0:
+                self._force_seq = 0
 
     def _failed(self, exc: Exception) -> None:
         message = f"{type(exc).__name__}: {exc}"

@@ -2,7 +2,8 @@
 
 One SQLite file, ``<spool_dir>/spool.db``, in WAL mode with ``synchronous=FULL``: an
 ``append`` returns only after its commit is fsync'd, so an acknowledged record survives
-kill -9 and power loss. SQLite's own locking makes it safe for several processes (app
+kill -9 and power loss. (``sync="normal"``, ``NUTRILEARN_SPOOL_SYNC=normal``, skips the
+fsync: still safe against a killed process, not against power loss; for slow disks.) SQLite's own locking makes it safe for several processes (app
 workers, CLI runs) on one machine to share one spool; it is not meant for a network
 filesystem.
 
@@ -137,7 +138,10 @@ class Spool:
     waits behind a flusher's Python code, only behind SQLite's short write locks.
     """
 
-    def __init__(self, directory: Path | str, *, busy_timeout_s: float = 30.0):
+    def __init__(self, directory: Path | str, *, sync: str = "full", busy_timeout_s: float = 30.0):
+        if sync not in ("full", "normal"):
+            raise ValueError(f"sync must be 'full' or 'normal', got {sync!r}")
+        self.sync = sync
         self.directory = Path(directory)
         self.path = self.directory / SPOOL_FILE
         self.busy_timeout_s = busy_timeout_s
@@ -147,7 +151,7 @@ class Spool:
         self._closed = False
         self.directory.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
-        with self._write(conn):
+        with self._write(conn, sync=self.sync.upper(), restore=self.sync.upper()):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -168,7 +172,7 @@ class Spool:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
                                    check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
             # Checkpoints run from the flusher (``checkpoint``), never on the prediction path.
             conn.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as exc:
@@ -179,20 +183,29 @@ class Spool:
         return conn
 
     class _write:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rollback on error): one writer at a time."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rollback on error): one writer at a time.
 
-        def __init__(self, conn: sqlite3.Connection):
-            self.conn = conn
+        Bookkeeping (claim, complete, release) commits without an fsync of its own, so the
+        write lock it holds is short and never makes a waiting ``append`` wait for the disk
+        twice. It still reaches the disk with the next appended record's fsync (the WAL is
+        sequential), and losing it to a power cut is harmless: a lost claim or release is
+        re-done, a lost complete is re-done after MLflow shows the batch's run, and readers
+        drop any duplicate by request id.
+        """
+
+        def __init__(self, conn: sqlite3.Connection, sync: str = "NORMAL", restore: str = "FULL"):
+            self.conn, self.sync, self.restore = conn, sync, restore
 
         def __enter__(self) -> sqlite3.Connection:
+            self.conn.execute(f"PRAGMA synchronous={self.sync}")
             self.conn.execute("BEGIN IMMEDIATE")
             return self.conn
 
         def __exit__(self, exc_type, exc, tb) -> None:
-            if exc_type is None:
-                self.conn.execute("COMMIT")
-            else:
-                self.conn.execute("ROLLBACK")
+            try:
+                self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            finally:
+                self.conn.execute(f"PRAGMA synchronous={self.restore}")
 
     def close(self) -> None:
         self._closed = True
@@ -223,20 +236,22 @@ class Spool:
     # -- the flusher -------------------------------------------------------------------
 
     def claim(self, owner: str, *, max_records: int, max_age_s: float, lease_s: float,
-              force: bool = False, now: float | None = None) -> Batch | None:
+              force: bool = False, flush_through: int = 0, now: float | None = None) -> Batch | None:
         """The next batch to write, or None when nothing is due.
 
         First a batch left behind (released, lease run out, owner process gone, or our
         own after a failed bookkeeping step); else a new one from a group that is full
-        (``max_records``), old enough (``max_age_s``) or anything when ``force``.
+        (``max_records``), old enough (``max_age_s``), holding a record numbered up to
+        ``flush_through`` (a ``flush()``), or anything at all when ``force``.
         """
         now = time.time() if now is None else now
         conn = self._conn()
         try:
-            with self._write(conn):
+            with self._write(conn, restore=self.sync.upper()):
                 batch = self._retake(conn, owner, now, lease_s)
                 if batch is None:
-                    batch = self._new_batch(conn, owner, now, lease_s, max_records, max_age_s, force)
+                    batch = self._new_batch(conn, owner, now, lease_s, max_records, max_age_s,
+                                            force, flush_through)
                 return batch
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot claim a batch from {self.path}: {exc}") from exc
@@ -257,13 +272,9 @@ class Spool:
             return Batch(batch_id, kind, grp, tuple(SpooledRow(*r) for r in records), attempts)
         return None
 
-    def _new_batch(self, conn, owner, now, lease_s, max_records, max_age_s, force) -> Batch | None:
-        groups = conn.execute(
-            "SELECT kind, grp, COUNT(*), MIN(spooled_at) FROM records WHERE batch_id IS NULL "
-            "GROUP BY kind, grp ORDER BY MIN(seq)"
-        ).fetchall()
-        for kind, grp, count, oldest in groups:
-            if not (force or count >= max_records or now - oldest >= max_age_s):
+    def _new_batch(self, conn, owner, now, lease_s, max_records, max_age_s, force, flush_through) -> Batch | None:
+        for kind, grp, count, oldest, first_seq in self._groups(conn):
+            if not (force or count >= max_records or now - oldest >= max_age_s or first_seq <= flush_through):
                 continue
             records = conn.execute(
                 "SELECT seq, request_id, payload FROM records WHERE batch_id IS NULL AND kind = ? AND grp = ? "
@@ -278,22 +289,28 @@ class Spool:
                 "INSERT INTO batches (batch_id, kind, grp, created_at, n, owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (batch_id, kind, grp, now, len(records), owner, now + lease_s),
             )
-            conn.executemany("UPDATE records SET batch_id = ? WHERE seq = ?", [(batch_id, r[0]) for r in records])
+            conn.execute("UPDATE records SET batch_id = ? WHERE batch_id IS NULL AND kind = ? AND grp = ? "
+                         "AND seq <= ?", (batch_id, kind, grp, records[-1][0]))
             return Batch(batch_id, kind, grp, tuple(SpooledRow(*r) for r in records))
         return None
 
+    @staticmethod
+    def _groups(conn) -> list[tuple]:
+        return conn.execute(
+            "SELECT kind, grp, COUNT(*), MIN(spooled_at), MIN(seq) FROM records WHERE batch_id IS NULL "
+            "GROUP BY kind, grp ORDER BY MIN(seq)"
+        ).fetchall()
+
     def due(self, owner: str, *, max_records: int, max_age_s: float, force: bool = False,
-            now: float | None = None) -> bool:
+            flush_through: int = 0, now: float | None = None) -> bool:
         """Read-only (never blocks writers): would ``claim`` find something to do?"""
         now = time.time() if now is None else now
         conn = self._conn()
         for current, lease_until in conn.execute("SELECT owner, lease_until FROM batches"):
             if current is None or current == owner or lease_until < now or _owner_is_dead(current):
                 return True
-        for count, oldest in conn.execute(
-            "SELECT COUNT(*), MIN(spooled_at) FROM records WHERE batch_id IS NULL GROUP BY kind, grp"
-        ):
-            if force or count >= max_records or now - oldest >= max_age_s:
+        for _, _, count, oldest, first_seq in self._groups(conn):
+            if force or count >= max_records or now - oldest >= max_age_s or first_seq <= flush_through:
                 return True
         return False
 
@@ -301,7 +318,7 @@ class Spool:
         """The batch is in MLflow: forget its records (one transaction)."""
         conn = self._conn()
         try:
-            with self._write(conn):
+            with self._write(conn, restore=self.sync.upper()):
                 conn.execute("DELETE FROM records WHERE batch_id = ?", (batch_id,))
                 conn.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
         except sqlite3.Error as exc:
@@ -311,7 +328,7 @@ class Spool:
         """Writing failed: give the batch back (same id, same records) for a later try."""
         conn = self._conn()
         try:
-            with self._write(conn):
+            with self._write(conn, restore=self.sync.upper()):
                 conn.execute(
                     "UPDATE batches SET owner = NULL, lease_until = 0, attempts = attempts + 1, last_error = ? "
                     "WHERE batch_id = ? AND owner = ?", ((error or "")[:500], batch_id, owner),
@@ -323,7 +340,7 @@ class Spool:
         """On a clean shutdown: let other processes take our batches at once."""
         conn = self._conn()
         try:
-            with self._write(conn):
+            with self._write(conn, restore=self.sync.upper()):
                 conn.execute("UPDATE batches SET owner = NULL, lease_until = 0 WHERE owner = ?", (owner,))
         except sqlite3.Error:
             pass
