@@ -183,20 +183,26 @@ def main() -> int:
                                             model_versions=("1",), users=tuple(f"user{u:02d}" for u in range(5))),
     }
     all_figures(predictions, feedback, Filters())  # warm-up (imports, display names)
+    loadavg = Path("/proc/loadavg")
+    load = loadavg.read_text().split()[0] if loadavg.exists() else "n/a"
+    print(f"load average at start: {load} (wall time on a shared machine includes waiting for a core; "
+          "CPU time does not)")
     t = time.perf_counter()
     prepared = prepare(predictions)
     print(f"prepare (once per load: categories, dtypes): {(time.perf_counter() - t) * 1000:.1f} ms")
     results = {}
     for name, filters in cases.items():
         for label, frame in (("reader frame", predictions), ("prepared", prepared)):
-            times = []
+            times, cpu = [], []
             for _ in range(args.repeat):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 figs = all_figures(frame, feedback, filters)
                 times.append(time.perf_counter() - t)
+                cpu.append(time.process_time() - c)
             results[(name, label)] = times
-            print(f"all figures, {name:<26} from {label:<12}: median {statistics.median(times) * 1000:7.1f} ms "
-                  f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}; {figs['overview'].total:,} rows in view)")
+            print(f"all figures, {name:<26} from {label:<12}: wall median {statistics.median(times) * 1000:7.1f} ms "
+                  f"(min {min(times) * 1000:.1f}), CPU median {statistics.median(cpu) * 1000:6.1f} ms; "
+                  f"{figs['overview'].total:,} rows in view")
 
     t = time.perf_counter()
     naive = naive_figures(predictions)

@@ -19,7 +19,6 @@ Conventions used throughout (documented in ``docs/monitoring.md``):
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 
@@ -424,8 +423,10 @@ def join_feedback(df: pd.DataFrame, feedback: pd.DataFrame | None) -> pd.DataFra
     import pyarrow.compute as pc
 
     fb = prepare_feedback(feedback)
-    judged = pc.replace_substring_regex(pa.array(df["request_id"], pa.string()),
-                                        pattern=f"{re.escape(SHADOW_SUFFIX)}$", replacement="")
+    judged = pa.array(df["request_id"], pa.string())
+    shadow = pc.ends_with(judged, SHADOW_SUFFIX)
+    if pc.any(shadow).as_py():
+        judged = pc.if_else(shadow, pc.utf8_slice_codeunits(judged, 0, -len(SHADOW_SUFFIX)), judged)
     pos = pc.index_in(judged, value_set=pa.array(fb["request_id"], pa.string()))
     has = pc.is_valid(pos).to_numpy(zero_copy_only=False)
     pos = pos.drop_null().to_numpy().astype(np.int64)
