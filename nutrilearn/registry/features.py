@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from nutrilearn.pipeline import IMAGE_SUFFIXES
+from nutrilearn.vision.weights import sha256_of
 
 Progress = Callable[[int, int], None]
 # Bump when the crop/resize/normalisation or what is cached changes.
@@ -82,14 +83,6 @@ class Dataset:
                        pick(self.pooled_flip), list(self.skipped))
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def manifest_hash(photos: Sequence[LabelledPhoto]) -> str:
     """sha256 over the sorted (label, photo sha256) pairs: independent of paths and order."""
     pairs = sorted((p.label, p.sha256) for p in photos)
@@ -109,7 +102,7 @@ def scan(roots: Sequence[Path]) -> Dataset:
         for class_dir in class_dirs:
             for path in sorted(class_dir.iterdir()):
                 if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES:
-                    photos.append(LabelledPhoto(path, class_dir.name, file_sha256(path)))
+                    photos.append(LabelledPhoto(path, class_dir.name, sha256_of(path)))
     if not photos:
         raise DataError("no photos found in " + ", ".join(str(r) for r in roots))
     return Dataset(photos, tuple(Path(r).resolve() for r in roots))

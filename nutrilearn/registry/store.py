@@ -117,9 +117,10 @@ class Registry:
             return self._experiments[name]
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
-            location = None
-            if self.settings.tracking_uri.startswith("sqlite:"):
-                location = (Path(self.settings.artifact_root) / name).resolve().as_uri()
+            from nutrilearn.tracking.store import artifact_location
+
+            location = artifact_location(self.settings, self.settings.tracking_uri)
+            location = f"{location}/{name}" if location else None
             try:
                 exp_id = self.client.create_experiment(name, artifact_location=location)
             except Exception:  # created meanwhile by another process
