@@ -14,8 +14,8 @@ page and automation say the same thing:
                                       (``champion:2026-11-20T10:00@500,version=3``)
 - ``dir:PATH``                        a labelled folder of photos, predicted on the spot
 
-Only successful predictions (status ``ok``) enter drift tests; the error rate is the
-health page's business.
+Only successful predictions (status ``ok``) enter drift tests, and never a challenger's
+shadow answers; the error rate is the health page's business.
 """
 
 from __future__ import annotations
@@ -65,10 +65,17 @@ def records_frame(records: Sequence) -> pd.DataFrame:
 
 
 def usable(frame: pd.DataFrame, ordered: bool = True) -> pd.DataFrame:
-    """Successful predictions only, oldest first (unless ``ordered`` is false)."""
+    """Successful predictions only, oldest first (unless ``ordered`` is false). A
+    challenger's shadow answers are left out: they are the same photos again, answered by
+    another version (compare versions with the registry's tools, not with drift)."""
     if frame.empty:
         return frame
-    out = frame[frame["status"] == "ok"] if "status" in frame else frame
+    keep = (frame["status"] == "ok").to_numpy(dtype=bool, na_value=False) if "status" in frame else True
+    if "request_id" in frame:
+        from nutrilearn.monitoring.stats import is_shadow
+
+        keep = keep & ~is_shadow(frame)
+    out = frame[keep] if keep is not True else frame
     if ordered and "timestamp" in out:
         out = out.sort_values("timestamp", kind="stable")
     return out
