@@ -104,10 +104,10 @@ cols[0].metric("Predictions", f"{ov.total:,}")
 cols[1].metric("Mean confidence", f"{ov.mean_confidence:.1%}" if ov.ok else "–")
 cols[2].metric("Unique users", ov.unique_users)
 cols[3].metric("Unique foods", ov.unique_foods)
-cols[4].metric("Errors", f"{ov.errors:,}", f"{ov.error_rate:.1%} of requests", delta_color="off")
-cols[5].metric("Not a food", f"{ov.not_food:,}")
-st.caption(f"{ov.first:%Y-%m-%d %H:%M} to {ov.last:%Y-%m-%d %H:%M} UTC"
-           + (f" · {ov.replayed:,} replayed" if ov.replayed else "")
+cols[4].metric("Errors", f"{ov.errors:,}")
+cols[5].metric("Error rate", f"{ov.error_rate:.1%}")
+st.caption(f"{ov.first:%Y-%m-%d %H:%M} to {ov.last:%Y-%m-%d %H:%M} UTC · {ov.not_food:,} answered "
+           "\"not a recognised food\"" + (f" · {ov.replayed:,} replayed" if ov.replayed else "")
            + f" · {reader.pending_count():,} record(s) not yet flushed to MLflow")
 
 volumes, recent_tab, confidence, health, trends = st.tabs(
@@ -115,8 +115,9 @@ volumes, recent_tab, confidence, health, trends = st.tabs(
 
 # -------------------------------------------------------------------------------- volumes
 with volumes:
+    n_foods = st.slider("Foods shown", 5, 30, 10, key="mon_top_n")
     left, right = st.columns(2)
-    foods = mon.top_foods(df, n=st.slider("Foods shown", 5, 30, 10, key="mon_top_n"))
+    foods = mon.top_foods(df, n=n_foods)
     left.altair_chart(
         alt.Chart(foods, title="Top foods").mark_bar().encode(
             x=alt.X("predictions:Q", title="Predictions"),
@@ -277,8 +278,10 @@ with trends:
                 help="Share of feedback whose true label equals the model's label")
     c[2].metric("Corrected", f"{fb.feedback - fb.correct:,}")
     daily = mon.daily_trends(df, mon.join_feedback(df, feedback))
-    long = daily.melt("day", ["mean_confidence", "error_rate", "realized_accuracy"], var_name="measure",
-                      value_name="value").dropna(subset=["value"])
+    measures = {"mean_confidence": "Mean confidence", "error_rate": "Error rate",
+                "realized_accuracy": "Realized accuracy"}
+    long = daily.rename(columns=measures).melt("day", list(measures.values()), var_name="measure",
+                                               value_name="value").dropna(subset=["value"])
     st.altair_chart(
         alt.Chart(long, title="Daily trends (UTC days)").mark_line(point=True).encode(
             x=alt.X("day:T", title=None), y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%")),
@@ -288,6 +291,8 @@ with trends:
         width="stretch",
     )
     if fb.feedback:
+        st.caption("Realized accuracy compares labels as written: a version whose vocabulary lacks a "
+                   "food (version 1 knows ImageNet's 46) can never be right about it.")
         st.dataframe(mon.accuracy_by_version(joined), hide_index=True,
                      column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
     else:

@@ -139,7 +139,7 @@ def test_all_traffic_charts_carry_the_logged_values(logged):
         seen[day] += 1
         right[day] += fb.label == by_id[fb.request_id].label
     trends = data["Daily trends (UTC days)"][0]
-    acc = trends[trends["measure"] == "realized_accuracy"]
+    acc = trends[trends["measure"] == "Realized accuracy"]
     assert {d.date(): v for d, v in zip(acc["day"], acc["value"])} == pytest.approx(
         {d: right[d] / seen[d] for d in seen})
     assert metrics(at)["Predictions with feedback"] == str(len(logged.feedback)) == "12"
