@@ -64,10 +64,21 @@ with st.sidebar:
     if live_only:
         raw = raw[raw["source"] != "replay"]
     data = windows.usable(raw)
-    ref_kind = st.selectbox("Reference", ["First N predictions", "After a version became champion", "Date range"],
-                            key="drift_ref_kind")
+    ref_kind = st.selectbox("Reference", ["First N predictions", "Since the current champion",
+                                          "After a version became champion", "Date range"], key="drift_ref_kind")
+    champion = None
     if ref_kind == "First N predictions":
         ref_spec = f"first:{st.number_input('N (reference)', 20, 1_000_000, 500, 100, key='drift_ref_n')}"
+    elif ref_kind == "Since the current champion":
+        ref_spec = f"champion:@{st.number_input('N (reference)', 20, 1_000_000, 500, 100, key='drift_since_n')}"
+        try:
+            champion = windows.champion_start(cfg)
+        except Exception as exc:
+            st.warning(f"Cannot read the registry's alias history: {type(exc).__name__}: {exc}")
+        if champion is None:
+            st.info("No champion move recorded yet: promote a version on the Models page, or pick a time.")
+        else:
+            st.caption(f"Version {champion[1]} became champion at {champion[0]:%Y-%m-%d %H:%M} UTC.")
     elif ref_kind == "Date range":
         first_day = data["timestamp"].min().date() if len(data) else datetime.now(timezone.utc).date()
         days = st.date_input("From - to (UTC, end exclusive)", (first_day, first_day + timedelta(days=7)),
@@ -92,7 +103,11 @@ with st.sidebar:
                             key="drift_chunking")
     every = "1D" if chunking == "day" else int(chunking.split()[0])
 
-reference = windows.select(raw, ref_spec, "reference")
+try:
+    reference = windows.select(raw, ref_spec, "reference", champion=champion)
+except windows.WindowSpecError as exc:
+    st.info(str(exc))
+    st.stop()
 current = windows.without(windows.select(raw, cur_spec, "current"), reference)
 if min(reference.n, current.n) < 20:
     st.info(f"Not enough predictions to test: the reference ({ref_spec}) has {reference.n} and the current "

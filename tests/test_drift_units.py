@@ -170,6 +170,11 @@ def test_window_specs_select_what_they_say():
     assert len(r) == 24 and r["timestamp"].min() == pd.Timestamp("2026-11-02", tz="UTC")
     c = windows.select(data, "champion:2026-11-05T00:00@30", "reference").frame
     assert len(c) == 30 and c["timestamp"].min() == pd.Timestamp("2026-11-05", tz="UTC")
+    since = (pd.Timestamp("2026-11-10", tz="UTC"), "1")
+    c = windows.select(data, "champion:@24", "reference", champion=since)
+    assert c.n == 24 and c.frame["timestamp"].min() == since[0] and c.params["version"] == "1"
+    with pytest.raises(windows.WindowSpecError, match="alias history"):
+        windows.select(data, "champion", "reference")
     with pytest.raises(windows.WindowSpecError, match="last:N"):
         windows.parse_spec("yesterday")
     with pytest.raises(windows.WindowSpecError):

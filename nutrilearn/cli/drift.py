@@ -1,7 +1,7 @@
 """``nutrilearn drift``: compare a reference window with a current one; exit 1 on drift.
 
 Windows are specs (see ``nutrilearn.monitoring.windows``): ``last:N``, ``first:N``,
-``days:D``, ``range:START..END``, ``champion:TIME[@N][,version=V]`` over logged
+``days:D``, ``range:START..END``, ``champion[:TIME][@N][,version=V]`` over logged
 predictions, or ``dir:PATH`` / ``--reference-dir``/``--current-dir`` for photo folders
 predicted on the spot (nothing is logged for them). Every check is logged as a run in
 MLflow experiment ``nutrilearn-monitoring`` unless ``--no-log``.
@@ -55,7 +55,8 @@ def _windows(args, settings):
 
     ref_spec = f"dir:{args.reference_dir}" if args.reference_dir else args.reference or DEFAULT_REFERENCE
     cur_spec = f"dir:{args.current_dir}" if args.current_dir else args.current or DEFAULT_CURRENT
-    kinds = {name: windows.parse_spec(spec)[0] for name, spec in (("reference", ref_spec), ("current", cur_spec))}
+    parsed = {name: windows.parse_spec(spec) for name, spec in (("reference", ref_spec), ("current", cur_spec))}
+    kinds = {name: kind for name, (kind, _) in parsed.items()}
     analyzer = predictions = None
     if "dir" in kinds.values():
         from nutrilearn.serving import build_analyzer
@@ -65,16 +66,18 @@ def _windows(args, settings):
         from nutrilearn.tracking.reader import load_predictions
 
         predictions = load_predictions(settings, include_replayed=not args.live_only)
+    needs_registry = any(kind == "champion" and args_["since"] is None for kind, args_ in parsed.values())
+    champion = windows.champion_start(settings) if needs_registry else None
     out = []
     for name, spec in (("reference", ref_spec), ("current", cur_spec)):
         if kinds[name] == "dir":
             from nutrilearn.cli.progress import progress_bar
 
-            path = windows.parse_spec(spec)[1]["path"]
+            path = parsed[name][1]["path"]
             with progress_bar(f"predicting {name} photos") as update:
                 out.append(windows.folder_window(analyzer, path, name, progress=update))
         else:
-            out.append(windows.select(predictions, spec, name))
+            out.append(windows.select(predictions, spec, name, champion=champion))
     reference, current = out
     return reference, windows.without(current, reference)
 

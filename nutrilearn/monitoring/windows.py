@@ -12,6 +12,8 @@ page and automation say the same thing:
                                       version became champion (``@N`` optional, default 500);
                                       ``version=3`` after the time keeps only that version's
                                       (``champion:2026-11-20T10:00@500,version=3``)
+- ``champion`` / ``champion:@300``    the same from the registry's alias history: since the
+                                      current champion was last made champion, its version only
 - ``dir:PATH``                        a labelled folder of photos, predicted on the spot
 
 Only successful predictions (status ``ok``) enter drift tests, and never a challenger's
@@ -143,7 +145,8 @@ def parse_spec(spec: str) -> tuple[str, dict]:
         if kind == "champion":
             body, _, version = arg.partition(",version=")
             since, _, n = body.partition("@")
-            return kind, {"since": _utc(since), "n": _positive_int(n or DEFAULT_N), "version": version or None}
+            return kind, {"since": _utc(since) if since.strip() else None, "n": _positive_int(n or DEFAULT_N),
+                          "version": version or None}
         if kind == "dir":
             if not arg:
                 raise ValueError
@@ -153,7 +156,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     raise WindowSpecError(f"unknown window kind {kind!r}: {_GRAMMAR}")
 
 
-_GRAMMAR = "use last:N, first:N, days:D, range:START..END, champion:TIME[@N][,version=V] or dir:PATH"
+_GRAMMAR = "use last:N, first:N, days:D, range:START..END, champion[:TIME][@N][,version=V] or dir:PATH"
 
 
 def _positive_int(raw) -> int:
@@ -163,9 +166,28 @@ def _positive_int(raw) -> int:
     return value
 
 
-def select(frame: pd.DataFrame, spec: str, name: str, now: datetime | None = None) -> Window:
-    """Apply a (non-folder) window spec to a predictions DataFrame."""
+def champion_start(settings) -> tuple[pd.Timestamp, str] | None:
+    """When the current champion was last made champion, and its version, from the
+    registry's alias history (None when no champion move is recorded)."""
+    from nutrilearn.registry.store import Registry
+
+    moves = [e for e in Registry(settings).history() if e.alias == "champion" and e.to_version]
+    if not moves:
+        return None
+    last = max(moves, key=lambda e: e.when)
+    return _utc(last.when), str(last.to_version)
+
+
+def select(frame: pd.DataFrame, spec: str, name: str, now: datetime | None = None,
+           champion: tuple[pd.Timestamp, str] | None = None) -> Window:
+    """Apply a (non-folder) window spec to a predictions DataFrame. ``champion`` (from
+    ``champion_start``) fills in a ``champion`` spec given without a time."""
     kind, args = parse_spec(spec)
+    if kind == "champion" and args["since"] is None:
+        if champion is None:
+            raise WindowSpecError("no champion move in the registry's alias history: give the time "
+                                  "(champion:TIME@N)")
+        args = {**args, "since": champion[0], "version": args["version"] or champion[1]}
     if kind == "last":
         part = last_n(frame, args["n"])
     elif kind == "first":
@@ -178,7 +200,10 @@ def select(frame: pd.DataFrame, spec: str, name: str, now: datetime | None = Non
         part = after_champion(frame, args["since"], args["n"], args["version"])
     else:
         raise WindowSpecError(f"{spec!r} names photos, not logged predictions: use folder_window")
-    return Window(name, spec, part, {"kind": kind})
+    params = {"kind": kind}
+    if kind == "champion":
+        params.update(since=str(args["since"]), version=args["version"] or "any")
+    return Window(name, spec, part, params)
 
 
 def folder_window(analyzer, path: Path, name: str, progress=None) -> Window:
@@ -221,5 +246,5 @@ def chunks(frame: pd.DataFrame, every: str | int) -> Iterator[tuple[pd.Timestamp
 
 __all__ = [
     "Window", "WindowSpecError", "records_frame", "usable", "last_n", "first_n", "last_days", "date_range",
-    "after_champion", "parse_spec", "select", "folder_window", "without", "chunks",
+    "after_champion", "champion_start", "parse_spec", "select", "folder_window", "without", "chunks",
 ]
