@@ -136,11 +136,24 @@ class Detector:
             self.min_distance = min_distance
         self.n_reference = 0
 
-    def fit(self, reference: pd.DataFrame) -> "Detector":
+    def values(self, frame: pd.DataFrame, reference: bool):
+        """What the detector compares, taken from a predictions frame."""
         raise NotImplementedError
 
-    def test(self, current: pd.DataFrame) -> DriftResult:
+    def compare(self, values) -> DriftResult:
+        """Test the current window's values against the fitted reference."""
         raise NotImplementedError
+
+    def fit(self, reference: pd.DataFrame) -> "Detector":
+        self.reference_ = self.values(reference, reference=True)
+        self.n_reference = len(self.reference_)
+        return self
+
+    def test(self, current: pd.DataFrame) -> DriftResult:
+        values = self.values(current, reference=False)
+        if min(self.n_reference, len(values)) < MIN_SAMPLES:
+            return self._untested(len(values), f"needs at least {MIN_SAMPLES} predictions in each window")
+        return self.compare(values)
 
     def _result(self, statistic, p_value, distance, n_current, checks=(), details=None, note="") -> DriftResult:
         drifted = bool(p_value <= self.alpha and distance >= self.min_distance) if np.isfinite(p_value) else False
@@ -162,16 +175,11 @@ class FoodDistributionDetector(Detector):
     distance_name = "js_distance"
     min_distance = 0.05
 
-    def fit(self, reference: pd.DataFrame) -> "FoodDistributionDetector":
-        self.labels_ = usable(reference, ordered=False)["label"].dropna().astype(str)
-        self.n_reference = len(self.labels_)
-        return self
+    def values(self, frame: pd.DataFrame, reference: bool) -> pd.Series:
+        return usable(frame, ordered=False)["label"].dropna().astype(str)
 
-    def test(self, current: pd.DataFrame) -> DriftResult:
-        labels = usable(current, ordered=False)["label"].dropna().astype(str)
-        if min(self.n_reference, len(labels)) < MIN_SAMPLES:
-            return self._untested(len(labels), f"needs at least {MIN_SAMPLES} predictions in each window")
-        table = dt.count_table(self.labels_, labels)
+    def compare(self, labels: pd.Series) -> DriftResult:
+        table = dt.count_table(self.reference_, labels)
         chi = dt.pooled_chi2(table)
         js, psi = dt.js_distance(table), dt.psi(table)
         z, p_food = dt.share_z_tests(chi.table)
@@ -211,21 +219,17 @@ class ConfidenceDetector(Detector):
     distance_name = "ks_d"
     min_distance = 0.05
 
-    def fit(self, reference: pd.DataFrame) -> "ConfidenceDetector":
-        self.values_ = np.sort(usable(reference, ordered=False)["confidence"].dropna().to_numpy(float))
-        self.n_reference = len(self.values_)
-        return self
+    def values(self, frame: pd.DataFrame, reference: bool) -> np.ndarray:
+        values = usable(frame, ordered=False)["confidence"].dropna().to_numpy(float)
+        return np.sort(values) if reference else values  # sorted once, for every test to come
 
-    def test(self, current: pd.DataFrame) -> DriftResult:
-        values = usable(current, ordered=False)["confidence"].dropna().to_numpy(float)
-        if min(self.n_reference, len(values)) < MIN_SAMPLES:
-            return self._untested(len(values), f"needs at least {MIN_SAMPLES} predictions in each window")
-        d, p, wasserstein = dt.ks(self.values_, values)
+    def compare(self, values: np.ndarray) -> DriftResult:
+        d, p, wasserstein = dt.ks(self.reference_, values)
         details = {
             "wasserstein": wasserstein,
-            "reference_mean": float(self.values_.mean()),
+            "reference_mean": float(self.reference_.mean()),
             "current_mean": float(values.mean()),
-            "reference_median": float(np.median(self.values_)),
+            "reference_median": float(np.median(self.reference_)),
             "current_median": float(np.median(values)),
         }
         result = self._result(d, p, d, len(values), details=details)
@@ -253,16 +257,13 @@ class ImagePropertyDetector(Detector):
         super().__init__(alpha, min_distance)
         self.properties = tuple(properties)
 
-    def fit(self, reference: pd.DataFrame) -> "ImagePropertyDetector":
-        self.values_ = image_properties(reference)[list(self.properties)]
-        self.sorted_ = {p: np.sort(self.values_[p].dropna().to_numpy()) for p in self.properties}
-        self.n_reference = len(self.values_)
-        return self
+    def values(self, frame: pd.DataFrame, reference: bool) -> pd.DataFrame:
+        values = image_properties(frame)[list(self.properties)]
+        if reference:  # sorted once, for every test to come
+            self.sorted_ = {p: np.sort(values[p].dropna().to_numpy()) for p in self.properties}
+        return values
 
-    def test(self, current: pd.DataFrame) -> DriftResult:
-        values = image_properties(current)[list(self.properties)]
-        if min(self.n_reference, len(values)) < MIN_SAMPLES:
-            return self._untested(len(values), f"needs at least {MIN_SAMPLES} predictions in each window")
+    def compare(self, values: pd.DataFrame) -> DriftResult:
         raw = [dt.ks(self.sorted_[p], values[p].dropna().to_numpy()) for p in self.properties]
         d = np.array([r[0] for r in raw])
         p = np.array([r[1] for r in raw])
@@ -270,7 +271,7 @@ class ImagePropertyDetector(Detector):
         flags = (adjusted <= self.alpha) & (d >= self.min_distance)
         checks = tuple(Check(name, "ks", d[i], p[i], adjusted[i], d[i], "ks_d", bool(flags[i]))
                        for i, name in enumerate(self.properties))
-        ref_med, cur_med = self.values_.median(), values.median()
+        ref_med, cur_med = self.reference_.median(), values.median()
         details = {"medians": {name: {"reference": float(ref_med[name]), "current": float(cur_med[name])}
                                for name in self.properties}}
         worst = int(np.argmin(adjusted))
@@ -306,16 +307,11 @@ class EmbeddingDetector(Detector):
         super().__init__(alpha, min_distance)
         self.sample_cap, self.permutations, self.seed = sample_cap, permutations, seed
 
-    def fit(self, reference: pd.DataFrame) -> "EmbeddingDetector":
-        self.values_ = embeddings(reference, self.sample_cap, self.seed)
-        self.n_reference = len(self.values_)
-        return self
+    def values(self, frame: pd.DataFrame, reference: bool) -> np.ndarray:
+        return embeddings(frame, self.sample_cap, self.seed + (not reference))
 
-    def test(self, current: pd.DataFrame) -> DriftResult:
-        values = embeddings(current, self.sample_cap, self.seed + 1)
-        if min(self.n_reference, len(values)) < MIN_SAMPLES:
-            return self._untested(len(values), f"needs at least {MIN_SAMPLES} embeddings in each window")
-        mmd = dt.mmd_permutation(self.values_, values, self.permutations, self.seed)
+    def compare(self, values: np.ndarray) -> DriftResult:
+        mmd = dt.mmd_permutation(self.reference_, values, self.permutations, self.seed)
         auc = distance = mmd.witness_auc
         details = {"mmd2": mmd.mmd2, "bandwidth": mmd.bandwidth, "permutations": mmd.permutations,
                    "sample_cap": self.sample_cap, "domain_auc": auc}
