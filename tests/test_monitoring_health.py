@@ -97,6 +97,7 @@ def test_error_rate_thresholds_are_inclusive(n_errors, status):
     else:
         (problem,) = report.problems
         assert problem.check == "error_rate" and problem.severity == status
+        assert problem.detail.startswith(f"error rate {n_errors / 100:.1%} ({n_errors} of 100) is at or above")
         assert "not_an_image" in problem.recommendation and "accepted formats" in problem.recommendation
 
 
@@ -122,6 +123,8 @@ def test_p95_latency_thresholds(inference_ms, status):
     if status != HEALTHY:
         (problem,) = report.problems
         assert problem.check == "latency" and "CPU contention" in problem.recommendation
+        limit = 400 if status == UNHEALTHY else 100
+        assert problem.detail == f"p95 latency {limit} ms is at or above the {status} threshold {limit} ms"
 
 
 def test_slow_decoding_gets_decoding_advice():

@@ -230,10 +230,18 @@ def slow_stage(df: pd.DataFrame, quantile: float = 0.95) -> str:
 
 # ---------------------------------------------------------------------------------- status
 
-def _severity(value: float, degraded: float, unhealthy: float) -> str:
+def _check(check: str, value: float, degraded: float, unhealthy: float, what: str, fmt: str,
+           advise) -> Problem | None:
+    """A ``Problem`` when ``value`` reaches a threshold (inclusive), else None.
+    ``advise`` is called only then (it may need to look at the data)."""
     if value >= unhealthy:
-        return UNHEALTHY
-    return DEGRADED if value >= degraded else HEALTHY
+        severity, limit = UNHEALTHY, unhealthy
+    elif value >= degraded:
+        severity, limit = DEGRADED, degraded
+    else:
+        return None
+    detail = f"{what} is at or above the {severity} threshold {fmt.format(limit)}"
+    return Problem(check, severity, detail, advise())
 
 
 def assess_health(df: pd.DataFrame, thresholds: HealthThresholds | None = None) -> HealthReport:
@@ -244,28 +252,23 @@ def assess_health(df: pd.DataFrame, thresholds: HealthThresholds | None = None) 
     rate = errors / n if n else float("nan")
     latency = latency_summary(df)
     by_type = errors_by_type(df)
-    problems: list[Problem] = []
+    found: list[Problem | None] = []
     notes: list[str] = []
 
     if n < t.min_requests:
         notes.append(f"Only {n} request(s) in view: the error rate is judged from {t.min_requests} on.")
     else:
-        sev = _severity(rate, t.error_rate_degraded, t.error_rate_unhealthy)
-        if sev != HEALTHY:
-            limit = t.error_rate_unhealthy if sev == UNHEALTHY else t.error_rate_degraded
-            problems.append(Problem("error_rate", sev, f"error rate {rate:.1%} ({errors} of {n}) "
-                                    f"is at or above the {sev} threshold {limit:.1%}",
-                                    _error_recommendation(by_type)))
+        found.append(_check("error_rate", rate, t.error_rate_degraded, t.error_rate_unhealthy,
+                            f"error rate {rate:.1%} ({errors} of {n})", "{:.1%}",
+                            lambda: _error_recommendation(by_type)))
 
     p95 = float(latency.loc[latency["stage"] == "total", "p95"].iloc[0])
     if np.isnan(p95):
         notes.append("No successful predictions in view: latency is not judged.")
     else:
-        sev = _severity(p95, t.p95_latency_ms_degraded, t.p95_latency_ms_unhealthy)
-        if sev != HEALTHY:
-            limit = t.p95_latency_ms_unhealthy if sev == UNHEALTHY else t.p95_latency_ms_degraded
-            problems.append(Problem("latency", sev, f"p95 latency {p95:.0f} ms is at or above the {sev} "
-                                    f"threshold {limit:.0f} ms", STAGE_ADVICE[slow_stage(df)]))
+        found.append(_check("latency", p95, t.p95_latency_ms_degraded, t.p95_latency_ms_unhealthy,
+                            f"p95 latency {p95:.0f} ms", "{:.0f} ms", lambda: STAGE_ADVICE[slow_stage(df)]))
+    problems = [p for p in found if p is not None]
 
     status = max((p.severity for p in problems), key=_RANK.get, default=HEALTHY)
     return HealthReport(status=status, problems=tuple(problems), notes=tuple(notes), requests=n,
