@@ -21,7 +21,9 @@ def classifier():
     """The backbone is built once per process and shared by every session."""
     from nutrilearn.serving import load_classifier
 
-    return load_classifier(settings())
+    model = load_classifier(settings())
+    model.warm_up()  # trace the forward pass now, not on the first user's photo
+    return model
 
 
 @st.cache_resource(show_spinner=False)
@@ -31,6 +33,18 @@ def prediction_logger():
 
     factory = getattr(serving, "prediction_logger", None)
     return factory(settings()) if factory is not None else None
+
+
+@st.cache_resource(show_spinner=False)
+def _meal_store(url: str):
+    from nutrilearn.meals import MealStore
+
+    return MealStore(url)
+
+
+def meal_store():
+    """One meal store (engine and pool) per database per process."""
+    return _meal_store(settings().database_url)
 
 
 def analyzer():
@@ -48,15 +62,49 @@ def current_user() -> str:
     return st.session_state.get("user") or DEFAULT_USER
 
 
+NEW_USER = "➕ New user…"
+
+
+def _known_users() -> list[str]:
+    try:
+        return meal_store().list_users()
+    except Exception as exc:  # a busy or unreachable meal log must not hide the app
+        st.caption(f"Users unavailable: {type(exc).__name__}")
+        return []
+
+
 def sidebar() -> None:
-    """Who am I, and where predictions go."""
+    """Who am I (pick or create), and where predictions go."""
     with st.sidebar:
         st.subheader("Who am I")
-        name = st.text_input("User name", value=current_user(), max_chars=64, key="user_input",
-                             help="Every prediction, meal and query is recorded under this name.")
-        if valid_user_name(name):
-            st.session_state["user"] = name.strip()
+        me = current_user()
+        options = [*sorted(set(_known_users()) | {me}), NEW_USER]
+        choice = st.selectbox("User", options, index=options.index(me), key="user_pick",
+                              help="Every prediction, meal and query is recorded under this name.")
+        if choice == NEW_USER:
+            name = st.text_input("New user name", max_chars=64, key="user_new").strip()
+            if name and not valid_user_name(name):
+                st.warning("Use 1-64 letters, digits, spaces or . @ ' - _")
+            elif name and st.button("Create user", key="user_create"):
+                meal_store().ensure_user(name)
+                st.session_state["user"] = name
+                st.session_state.pop("user_pick", None)
+                st.rerun()
         else:
-            st.warning("Use 1-64 letters, digits, spaces or . @ ' - _")
-        cfg = settings()
-        st.caption(f"Tracking: `{cfg.tracking_uri}`")
+            st.session_state["user"] = choice
+        _tracking_status()
+
+
+def _tracking_status() -> None:
+    """Where predictions go, and whether they are getting there."""
+    cfg = settings()
+    st.caption(f"Tracking: `{cfg.tracking_uri}`")
+    logger = prediction_logger()
+    if logger is None:
+        return
+    info = logger.status()
+    if info.last_error and not info.reachable:
+        st.warning(f"MLflow unreachable; {info.pending} record(s) kept safe in the local spool, "
+                   f"retrying in {info.retry_in_s:.0f} s. ({info.last_error})")
+    else:
+        st.caption(f"{info.flushed_records} logged this session · {max(info.pending, 0)} waiting to flush")

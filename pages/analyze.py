@@ -6,6 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from nutrilearn.meals import MEAL_TYPES, MealEntry, StoreBusyError, UnknownFoodError
 from nutrilearn.nutrition import MAX_PORTION, facts_for, known_labels
 from nutrilearn.pipeline import Photo
 from nutrilearn.tracking.records import FeedbackRecord, utc_now
@@ -51,44 +52,72 @@ def _top5_chart(record) -> alt.Chart:
             y=alt.Y("food:N", sort="-x", title=None),
             tooltip=["food", alt.Tooltip("probability:Q", format=".1%")],
         )
-        .properties(height=150)
+        .properties(height=30 * len(data))
     )
 
 
-def _nutrition_card(label: str, key: str) -> None:
+def _nutrition_card(label: str, key: str) -> float:
+    """Nutrition for the chosen food at the chosen portion; returns the portion."""
     facts = facts_for(label)
     if facts is None:
         st.caption("No nutrition facts for this food.")
-        return
+        return 1.0
     portion = st.number_input(
         f"Portion (× {facts.serving_g:g} g serving)", min_value=0.25, max_value=float(MAX_PORTION),
         value=1.0, step=0.25, key=f"portion-{key}",
     )
     scaled = facts.scaled(portion)
     cols = st.columns(5)
-    cols[0].metric("Energy", f"{scaled.kcal:.0f} kcal")
+    cols[0].metric("Energy (kcal)", f"{scaled.kcal:.0f}")
     cols[1].metric("Protein", f"{scaled.protein_g:.1f} g")
     cols[2].metric("Carbs", f"{scaled.carbohydrate_g:.1f} g")
     cols[3].metric("Fat", f"{scaled.fat_g:.1f} g")
     cols[4].metric("Fibre", f"{scaled.fibre_g:.1f} g")
     st.caption(f"{scaled.serving_g:.0f} g. Source: {facts.source}")
+    return portion
 
 
-def _feedback(record, key: str) -> None:
+def _save_feedback(record, truth: str) -> None:
     logger = state.prediction_logger()
-    given = st.session_state.setdefault("feedback_given", {})
-    if record.request_id in given:
-        st.success(f"Feedback saved: {display_name(given[record.request_id])}")
-        return
-    options = sorted(known_labels(), key=display_name)
-    default = options.index(record.label) if record.label in options else 0
-    truth = st.selectbox("What is it really?", options, index=default, format_func=display_name, key=f"truth-{key}")
-    if st.button("Save label", key=f"fb-{key}", disabled=logger is None,
-                 help=None if logger is not None else "Tracking is not configured"):
+    if logger is not None:
         logger.submit_feedback(
             FeedbackRecord(record.request_id, utc_now(), state.current_user(), truth, record.label, "app")
         )
-        given[record.request_id] = truth
+
+
+def _label_and_log(record, key: str) -> None:
+    """Confirm or correct the label; optionally log the photo as a meal (also feedback)."""
+    done = st.session_state.setdefault("analyze_done", {})
+    if record.request_id in done:
+        st.success(done[record.request_id])
+        return
+    options = sorted(known_labels(), key=display_name)
+    truth = st.selectbox(
+        "What is it really?", options, index=options.index(record.label) if record.label in options else None,
+        format_func=display_name, key=f"truth-{key}", placeholder="Choose the food",
+    )
+    if truth is None:
+        return
+    portion = _nutrition_card(truth, key)
+    cols = st.columns([2, 1, 1])
+    meal_type = cols[0].selectbox("Meal", MEAL_TYPES, key=f"meal-{key}", label_visibility="collapsed")
+    if cols[1].button("Log meal", key=f"log-{key}", type="primary"):
+        try:
+            store = state.meal_store()
+            store.ensure_user(state.current_user())
+            store.log_meal(MealEntry(
+                user=state.current_user(), label=truth, meal_type=meal_type, portion=portion,
+                predicted_label=record.label, request_id=record.request_id,
+            ))
+        except (ValueError, StoreBusyError, UnknownFoodError) as exc:
+            st.error(f"The meal was not logged: {exc}")
+            return
+        _save_feedback(record, truth)
+        done[record.request_id] = f"Logged {display_name(truth)} ({portion:g} serving) as {meal_type}."
+        st.rerun()
+    if cols[2].button("Save label only", key=f"fb-{key}"):
+        _save_feedback(record, truth)
+        done[record.request_id] = f"Label saved: {display_name(truth)}."
         st.rerun()
 
 
@@ -100,7 +129,7 @@ for upload, record in shown:
             left.markdown(f"**{upload.name}**")
             right.error(f"Could not use this file: {record.error_message}")
             continue
-        left.image(upload.getvalue(), caption=upload.name, use_container_width=True)
+        left.image(upload.getvalue(), caption=upload.name, width="stretch")
         with right:
             if record.label == NOT_FOOD:
                 st.subheader("Not a recognised food")
@@ -108,8 +137,6 @@ for upload, record in shown:
                            "Closest foods below.")
             else:
                 st.subheader(f"{display_name(record.label)} — {record.confidence:.0%}")
-            st.altair_chart(_top5_chart(record), use_container_width=True)
+            st.altair_chart(_top5_chart(record), width="stretch")
             st.caption(f"{record.total_ms:.0f} ms · model v{record.model_version} ({record.model_alias})")
-            if record.label != NOT_FOOD:
-                _nutrition_card(record.label, key)
-            _feedback(record, key)
+            _label_and_log(record, key)

@@ -14,7 +14,6 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from nutrilearn.config import Settings
 from nutrilearn.meals import (
     MEAL_TYPES,
     NUTRIENTS,
@@ -33,15 +32,10 @@ from nutrilearn.meals import (
     today_in,
 )
 from nutrilearn.nutrition import MAX_PORTION, facts_for, known_labels
+from nutrilearn_app import state
 
 USER_ERRORS = (ValueError, StoreBusyError, NotFoundError, UnknownFoodError)
 SEVERITY_ICON = {"warning": "🔴", "caution": "🟠", "ok": "🟢", "not enough data": "⚪"}
-
-
-@st.cache_resource(show_spinner=False)
-def _store(url: str) -> MealStore:
-    """One store (engine and connection pool) per database per process."""
-    return MealStore(url)
 
 
 def _pick_user(store: MealStore) -> str | None:
@@ -59,7 +53,7 @@ def _pick_user(store: MealStore) -> str | None:
 
 st.title("🍽️ Meals")
 try:
-    store = _store(Settings.from_env().database_url)
+    store = state.meal_store()
 except Exception as exc:  # noqa: BLE001 - any failure to open the database is shown, not raised
     st.error(f"The meal database could not be opened: {exc}")
     st.stop()

@@ -33,7 +33,7 @@ def test_real_burrito_photo_is_named_with_nutrition(page, food10):
     assert not at.exception
     headers = [h.value for h in at.subheader]
     assert any(h.startswith("Burrito") for h in headers), headers
-    assert [m.label for m in at.metric][:5] == ["Energy", "Protein", "Carbs", "Fat", "Fibre"]
+    assert [m.label for m in at.metric][:5] == ["Energy (kcal)", "Protein", "Carbs", "Fat", "Fibre"]
     chart = at.get("vega_lite_chart") or at.get("arrow_vega_lite_chart")
     assert chart, "top-5 chart missing"
 
@@ -45,3 +45,25 @@ def test_text_file_gets_a_clear_error_and_the_batch_goes_on(page, food10):
     assert not at.exception
     assert any("not an image" in e.value for e in at.error)
     assert "1 classified, 1 failed" in " ".join(m.value for m in at.markdown)
+
+
+def test_correct_the_label_and_log_a_meal(page, food10):
+    from nutrilearn.config import Settings
+    from nutrilearn.meals import MealStore
+
+    photo = next((food10 / "test" / "breakfast_burrito").glob("*.jpg"))
+    at = _upload(page, [(photo.name, photo.read_bytes(), "image/jpeg")])
+    key = next(k for k in at.session_state["analyze_results"])
+    at.selectbox(key=f"truth-{key}").set_value("breakfast_burrito")
+    at.number_input(key=f"portion-{key}").set_value(1.5)
+    at.selectbox(key=f"meal-{key}").set_value("lunch")
+    at.button(key=f"log-{key}").click()
+    at = at.run(timeout=120)
+    assert not at.exception
+    assert any("Logged Breakfast burrito (1.5 serving) as lunch" in s.value for s in at.success)
+
+    meals = MealStore(Settings.from_env().database_url).meals("alice")
+    assert len(meals) == 1
+    row = meals.iloc[0]
+    assert (row["label"], row["predicted_label"], row["meal_type"], row["portion"]) == (
+        "breakfast_burrito", "burrito", "lunch", 1.5)

@@ -64,6 +64,10 @@ class FoodClassifier:
         logits, pooled = self._forward(tf.constant(normalise(np.asarray(pixels))))
         return Features(logits.numpy(), pooled.numpy())
 
+    def warm_up(self) -> None:
+        """Trace the compiled forward pass (about 1-2 s) before a user waits on it."""
+        self.features(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), np.uint8))
+
     def classify(self, feats: Features) -> list[Prediction]:
         """Backbone outputs -> predictions (cheap; no network call)."""
         probs = self.head.probabilities(feats.logits, feats.pooled)

@@ -1,0 +1,105 @@
+"""Real processes for end-to-end tests: a Streamlit app server and a headless Chromium.
+
+Only loopback addresses are used. Chromium is Debian's (/usr/bin/chromium), driven by the
+playwright package; nothing is downloaded. Where Chromium is absent, tests skip and say so.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StreamlitApp:
+    """``streamlit run app.py`` on 127.0.0.1 with its own environment."""
+
+    def __init__(self, home: Path, env: dict[str, str] | None = None, name: str = "app"):
+        self.home, self.name = home, name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "NUTRILEARN_HOME": str(home), "NUTRILEARN_MODELS_DIR": str(ROOT / "models"),
+                    "NUTRILEARN_BATCH_MAX_AGE_S": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120.0) -> "StreamlitApp":
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = open(self.home / f"{self.name}.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(self.port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited: {self.log_tail()}")
+            if self.healthy():
+                return self
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"streamlit did not come up: {self.log_tail()}")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def log_tail(self) -> str:
+        path = self.home / f"{self.name}.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+    def stop(self, sig: int = 15) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; `make test` does it as root)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright package is not installed (pip install -e '.[test]')")
+    pw = sync_playwright().start()
+    browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+    yield browser
+    browser.close()
+    pw.stop()
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,0 +1,70 @@
+"""A person's view: the app in headless Chromium (Playwright), real photos, real servers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e import StreamlitApp, browser, screenshot  # noqa: F401 (fixture)
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    server = StreamlitApp(tmp_path_factory.mktemp("browser-home")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(browser, app):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+def _open_analyze(page, app) -> None:
+    page.goto(app.url)
+    page.get_by_text("No photos yet").wait_for()  # the first run is complete: widgets are live
+
+
+def test_upload_a_photo_and_see_it_on_monitoring(page, app, food10):
+    photo = sorted((food10 / "test" / "breakfast_burrito").glob("*.jpg"))[0]
+    _open_analyze(page, app)
+    page.locator("input[type=file]").set_input_files(str(photo))
+    page.get_by_role("heading", name=re.compile(r"Burrito\W+\d+%")).wait_for()
+    page.get_by_text("Energy").first.wait_for()
+    screenshot(page, "analyze")
+
+    page.goto(app.url + "/monitoring")
+    page.get_by_role("heading", name=re.compile("Monitoring")).wait_for()
+    page.get_by_role("button", name=re.compile("Refresh")).click()
+    metric = page.locator('[data-testid="stMetric"]', has_text="Predictions").first
+    metric.wait_for()
+    assert re.search(r"Predictions\s*[1-9]", metric.inner_text())
+    screenshot(page, "monitoring")
+
+
+def test_a_text_file_gets_a_clear_error_and_the_app_stays_up(page, app, tmp_path):
+    bogus = tmp_path / "shopping-list.txt"
+    bogus.write_text("eggs, milk, bread\n")
+    _open_analyze(page, app)
+    page.locator("input[type=file]").set_input_files(str(bogus))
+    page.get_by_text(re.compile("Could not use this file: .*not an image")).wait_for()
+    screenshot(page, "analyze-error")
+    assert app.healthy()
+    page.reload()
+    page.get_by_text("No photos yet").wait_for()
+
+
+@pytest.mark.parametrize("path, heading", [("meals", "Meals"), ("drift", "Drift"), ("models", "Models")])
+def test_every_page_opens(page, app, path, heading):
+    page.goto(f"{app.url}/{path}")
+    page.get_by_role("heading", name=re.compile(heading)).first.wait_for()
+    page.wait_for_timeout(1500)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    screenshot(page, path)
