@@ -160,6 +160,14 @@ with tabs[0]:
                  hide_index=True, width="stretch")
 
 
+def _for_chart(frame: pd.DataFrame) -> pd.DataFrame:
+    """Chunk times as naive UTC (vega-lite has no time zones) and p-values floored at
+    1e-16 so that the log axis can show them."""
+    out = frame.assign(start=frame["start"].dt.tz_convert("UTC").dt.tz_localize(None),
+                       end=frame["end"].dt.tz_convert("UTC").dt.tz_localize(None))
+    return out.assign(p_value=out["p_value"].clip(lower=1e-16)) if "p_value" in out else out
+
+
 def _overlay_chart(frame: pd.DataFrame, column: str) -> alt.Chart:
     return alt.Chart(frame).transform_density(column, groupby=["window"], as_=[column, "density"]).mark_area(
         opacity=0.45).encode(x=alt.X(f"{column}:Q"), y="density:Q", color=alt.Color("window:N", scale=WINDOW_COLOURS))
@@ -182,6 +190,8 @@ with tabs[2]:
 
 with tabs[3]:
     series = result["over_time"]
+    if not series.empty:
+        series = _for_chart(series.dropna(subset=["p_value"]))
     if series.empty:
         st.info("No predictions after the reference window yet.")
     else:
@@ -192,7 +202,8 @@ with tabs[3]:
             tooltip=["signal", "start:T", "n", alt.Tooltip("p_value:Q", format=".2e"), "drifted", "severity"])
         rule = alt.Chart(pd.DataFrame({"alpha": [alpha]})).mark_rule(strokeDash=[6, 3], color="red").encode(y="alpha:Q")
         st.altair_chart(points + rule, width="stretch")
-        st.caption("Each chunk is tested against the reference; below the red line (alpha) a signal drifted "
+        st.caption("Each chunk is tested against the reference (UTC times; p-values below 1e-16 drawn at 1e-16); "
+                   "below the red line (alpha) a signal drifted "
                    "if its effect also passes the floor. With many chunks, expect about alpha of them to "
                    "alarm by chance.")
 
@@ -212,6 +223,8 @@ with tabs[4]:
 
 with tabs[5]:
     acc = result["accuracy"]
+    if not acc.empty:
+        acc = _for_chart(acc)
     if acc.empty:
         st.info("No predictions after the reference window yet.")
     else:
