@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 _GROUP_SEP = "\x1f"
 _MAX_UNSPOOLED = 10_000
 _EXIT_FLUSH_S = 2.0
+_CHECKPOINT_EVERY_S = 10.0
 
 
 def prediction_group(record: PredictionRecord) -> str:
@@ -240,6 +241,7 @@ class PredictionLogger:
         self._flushed_records = 0
         self._flushed_batches = 0
         self._thread: threading.Thread | None = None
+        self._checkpointed_at = 0.0
         self._prewarm = prewarm
         if start:
             self.start()
@@ -405,12 +407,15 @@ class PredictionLogger:
                         self._flushed_records += len(batch)
                         self._reachable = True
                     batch = None
-                self.spool.checkpoint()
                 self._succeeded()
             except Exception as exc:
                 if batch is not None:
                     self.spool.release(batch.batch_id, self.owner, f"{type(exc).__name__}: {exc}")
                 self._failed(exc)
+            finally:
+                if time.monotonic() - self._checkpointed_at > _CHECKPOINT_EVERY_S:
+                    self.spool.checkpoint()  # even while MLflow is down, so the WAL stays small
+                    self._checkpointed_at = time.monotonic()
 
     def _after_write(self, batch: Batch) -> None:
         """The MLflow run exists: drop the records from the spool (a seam for fault tests)."""

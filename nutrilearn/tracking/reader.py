@@ -15,6 +15,7 @@ feedback); ``timestamp`` is ``datetime64[us, UTC]``.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -34,8 +35,9 @@ from nutrilearn.tracking.records import (
     row_from_json,
     rows_to_table,
 )
-from nutrilearn.tracking.spool import KINDS, Spool, open_existing
+from nutrilearn.tracking.spool import KINDS, Spool, SpoolError, open_existing
 
+log = logging.getLogger(__name__)
 _SCHEMAS = {"predictions": prediction_schema, "feedback": feedback_schema}
 
 
@@ -282,7 +284,10 @@ class PredictionReader:
         if self.spool_dir is None:
             return None
         if self._spool is None:
-            self._spool = open_existing(self.spool_dir)
+            try:
+                self._spool = open_existing(self.spool_dir)
+            except (SpoolError, OSError) as exc:  # e.g. a read-only monitoring machine
+                log.warning("not reading the spool at %s: %s", self.spool_dir, exc)
         return self._spool
 
     def _pending_frame(self, kind: str) -> pd.DataFrame | None:

@@ -151,12 +151,15 @@ class Spool:
         self._closed = False
         self.directory.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
-        with self._write(conn, sync=self.sync.upper(), restore=self.sync.upper()):
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)", (FORMAT_VERSION,))
-        version = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0]
+        try:
+            with self._write(conn, sync=self.sync.upper(), restore=self.sync.upper()):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('format', ?)", (FORMAT_VERSION,))
+            version = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot set up the spool at {self.path}: {exc}") from exc
         if version != FORMAT_VERSION:
             raise SpoolError(f"{self.path} has spool format {version}; this version reads {FORMAT_VERSION}")
 
@@ -349,7 +352,7 @@ class Spool:
         """Fold the WAL into the database file (off the prediction path)."""
         try:
             self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error:
+        except (sqlite3.Error, SpoolError):
             pass
 
     # -- readers -----------------------------------------------------------------------
