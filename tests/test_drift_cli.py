@@ -91,3 +91,30 @@ def test_folders_of_different_foods_drift(home, food10, classifier, monkeypatch,
     out = json.loads(capsys.readouterr().out)
     assert code == 1 and {"food", "embedding"} <= set(out["drifted_signals"])
     assert out["reference"]["spec"] == f"dir:{ref}" and out["current"]["n"] == 50
+
+
+def test_webhook_receives_the_json_report():
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from nutrilearn.cli.drift import alert
+
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            received.append((self.headers["Content-Type"], json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    payload = {"verdict": "drift", "severity": "high", "drifted_signals": ["image"]}
+    alert(payload, f"http://127.0.0.1:{server.server_port}/hook", None)
+    thread.join(5)
+    server.server_close()
+    assert received == [("application/json", payload)]
