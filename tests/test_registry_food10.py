@@ -61,7 +61,7 @@ def test_training_run_logs_what_the_issue_asks(trained):
             "data_manifest.json", "history.csv", "evaluation.json", "head/head.npz", "head/labels.json"} <= files
     run = client.get_run(out["run_id"])
     assert run.data.params["data_manifest_sha256"] == out["data_manifest"]
-    assert run.data.params["class_weights"] == "balanced" and run.data.params["flip_augment"] == "True"
+    assert run.data.params["class_weights"] == "balanced" and run.data.params["flip_augment"] == "False"
     assert len(client.get_metric_history(out["run_id"], "val_accuracy")) >= 5
     info = reg.version(out["version"])
     assert info.metrics["accuracy"] == pytest.approx(out["accuracy"], abs=1e-5)

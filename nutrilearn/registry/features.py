@@ -7,8 +7,8 @@ costs nothing and a changed photo is recomputed. The manifest hash (sorted label
 pairs) names exactly which photos a version was trained or evaluated on.
 
 Cached per photo: the 1280-d pooled features and the 1000 ImageNet logits of the centre
-crop (what serving sees), and the pooled features of its mirror image (training-time
-augmentation). The cache folder is named after the backbone weights' sha256 and the
+crop (what serving sees), and, when flip augmentation is asked for, the pooled features
+of its mirror image. The cache folder is named after the backbone weights' sha256 and the
 preprocessing, so a different backbone never reads stale features.
 """
 
@@ -117,7 +117,7 @@ def cache_dir(models_dir: Path) -> Path:
 class FeatureCache:
     """One small ``.npz`` per photo sha256 (no pickle), written atomically."""
 
-    KEYS = ("pooled", "logits", "pooled_flip")
+    KEYS = ("pooled", "logits")  # always there; "pooled_flip" only once flips were asked for
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
@@ -125,15 +125,16 @@ class FeatureCache:
     def _path(self, sha: str) -> Path:
         return self.directory / sha[:2] / f"{sha}.npz"
 
-    def get(self, sha: str) -> dict[str, np.ndarray] | None:
+    def get(self, sha: str, flips: bool = False) -> dict[str, np.ndarray] | None:
         path = self._path(sha)
         if not path.is_file():
             return None
         try:
             with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in self.KEYS}
+                keys = self.KEYS + (("pooled_flip",) if flips else ())
+                return {k: data[k] for k in keys}
         except (OSError, KeyError, ValueError):
-            return None  # a damaged entry is recomputed
+            return None  # a damaged entry (or one without the flips asked for) is recomputed
 
     def put(self, sha: str, **arrays: np.ndarray) -> None:
         path = self._path(sha)
@@ -144,10 +145,11 @@ class FeatureCache:
 
 
 def compute_features(dataset: Dataset, classifier, settings, progress: Progress | None = None,
-                     batch_size: int = 32) -> Dataset:
+                     batch_size: int = 32, flips: bool = False) -> Dataset:
     """Fill ``dataset``'s feature arrays from the cache, running the backbone on the rest.
 
-    Photos that cannot be decoded are dropped (listed in ``dataset.skipped``).
+    ``flips`` also gives the mirror images' pooled features (twice the backbone work when
+    not cached). Photos that cannot be decoded are dropped (listed in ``dataset.skipped``).
     """
     from nutrilearn.vision.images import ImageError, crop_and_resize, decode_image
 
@@ -155,7 +157,7 @@ def compute_features(dataset: Dataset, classifier, settings, progress: Progress 
     found: dict[str, dict[str, np.ndarray]] = {}
     todo: list[int] = []
     for i, photo in enumerate(dataset.photos):
-        entry = found.get(photo.sha256) or cache.get(photo.sha256)
+        entry = found.get(photo.sha256) or cache.get(photo.sha256, flips)
         if entry is None:
             todo.append(i)
         else:
@@ -180,11 +182,12 @@ def compute_features(dataset: Dataset, classifier, settings, progress: Progress 
             crops.append(crop_and_resize(decoded.image))
         if crops:
             pixels = np.stack(crops)
-            feats = classifier.features(np.concatenate([pixels, pixels[:, :, ::-1]]))
+            feats = classifier.features(np.concatenate([pixels, pixels[:, :, ::-1]]) if flips else pixels)
             n = len(crops)
             for k, i in enumerate(chunk):
-                entry = {"pooled": feats.pooled[k].astype(np.float32), "logits": feats.logits[k].astype(np.float32),
-                         "pooled_flip": feats.pooled[n + k].astype(np.float32)}
+                entry = {"pooled": feats.pooled[k].astype(np.float32), "logits": feats.logits[k].astype(np.float32)}
+                if flips:
+                    entry["pooled_flip"] = feats.pooled[n + k].astype(np.float32)
                 cache.put(dataset.photos[i].sha256, **entry)
                 found[dataset.photos[i].sha256] = entry
         done = min(total, done + len(todo[start : start + batch_size]))
@@ -196,10 +199,11 @@ def compute_features(dataset: Dataset, classifier, settings, progress: Progress 
         raise DataError("none of the photos could be decoded")
     dataset.pooled = np.stack([found[p.sha256]["pooled"] for p in dataset.photos])
     dataset.logits = np.stack([found[p.sha256]["logits"] for p in dataset.photos])
-    dataset.pooled_flip = np.stack([found[p.sha256]["pooled_flip"] for p in dataset.photos])
+    dataset.pooled_flip = np.stack([found[p.sha256]["pooled_flip"] for p in dataset.photos]) if flips else None
     return dataset
 
 
-def load_dataset(roots: Sequence[Path], classifier, settings, progress: Progress | None = None) -> Dataset:
+def load_dataset(roots: Sequence[Path], classifier, settings, progress: Progress | None = None,
+                 flips: bool = False) -> Dataset:
     """``scan`` + ``compute_features``."""
-    return compute_features(scan(roots), classifier, settings, progress)
+    return compute_features(scan(roots), classifier, settings, progress, flips=flips)

@@ -74,8 +74,9 @@ def _manifest(data: Dataset) -> str:
                       indent=0)
 
 
-def _load(roots: Sequence[Path], classifier, settings: Settings, progress: Progress | None) -> Dataset:
-    return load_dataset([Path(r) for r in roots], classifier, settings, progress)
+def _load(roots: Sequence[Path], classifier, settings: Settings, progress: Progress | None,
+          flips: bool = False) -> Dataset:
+    return load_dataset([Path(r) for r in roots], classifier, settings, progress, flips)
 
 
 def train_version(
@@ -100,7 +101,7 @@ def train_version(
     reg = registry or Registry(settings)
     who = who or default_user()
     started = time.perf_counter()
-    train_ds = _load(list(data) + list(base), classifier, settings, progress.features)
+    train_ds = _load(list(data) + list(base), classifier, settings, progress.features, config.flip_augment)
     eval_ds = _load(eval_data, classifier, settings, None) if eval_data else None
     features_s = time.perf_counter() - started
     if eval_ds is None:
