@@ -224,7 +224,7 @@ class ConfidenceDetector(Detector):
         return np.sort(values) if reference else values  # sorted once, for every test to come
 
     def compare(self, values: np.ndarray) -> DriftResult:
-        d, p, wasserstein = dt.ks(self.reference_, values)
+        d, p, wasserstein = dt.ks(self.reference_, values, wasserstein=True)
         details = {
             "wasserstein": wasserstein,
             "reference_mean": float(self.reference_.mean()),
@@ -261,6 +261,7 @@ class ImagePropertyDetector(Detector):
         values = image_properties(frame)[list(self.properties)]
         if reference:  # sorted once, for every test to come
             self.sorted_ = {p: np.sort(values[p].dropna().to_numpy()) for p in self.properties}
+            self.medians_ = values.median()
         return values
 
     def compare(self, values: pd.DataFrame) -> DriftResult:
@@ -271,7 +272,7 @@ class ImagePropertyDetector(Detector):
         flags = (adjusted <= self.alpha) & (d >= self.min_distance)
         checks = tuple(Check(name, "ks", d[i], p[i], adjusted[i], d[i], "ks_d", bool(flags[i]))
                        for i, name in enumerate(self.properties))
-        ref_med, cur_med = self.reference_.median(), values.median()
+        ref_med, cur_med = self.medians_, values.median()
         details = {"medians": {name: {"reference": float(ref_med[name]), "current": float(cur_med[name])}
                                for name in self.properties}}
         worst = int(np.argmin(adjusted))

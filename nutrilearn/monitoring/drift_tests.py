@@ -117,35 +117,47 @@ def holm(p_values) -> np.ndarray:
 
 
 EXACT_KS_LIMIT = 1e6  # n * m below which scipy's exact KS p-value is used
+ASYMPTOTIC_KS_N = 10_000  # effective size n m / (n + m) above which the limiting Kolmogorov law is used
 
 
-def ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float, float]:
-    """Two-sample Kolmogorov-Smirnov D, its p-value, and the Wasserstein-1 distance.
+def ks(reference: np.ndarray, current: np.ndarray, wasserstein: bool = False) -> tuple[float, float, float]:
+    """Two-sample Kolmogorov-Smirnov D, its p-value, and (if asked) the Wasserstein-1 distance.
 
-    ``reference`` must be sorted (detectors sort it once in ``fit``). Both distances come
-    from one pass over the two empirical CDFs; the p-value is scipy's: exact for small
-    samples, otherwise the asymptotic ``kstwo`` law ``ks_2samp(method="asymp")`` uses.
-    Ties (aspect ratios, sizes) make it conservative."""
+    ``reference`` must be sorted (detectors sort it once in ``fit``). D is the largest gap
+    between the two empirical CDFs, which is attained at a data point, so it is read at
+    every point with ``searchsorted`` (no merged sort); Wasserstein integrates the gap over
+    the merged points. The p-value is scipy's: exact for small samples, then the ``kstwo``
+    law ``ks_2samp(method="asymp")`` uses, and beyond an effective size of 10,000 its
+    limit, the Kolmogorov distribution (``kstwobign``; the two differ by under 0.01 there
+    and the limit costs microseconds instead of ~40 ms). Ties (aspect ratios, sizes) make
+    the test conservative."""
     current = np.sort(np.asarray(current, dtype=float))
     n, m = len(reference), len(current)
-    z = np.sort(np.concatenate([reference, current]))
-    gap = np.searchsorted(reference, z, side="right") / n - np.searchsorted(current, z, side="right") / m
-    d = float(np.max(np.abs(gap)))
-    wasserstein = float(np.sum(np.abs(gap[:-1]) * np.diff(z)))
+
+    def gap(points: np.ndarray) -> np.ndarray:
+        return np.searchsorted(reference, points, side="right") / n - np.searchsorted(current, points, side="right") / m
+
+    d = float(max(np.abs(gap(reference)).max(), np.abs(gap(current)).max()))
+    w = float("nan")
+    if wasserstein:
+        z = np.sort(np.concatenate([reference, current]), kind="stable")  # two sorted runs: a linear merge
+        w = float(np.sum(np.abs(gap(z)[:-1]) * np.diff(z)))
+    effective = n * m / (n + m)
     if n * m < EXACT_KS_LIMIT:
         p = float(stats.ks_2samp(reference, current, method="auto").pvalue)
+    elif effective <= ASYMPTOTIC_KS_N:
+        p = float(stats.kstwo.sf(d, np.round(effective)))
     else:
-        p = float(stats.kstwo.sf(d, np.round(n * m / (n + m))))
-    return d, min(max(p, 0.0), 1.0), wasserstein
+        p = float(stats.kstwobign.sf(np.sqrt(effective) * d))
+    return d, min(max(p, 0.0), 1.0), w
 
 
-def median_bandwidth(z: np.ndarray, max_points: int = 1000) -> float:
-    """Median heuristic: the median squared distance between pooled points (at most ``max_points``)."""
-    from sklearn.metrics.pairwise import euclidean_distances
-
-    z = z[:max_points]
-    d2 = euclidean_distances(z, squared=True)
-    upper = d2[np.triu_indices_from(d2, k=1)]
+def median_bandwidth(d2: np.ndarray, rng: np.random.Generator, max_points: int = 1000) -> float:
+    """Median heuristic: the median squared distance between pooled points (a random
+    ``max_points`` of them), read off the squared-distance matrix ``d2``."""
+    idx = np.sort(rng.permutation(len(d2))[:max_points])
+    sub = d2[np.ix_(idx, idx)]
+    upper = sub[np.triu_indices_from(sub, k=1)]
     med = float(np.median(upper)) if upper.size else 1.0
     return med if med > 0 else 1.0
 
@@ -166,13 +178,14 @@ def mmd_permutation(x: np.ndarray, y: np.ndarray, permutations: int = 200, seed:
     them come from one (N x N) @ (N x B) product. The same kernel matrix gives the effect
     size: the witness function (mean kernel to x minus mean kernel to y), fitted on the
     other folds, scores each point; its ROC AUC is a domain classifier's."""
-    from sklearn.metrics.pairwise import rbf_kernel
+    from sklearn.metrics.pairwise import euclidean_distances
 
     rng = np.random.default_rng(seed)
     z = np.vstack([x, y]).astype(np.float32)
     n, m = len(x), len(y)
-    bandwidth = median_bandwidth(z[rng.permutation(len(z))])
-    k = rbf_kernel(z, gamma=1.0 / bandwidth).astype(np.float32)
+    d2 = np.maximum(euclidean_distances(z, squared=True), 0)
+    bandwidth = median_bandwidth(d2, rng)
+    k = np.exp(-d2 / np.float32(bandwidth))  # RBF kernel, float32
     side = np.r_[np.ones(n, bool), np.zeros(m, bool)]
     perms = rng.permuted(np.tile(side, (permutations, 1)), axis=1).T  # (N, B)
     signs = np.column_stack([side, perms])
