@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import altair as alt
 import pandas as pd
@@ -41,6 +42,54 @@ top[1].link_button("Open MLflow UI", cfg.mlflow_ui_url, help="The batch runs beh
                    f"(experiment `{cfg.predictions_experiment}`)")
 auto = top[2].selectbox("Auto-refresh", list(AUTO_REFRESH), index=0, key="mon_auto_refresh",
                         help="Checks for new predictions in the background and redraws when there are some")
+
+
+
+def _replay_panel() -> None:
+    """Replay labelled photos as demo traffic (admin only: it writes to the shared store)."""
+    from nutrilearn.registry.admin import admin_status
+
+    with st.expander("Replay demo traffic"):
+        st.caption("Real predictions on photos in class folders (`DIR/<label>/*.jpg`), logged as "
+                   "`source=replay` over simulated days and users; see docs/monitoring.md.")
+        token = st.text_input("Admin token", type="password", key="mon_replay_token") if cfg.admin_token else ""
+        allowed, reason = admin_status(cfg, token)
+        with st.form("mon_replay"):
+            folder = st.text_input("Photos folder", key="mon_replay_dir", placeholder="/data/food10/test")
+            c = st.columns(5)
+            n = c[0].number_input("Predictions", 1, 5000, 200, key="mon_replay_n")
+            days = c[1].number_input("Days", 0.1, 365.0, 7.0, key="mon_replay_days")
+            n_users = c[2].number_input("Users", 1, 100, 5, key="mon_replay_users")
+            share = c[3].number_input("Feedback share", 0.0, 1.0, 0.2, 0.05, key="mon_replay_share")
+            seed = c[4].number_input("Seed", 0, 2**31 - 1, 0, key="mon_replay_seed")
+            go = st.form_submit_button("Replay", disabled=not allowed, help=None if allowed else reason)
+        if not allowed:
+            st.caption(reason)
+        if go and allowed:
+            from nutrilearn.replay import replay
+            from nutrilearn.serving import build_analyzer
+
+            bar = st.progress(0.0, text="Predicting…")
+            try:
+                result = replay(Path(folder.strip()), int(n), float(days), int(n_users), float(share), int(seed),
+                                analyzer=build_analyzer(cfg, classifier=state.classifier(), sink=None),
+                                sink=state.prediction_logger(),
+                                progress=lambda done, total: bar.progress(done / total, f"Predicted {done} of {total}"))
+            except (ValueError, OSError) as exc:
+                bar.empty()
+                st.error(f"Replay failed: {exc}")
+                return
+            bar.empty()
+            st.session_state["mon_replay_done"] = (
+                f"Replayed {len(result.records):,} predictions from {result.distinct_photos:,} photos, "
+                f"{len(result.feedback):,} with feedback ({result.elapsed_s:.1f} s). Untick **Hide replayed "
+                "traffic** to see them.")
+            st.rerun()
+
+
+if done := st.session_state.pop("mon_replay_done", None):
+    st.success(done)
+_replay_panel()
 
 try:
     with st.spinner("Reading predictions…"):

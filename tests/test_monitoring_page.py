@@ -167,3 +167,23 @@ def test_empty_store_explains_how_to_get_data(home):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     assert any("No predictions logged yet" in i.value for i in at.info)
+
+
+@pytest.mark.slow
+def test_replay_button_needs_the_admin_token_then_logs_tagged_traffic(home, food10, monkeypatch):
+    monkeypatch.setenv("NUTRILEARN_ADMIN_TOKEN", "s3cret")
+    at = AppTest.from_file(PAGE, default_timeout=300).run()
+    button = next(b for b in at.button if b.label == "Replay")
+    assert button.disabled  # no token typed yet
+    at.text_input(key="mon_replay_token").set_value("wrong").run()
+    assert next(b for b in at.button if b.label == "Replay").disabled
+    at.text_input(key="mon_replay_token").set_value("s3cret").run()
+    at.text_input(key="mon_replay_dir").set_value(str(food10 / "test"))  # form fields go with the submit
+    at.number_input(key="mon_replay_n").set_value(6)
+    at.number_input(key="mon_replay_share").set_value(0.5)
+    next(b for b in at.button if b.label == "Replay").click().run()
+    assert not at.exception, at.exception
+    assert any("Replayed 6 predictions" in s.value and "3 with feedback" in s.value for s in at.success)
+    assert any("6 replayed predictions are hidden" in i.value for i in at.info)
+    at.toggle(key="mon_hide_replayed").set_value(False).run()
+    assert metrics(at)["Predictions"] == "6"
