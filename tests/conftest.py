@@ -74,3 +74,6 @@ def image_bytes(mode: str = "RGB", size=(320, 240), fmt: str = "PNG", color=(200
     buf = io.BytesIO()
     img.save(buf, fmt, **save)
     return buf.getvalue()
+
+
+from tests.e2e import browser  # noqa: E402,F401  (one Chromium per session, shared by the browser tests)

@@ -98,6 +98,29 @@ def browser():
     pw.stop()
 
 
+def wait_idle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until Streamlit has finished running the script (its status widget is gone)."""
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout_ms)
+
+
+def upload_and_wait(page, app_url: str, photo: Path) -> str:
+    """Upload one photo on Analyze; return the prediction heading the user sees."""
+    page.goto(app_url)
+    page.get_by_text("No photos yet").wait_for()
+    page.locator("input[type=file]").set_input_files(str(photo))
+    heading = page.locator("h3", has_text="%").first
+    heading.wait_for()
+    return heading.inner_text()
+
+
+def metric_value(page, label: str) -> str:
+    """The value of an st.metric by its label."""
+    metric = page.locator('[data-testid="stMetric"]', has_text=label).first
+    metric.wait_for()
+    return metric.locator('[data-testid="stMetricValue"]').inner_text()
+
+
 def screenshot(page, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

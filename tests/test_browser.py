@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.e2e import StreamlitApp, browser, screenshot  # noqa: F401 (fixture)
+from tests.e2e import StreamlitApp, screenshot, wait_idle
 
 TIMEOUT_MS = 120_000
 
@@ -65,6 +65,6 @@ def test_a_text_file_gets_a_clear_error_and_the_app_stays_up(page, app, tmp_path
 def test_every_page_opens(page, app, path, heading):
     page.goto(f"{app.url}/{path}")
     page.get_by_role("heading", name=re.compile(heading)).first.wait_for()
-    page.wait_for_timeout(1500)
+    wait_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
     screenshot(page, path)
