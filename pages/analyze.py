@@ -9,6 +9,7 @@ import streamlit as st
 from nutrilearn.meals import MEAL_TYPES, MealEntry, StoreBusyError, UnknownFoodError
 from nutrilearn.nutrition import MAX_PORTION, facts_for, known_labels
 from nutrilearn.pipeline import Photo
+from nutrilearn.registry.feedback_store import keep_photo
 from nutrilearn.tracking.records import FeedbackRecord, utc_now
 from nutrilearn.vision.vocabulary import NOT_FOOD, display_name
 from nutrilearn_app import state
@@ -77,15 +78,17 @@ def _nutrition_card(label: str, key: str) -> float:
     return portion
 
 
-def _save_feedback(record, truth: str) -> None:
+def _save_feedback(record, truth: str, photo: bytes) -> None:
+    """A confirmed or corrected label: a feedback record, and (if enabled) a training photo."""
     logger = state.prediction_logger()
     if logger is not None:
         logger.submit_feedback(
             FeedbackRecord(record.request_id, utc_now(), state.current_user(), truth, record.label, "app")
         )
+    keep_photo(state.settings(), record.request_id, truth, photo)  # no-op unless NUTRILEARN_KEEP_FEEDBACK_PHOTOS
 
 
-def _label_and_log(record, key: str) -> None:
+def _label_and_log(record, key: str, photo: bytes) -> None:
     """Confirm or correct the label; optionally log the photo as a meal (also feedback)."""
     done = st.session_state.setdefault("analyze_done", {})
     if record.request_id in done:
@@ -112,11 +115,11 @@ def _label_and_log(record, key: str) -> None:
         except (ValueError, StoreBusyError, UnknownFoodError) as exc:
             st.error(f"The meal was not logged: {exc}")
             return
-        _save_feedback(record, truth)
+        _save_feedback(record, truth, photo)
         done[record.request_id] = f"Logged {display_name(truth)} ({portion:g} serving) as {meal_type}."
         st.rerun()
     if cols[2].button("Save label only", key=f"fb-{key}"):
-        _save_feedback(record, truth)
+        _save_feedback(record, truth, photo)
         done[record.request_id] = f"Label saved: {display_name(truth)}."
         st.rerun()
 
@@ -139,4 +142,4 @@ for upload, record in shown:
                 st.subheader(f"{display_name(record.label)} — {record.confidence:.0%}")
             st.altair_chart(_top5_chart(record), width="stretch")
             st.caption(f"{record.total_ms:.0f} ms · model v{record.model_version} ({record.model_alias})")
-            _label_and_log(record, key)
+            _label_and_log(record, key, upload.getvalue())

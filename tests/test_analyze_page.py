@@ -47,10 +47,11 @@ def test_text_file_gets_a_clear_error_and_the_batch_goes_on(page, food10):
     assert "1 classified, 1 failed" in " ".join(m.value for m in at.markdown)
 
 
-def test_correct_the_label_and_log_a_meal(page, food10):
+def test_correct_the_label_and_log_a_meal(page, food10, home, monkeypatch):
     from nutrilearn.config import Settings
     from nutrilearn.meals import MealStore
 
+    monkeypatch.setenv("NUTRILEARN_KEEP_FEEDBACK_PHOTOS", "1")
     photo = next((food10 / "test" / "breakfast_burrito").glob("*.jpg"))
     at = _upload(page, [(photo.name, photo.read_bytes(), "image/jpeg")])
     key = next(k for k in at.session_state["analyze_results"])
@@ -67,3 +68,7 @@ def test_correct_the_label_and_log_a_meal(page, food10):
     row = meals.iloc[0]
     assert (row["label"], row["predicted_label"], row["meal_type"], row["portion"]) == (
         "breakfast_burrito", "burrito", "lunch", 1.5)
+    # The corrected photo is kept as training data under its true label, by request id.
+    kept = list((home / "data" / "feedback-photos" / "breakfast_burrito").glob("*.jpg"))
+    assert [p.stem for p in kept] == [row["request_id"]]
+    assert kept[0].read_bytes() == photo.read_bytes()
