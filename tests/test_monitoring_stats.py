@@ -137,6 +137,13 @@ def test_filters_match_a_plain_python_selection(predictions, filters):
     assert set(filter_predictions(predictions, filters)["request_id"]) == expected
 
 
+def test_naive_times_are_taken_as_utc(predictions):
+    naive = Filters(start=at(0, 9).replace(tzinfo=None), end=at(2, 8).replace(tzinfo=None))
+    aware = Filters(start=at(0, 9), end=at(2, 8))
+    assert filter_predictions(predictions, naive)["request_id"].tolist() == \
+        filter_predictions(predictions, aware)["request_id"].tolist()
+
+
 def test_last_period_counts_back_from_now():
     now = at(2, 12)
     f = Filters.last(timedelta(days=1), now=now, users=("bob",))

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from nutrilearn.tracking.records import STATUS_ERROR, STATUS_OK, FeedbackRecord, PredictionRecord
+from nutrilearn.tracking.records import STATUS_ERROR, STATUS_OK, FeedbackRecord, PredictionRecord, as_utc
 
 # A challenger running in shadow logs a second record for the same photo, with this suffix
 # on the champion's request id (``nutrilearn.registry.routing.CHALLENGER_SUFFIX``).
@@ -110,7 +110,7 @@ def prepare_feedback(feedback: pd.DataFrame | None) -> pd.DataFrame:
 class Filters:
     """What the page's sidebar chose. Empty tuples mean "all"."""
 
-    start: datetime | None = None  # inclusive
+    start: datetime | None = None  # inclusive; a naive datetime is taken as UTC
     end: datetime | None = None  # exclusive
     model_versions: tuple[str, ...] = ()
     users: tuple[str, ...] = ()
@@ -139,9 +139,9 @@ def filter_predictions(predictions: pd.DataFrame, filters: Filters | None = None
     f = filters or Filters()
     mask = np.ones(len(df), dtype=bool)
     if f.start is not None:
-        mask &= (df["timestamp"] >= pd.Timestamp(f.start)).to_numpy(dtype=bool, na_value=False)
+        mask &= (df["timestamp"] >= pd.Timestamp(as_utc(f.start))).to_numpy(dtype=bool, na_value=False)
     if f.end is not None:
-        mask &= (df["timestamp"] < pd.Timestamp(f.end)).to_numpy(dtype=bool, na_value=False)
+        mask &= (df["timestamp"] < pd.Timestamp(as_utc(f.end))).to_numpy(dtype=bool, na_value=False)
     if f.model_versions:
         mask &= df["model_version"].isin([str(v) for v in f.model_versions]).to_numpy(dtype=bool, na_value=False)
     if f.users:
