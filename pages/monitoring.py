@@ -202,7 +202,7 @@ with recent_tab:
                            placeholder="food, user, version, status, error or file name")
     sort_by = c2.selectbox("Sort by", mon.stats.RECENT_COLUMNS[:8], key="mon_sort")
     descending = c3.toggle("Descending", value=True, key="mon_desc")
-    limit = c4.number_input("Rows", 10, 5000, 200, 50, key="mon_limit")
+    limit = c4.number_input("Rows", 10, 1000, 200, 50, key="mon_limit")
     rows = mon.recent(df, limit=int(limit), search=search, sort_by=sort_by, descending=descending, low=low)
     st.caption(f"{len(rows):,} shown of {int(mon.search_mask(df, search).sum()):,} matching")
     band_css = [f"background-color: {BAND_COLOURS[b]}" if b in BAND_COLOURS else "" for b in rows["band"]]
