@@ -295,8 +295,9 @@ def embeddings(frame: pd.DataFrame, cap: int | None = None, seed: int = 0) -> np
 
 class EmbeddingDetector(Detector):
     """MMD permutation test on the compact embeddings; the AUC of the kernel witness as a
-    cross-fitted domain classifier is the effect size. Each window is capped at ``sample_cap`` random embeddings, which bounds
-    the cost (an (2 cap)^2 kernel and ``permutations`` products) and the power."""
+    cross-fitted domain classifier is the effect size. Each window is capped at
+    ``sample_cap`` random embeddings, which bounds the cost (a (2 cap)^2 kernel matrix
+    times ``permutations`` weight vectors) and, with it, the power."""
 
     signal = "embedding"
     method = "MMD, RBF kernel with median-heuristic bandwidth, permutation test"
