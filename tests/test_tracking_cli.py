@@ -10,7 +10,10 @@ import pytest
 
 from nutrilearn.cli import main
 from nutrilearn.cli.tracking import final_flush
-from tracking_fixtures import free_port, loggers, make_feedback, make_record, mlflow_db, tracking  # noqa: F401
+from tracking_fixtures import free_port, make_feedback, make_record
+
+# Fixtures (mlflow_db, tracking, loggers) as a plugin: one session store shared by every module.
+pytest_plugins = ["tracking_fixtures"]
 
 
 @pytest.fixture

@@ -15,7 +15,10 @@ import time
 import pytest
 
 from nutrilearn.tracking.reader import PredictionReader
-from tracking_fixtures import loggers, mlflow_db, raw_rows, start_child, tracking  # noqa: F401
+from tracking_fixtures import raw_rows, start_child
+
+# Fixtures (mlflow_db, tracking, loggers) as a plugin: one session store shared by every module.
+pytest_plugins = ["tracking_fixtures"]
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,10 @@ import pytest
 
 from nutrilearn.tracking import store
 from nutrilearn.tracking.reader import PredictionReader
-from tracking_fixtures import free_port, loggers, make_feedback, make_record, mlflow_db, raw_rows, tracking  # noqa: F401
+from tracking_fixtures import free_port, make_feedback, make_record, raw_rows
+
+# Fixtures (mlflow_db, tracking, loggers) as a plugin: one session store shared by every module.
+pytest_plugins = ["tracking_fixtures"]
 
 
 def _runs(settings, kind="predictions", status="FINISHED"):

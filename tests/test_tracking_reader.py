@@ -9,7 +9,10 @@ import pytest
 
 from nutrilearn.tracking.reader import PredictionReader
 from nutrilearn.tracking.records import PREDICTION_FIELDS, FEEDBACK_FIELDS
-from tracking_fixtures import T0, loggers, make_feedback, make_record, mlflow_db, tracking  # noqa: F401
+from tracking_fixtures import T0, make_feedback, make_record
+
+# Fixtures (mlflow_db, tracking, loggers) as a plugin: one session store shared by every module.
+pytest_plugins = ["tracking_fixtures"]
 
 
 @pytest.fixture

@@ -8,7 +8,10 @@ import time
 import pytest
 
 from nutrilearn.tracking.reader import PredictionReader
-from tracking_fixtures import MlflowServer, loggers, make_record, mlflow_db, raw_rows, tracking  # noqa: F401
+from tracking_fixtures import MlflowServer, make_record, raw_rows
+
+# Fixtures (mlflow_db, tracking, loggers) as a plugin: one session store shared by every module.
+pytest_plugins = ["tracking_fixtures"]
 
 pytestmark = pytest.mark.slow
 

@@ -8,6 +8,9 @@ one store serves the whole session and every test gets its own experiment (and i
 spool and home directory). Run as a script, this file is the child process of the
 fault tests: ``python tracking_fixtures.py child N TAG`` submits N records (forever if
 N is 0), printing each request id once ``submit`` has returned.
+
+Test modules load it with ``pytest_plugins = ["tracking_fixtures"]`` (so its session store
+is one for the whole run) and import its helpers directly. PYTEST_DONT_REWRITE
 """
 
 from __future__ import annotations
