@@ -106,8 +106,13 @@ if AUTO_REFRESH[auto]:
     @st.fragment(run_every=timedelta(seconds=AUTO_REFRESH[auto]))
     def _watch(seen: int) -> None:
         """Reruns the page only when new batches or spooled records have arrived."""
-        reader.refresh()
-        if len(reader.predictions(refresh=False)) != seen:
+        try:
+            reader.refresh()
+            now_seen = len(reader.predictions(refresh=False))
+        except Exception as exc:  # keep showing what we have; say why it is not updating
+            st.caption(f"Auto-refresh could not read new predictions: {type(exc).__name__}: {exc}")
+            return
+        if now_seen != seen:
             st.rerun()
         st.caption(f"Auto-refresh {auto}; last checked {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
 
