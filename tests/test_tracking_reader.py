@@ -134,3 +134,20 @@ def test_batches_lists_runs(tracking, logged):
     batches = PredictionReader(tracking).batches()
     assert len(batches) == 6 and set(batches["kind"]) == {"predictions"}
     assert pd.api.types.is_datetime64_any_dtype(batches["end_time"])
+
+
+def test_a_batch_that_cannot_be_read_now_is_retried(tracking, logged, monkeypatch):
+    reader = PredictionReader(tracking)
+    real = reader._load_table
+    failing = {"on": True}
+
+    def flaky(run):
+        if failing["on"] and run.tags.get("model_version") == "2":
+            raise OSError("connection reset while downloading")
+        return real(run)
+
+    monkeypatch.setattr(reader, "_load_table", flaky)
+    assert set(reader.predictions()["model_version"]) == {"1"}
+    failing["on"] = False
+    df = reader.predictions()
+    assert len(df) == 30 and df["request_id"].is_unique

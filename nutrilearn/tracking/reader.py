@@ -116,6 +116,7 @@ class PredictionReader:
         self._spool: Spool | None = None
         self._lock = threading.RLock()
         self._runs: dict[str, BatchRun] = {}
+        self._retry: dict[str, BatchRun] = {}  # runs whose rows could not be read yet
         self._watermark_ms = 0
         self._frames: dict[str, pd.DataFrame] = {k: self._empty(k) for k in KINDS}
         self._seen: dict[str, set[str]] = {k: set() for k in KINDS}
@@ -125,20 +126,33 @@ class PredictionReader:
     # -- public ------------------------------------------------------------------------
 
     def refresh(self) -> int:
-        """Load batch runs finished since the last refresh; returns how many were new."""
+        """Load batch runs finished since the last refresh; returns how many were new.
+
+        A batch whose rows cannot be read right now (a download that failed) is tried
+        again at the next refresh; the others are kept.
+        """
         with self._lock:
             runs = self._new_runs()
+            runs += [r for r in self._retry.values() if r.run_id not in {n.run_id for n in runs}]
             if not runs:
                 return 0
             tables = self._load_tables(runs)
+            loaded = []
+            for run, table in zip(runs, tables):
+                if isinstance(table, Exception):
+                    log.warning("could not read batch run %s (%s); will retry", run.run_id, table)
+                    self._retry[run.run_id] = run
+                else:
+                    self._retry.pop(run.run_id, None)
+                    loaded.append((run, table))
             for kind in KINDS:
-                parts = [t for run, t in zip(runs, tables) if run.kind == kind and t is not None]
+                parts = [t for run, t in loaded if run.kind == kind and t is not None]
                 if parts:
                     self._add(kind, parts)
             for run in runs:
                 self._runs[run.run_id] = run
                 self._watermark_ms = max(self._watermark_ms, run.end_time_ms)
-            return len(runs)
+            return len(loaded)
 
     def predictions(
         self,
@@ -235,10 +249,17 @@ class PredictionReader:
                 return found
 
     def _load_tables(self, runs: list[BatchRun]) -> list:
+        """One table (or None: no rows, or the exception that stopped it) per run."""
         if len(runs) == 1 or self.max_workers <= 1:
-            return [self._load_table(r) for r in runs]
+            return [self._try_load(r) for r in runs]
         with ThreadPoolExecutor(self.max_workers) as pool:
-            return list(pool.map(self._load_table, runs))
+            return list(pool.map(self._try_load, runs))
+
+    def _try_load(self, run: BatchRun):
+        try:
+            return self._load_table(run)
+        except Exception as exc:  # network, permissions, a corrupt file: retried next refresh
+            return exc
 
     def _load_table(self, run: BatchRun):
         import pyarrow.parquet as pq
