@@ -187,3 +187,8 @@ def test_replay_button_needs_the_admin_token_then_logs_tagged_traffic(home, food
     assert any("6 replayed predictions are hidden" in i.value for i in at.info)
     at.toggle(key="mon_hide_replayed").set_value(False).run()
     assert metrics(at)["Predictions"] == "6"
+
+
+def test_auto_refresh_watcher_runs(logged):
+    at = run(mon_auto_refresh="every 30 s")
+    assert any(c.value.startswith("Auto-refresh every 30 s; last checked") for c in at.caption)
