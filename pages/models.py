@@ -89,11 +89,12 @@ ea, eb = (_evaluation(cfg.tracking_uri, by_version[v].tags.get("eval.run_id", ""
 def _confusion_chart(ev: dict, title: str) -> alt.Chart:
     columns = ev["labels"] + ["other"]
     base = alt.Chart(views.confusion_frame(ev)).encode(
-        x=alt.X("predicted:N", sort=columns), y=alt.Y("true:N", sort=ev["labels"]))
-    cells = base.mark_rect().encode(color=alt.Color("count:Q", scale=alt.Scale(scheme="blues")),
+        x=alt.X("predicted:N", sort=columns, axis=alt.Axis(labelOverlap=False, labelAngle=-90)),
+        y=alt.Y("true:N", sort=ev["labels"], axis=alt.Axis(labelOverlap=False)))
+    cells = base.mark_rect().encode(color=alt.Color("count:Q", scale=alt.Scale(scheme="blues"), legend=None),
                                     tooltip=["true", "predicted", "count"])
-    text = base.mark_text(fontSize=9).encode(text=alt.condition("datum.count > 0", "count:Q", alt.value("")))
-    return (cells + text).properties(title=title, height=320)
+    text = base.mark_text(fontSize=8).encode(text=alt.condition("datum.count > 0", "count:Q", alt.value("")))
+    return (cells + text).properties(title=title, width=alt.Step(19), height=alt.Step(19))
 
 
 if ea is None or eb is None:
@@ -104,25 +105,27 @@ else:
     if by_version[va].tags.get("eval.manifest") != by_version[vb].tags.get("eval.manifest"):
         st.warning("These versions were evaluated on different photos: the deltas compare different exams. "
                    "Evaluate both on the same folder for a fair comparison.")
+    st.caption(f"Version B ({vb}) against version A ({va}); arrows show B minus A.")
     deltas = views.metric_deltas(ea, eb)
-    for col, d in zip(st.columns(len(deltas)), deltas):
-        col.metric(f"{d['name']} (B)", f"{d['b']:.3f}", f"{d['delta']:+.3f} vs A",
-                   delta_color="inverse" if d["lower_is_better"] else "normal")
+    for start in range(0, len(deltas), 4):
+        for col, d in zip(st.columns(4), deltas[start : start + 4]):
+            col.metric(f"{d['name']} (B)", f"{d['b']:.3g}" if d["b"] >= 10 else f"{d['b']:.3f}", f"{d['delta']:+.3f}",
+                       delta_color="inverse" if d["lower_is_better"] else "normal")
     per_class = views.per_class_deltas(ea, eb)
     st.markdown(f"**Per-class F1, version {vb} minus version {va}**")
     st.altair_chart(
         alt.Chart(per_class.dropna(subset=["F1 delta (B - A)"])).mark_bar().encode(
-            x=alt.X("F1 delta (B - A):Q"), y=alt.Y("label:N", sort="-x", title=None),
+            x=alt.X("F1 delta (B - A):Q"), y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
             color=alt.condition("datum['F1 delta (B - A)'] >= 0", alt.value("#4c9a2a"), alt.value("#c0392b")),
             tooltip=["label", alt.Tooltip("F1 A:Q", format=".3f"), alt.Tooltip("F1 B:Q", format=".3f"),
                      alt.Tooltip("F1 delta (B - A):Q", format="+.3f")],
-        ).properties(height=max(160, 22 * len(per_class))),
+        ).properties(height=max(160, 26 * len(per_class))),
         width="stretch")
     with st.expander("Per-class table"):
         st.dataframe(per_class, hide_index=True, width="stretch")
     ca, cb = st.columns(2)
-    ca.altair_chart(_confusion_chart(ea, f"Version {va}: confusion matrix"), width="stretch")
-    cb.altair_chart(_confusion_chart(eb, f"Version {vb}: confusion matrix"), width="stretch")
+    ca.altair_chart(_confusion_chart(ea, f"Version {va}: confusion matrix"), width="content")
+    cb.altair_chart(_confusion_chart(eb, f"Version {vb}: confusion matrix"), width="content")
 
 # -- guarded actions -----------------------------------------------------------------------
 st.subheader("Promote, challenge, roll back")

@@ -13,7 +13,8 @@ NUMBER_COLUMNS = ("accuracy", "precision", "recall", "F1", "top-5", "ECE", "mean
 
 
 def versions_table(versions: list[VersionInfo], live: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per version: registry figures (latest evaluation) + live figures by version."""
+    """One row per version: registry figures (latest evaluation) + live figures by version;
+    the long text columns (training data, evaluated on) last, so the numbers stay in view."""
     live = live.set_index("model_version") if live is not None and not live.empty else pd.DataFrame()
 
     def from_live(version: str, column: str):
@@ -24,13 +25,13 @@ def versions_table(versions: list[VersionInfo], live: pd.DataFrame | None = None
         m = v.metrics
         rows.append({
             "version": int(v.version), "created": v.created.strftime("%Y-%m-%d %H:%M"), "aliases": ", ".join(v.aliases),
-            "training data": v.tags.get("nutrilearn.training_data", ""),
             "accuracy": m.get("accuracy"), "precision": m.get("precision_macro"), "recall": m.get("recall_macro"),
             "F1": m.get("f1_macro"), "top-5": m.get("top5_accuracy"), "ECE": m.get("ece"),
-            "evaluated on": v.tags.get("eval.data", "not evaluated yet"),
             "live predictions": from_live(v.version, "live_predictions"),
             "mean confidence": from_live(v.version, "mean_confidence"),
             "realized accuracy": from_live(v.version, "realized_accuracy"),
+            "training data": v.tags.get("nutrilearn.training_data", ""),
+            "evaluated on": v.tags.get("eval.data", "not evaluated yet"),
         })
     return pd.DataFrame(rows)
 
