@@ -112,8 +112,12 @@ def test_serving_runs_the_challenger_in_shadow_on_the_same_photos(trained, class
 
 
 @pytest.mark.food10
-def test_models_page_shows_versions_compares_and_guards(trained, monkeypatch):
+def test_models_page_shows_versions_compares_and_guards(trained, classifier, food10, monkeypatch):
+    from nutrilearn.registry.jobs import evaluate_version
+
     settings, reg, out = trained
+    if "eval.run_id" not in reg.version("1").tags:  # when run alone: the comparison needs both evaluated
+        evaluate_version(settings, "1", [food10 / "test"], classifier, registry=reg)
     monkeypatch.setenv("NUTRILEARN_HOME", str(settings.home))
     monkeypatch.setenv("NUTRILEARN_MODELS_DIR", str(settings.models_dir))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
