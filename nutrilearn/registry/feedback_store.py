@@ -10,12 +10,15 @@ bytes the user uploaded are written, under names we make (never the upload's fil
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 from pathlib import Path
 
 from nutrilearn.config import Settings
 from nutrilearn.registry.config import RegistrySettings
+
+log = logging.getLogger(__name__)
 
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
 _REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -36,8 +39,8 @@ def _extension(data: bytes) -> str | None:
 def keep_photo(settings: Settings, request_id: str, label: str, data: bytes,
                registry_settings: RegistrySettings | None = None) -> Path | None:
     """Save the photo of a confirmed/corrected prediction under its label; returns the file,
-    or None when keeping is off. Raises ``ValueError`` for an unsafe label or request id,
-    or bytes that are not an image."""
+    or None when keeping is off or the disk refused (logged). Raises ``ValueError`` for an
+    unsafe label or request id, or bytes that are not an image."""
     rs = registry_settings or RegistrySettings.from_env(settings)
     if not rs.keep_feedback_photos:
         return None
@@ -49,13 +52,17 @@ def keep_photo(settings: Settings, request_id: str, label: str, data: bytes,
     if ext is None:
         raise ValueError("the feedback photo is not an image in a supported format")
     root = Path(rs.feedback_dir)
-    for old in root.glob(f"*/{request_id}.*"):  # a re-labelled photo moves
-        old.unlink(missing_ok=True)
     target = root / label / f"{request_id}{ext}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{request_id}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(target)
+    try:
+        for old in root.glob(f"*/{request_id}.*"):  # a re-labelled photo moves
+            old.unlink(missing_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{request_id}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    except OSError as exc:  # a full or read-only disk must not lose the feedback itself
+        log.warning("could not keep feedback photo %s under %s: %s", request_id, root, exc)
+        return None
     return target
 
 
