@@ -5,3 +5,9 @@ outside ``nutrilearn.vision.network`` / ``nutrilearn.vision.classifier`` (it cos
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+
+# MLflow prints "View run ... at: URL" on stdout for every run made against a tracking
+# server; that would corrupt `nutrilearn ... --json` output and flood app logs.
+_os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
