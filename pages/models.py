@@ -136,7 +136,8 @@ if cfg.admin_token:
 allowed, reason = admin.admin_status(cfg, token)
 (st.success if allowed else st.warning)(reason if allowed else f"Buttons are off: {reason}.")
 who = state.current_user()
-previous = reg.previous_champion()
+events = reg.history()
+previous = reg.previous_champion(events)
 champion = aliases.get(CHAMPION)
 
 
@@ -183,7 +184,6 @@ with c3.form("rollback"):
 
 # -- alias history -------------------------------------------------------------------------------
 st.subheader("Alias history")
-events = reg.history()
 if not events:
     st.info("No alias moves recorded yet.")
 else:

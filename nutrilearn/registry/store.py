@@ -310,11 +310,12 @@ class Registry:
                                      t.get("to_version") or None, t.get("who", ""), t.get("why", ""), run.info.run_id))
         return sorted(events, key=lambda e: e.when)
 
-    def previous_champion(self) -> str | None:
+    def previous_champion(self, events: list[AliasEvent] | None = None) -> str | None:
         """The version a rollback would restore: promotions push the old champion on a
-        stack, rollbacks pop it, so repeated rollbacks walk further back."""
+        stack, rollbacks pop it, so repeated rollbacks walk further back. ``events``: a
+        ``history()`` already read."""
         stack: list[str] = []
-        for event in self.history():
+        for event in self.history() if events is None else events:
             if event.alias != CHAMPION:
                 continue
             if event.action == ROLLBACK:
