@@ -267,3 +267,42 @@ def test_cli_versions_and_refused_promote(store, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out)["to"] == "2"
     assert main(["versions", "--history", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["history"][-1]["who"] == "dana"
+
+
+class _ColourBackbone:
+    """Stands in for the backbone (no TensorFlow): pooled features from the mean colour."""
+
+    def features(self, pixels):
+        from types import SimpleNamespace
+
+        mean = np.asarray(pixels, dtype=np.float64).mean(axis=(1, 2)) / 255.0
+        pooled = np.tile(mean, (1, 1280 // 3 + 1))[:, :1280]
+        logits = np.zeros((len(pixels), 1000))
+        logits[:, FOOD_INDICES[0]] = 10.0
+        return SimpleNamespace(pooled=pooled.astype(np.float32), logits=logits.astype(np.float32))
+
+
+def test_cli_train_without_eval_data_scores_a_held_out_split(store, tmp_path, monkeypatch, capsys):
+    from nutrilearn import serving
+    from nutrilearn.cli import main
+
+    settings, reg = store
+    rng = np.random.default_rng(0)
+    for label, colour in (("red_food", (200, 30, 30)), ("green_food", (30, 200, 30)), ("blue_food", (30, 30, 200))):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(12):
+            shade = tuple(int(c + rng.integers(-20, 20)) for c in colour)
+            (tmp_path / "data" / label / f"{i}.png").write_bytes(image_bytes(color=shade))
+    (tmp_path / "data" / "red_food" / "broken.jpg").write_bytes(b"not a photo")
+    monkeypatch.setenv("NUTRILEARN_HOME", str(settings.home))
+    monkeypatch.setenv("NUTRILEARN_MODELS_DIR", str(settings.models_dir))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("NUTRILEARN_ADMIN_TOKEN", raising=False)
+    monkeypatch.setattr(serving, "load_classifier", lambda s: _ColourBackbone())
+    assert main(["train", "--data", str(tmp_path / "data"), "--promote-if-better", "--max-epochs", "40", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["eval_data"].startswith("held-out validation split of ") and out["n"] == 6
+    assert out["accuracy"] == 1.0 and out["photos"] == 36 and len(out["skipped"]) == 1
+    assert not out["promoted"] and "NUTRILEARN_ADMIN_TOKEN is not set" in out["promotion"]
+    assert reg.alias_version("champion") != out["version"]
+    assert reg.version(out["version"]).tags["eval.data"].startswith("held-out validation split of ")

@@ -52,6 +52,7 @@ class Dataset:
     logits: np.ndarray | None = None
     pooled_flip: np.ndarray | None = None
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    note: str = ""  # e.g. "held-out validation split of ", put before the folders in describe()
 
     @property
     def labels(self) -> list[str]:
@@ -74,7 +75,7 @@ class Dataset:
     def describe(self) -> str:
         """Short text for tables: the folders, photo and class counts, manifest hash."""
         where = " + ".join(str(r) for r in self.roots)
-        return f"{where} ({len(self.photos)} photos, {len(self.classes)} classes, manifest {self.manifest_hash[:12]})"
+        return f"{self.note}{where} ({len(self.photos)} photos, {len(self.classes)} classes, manifest {self.manifest_hash[:12]})"
 
     def subset(self, index: Sequence[int] | np.ndarray) -> "Dataset":
         index = np.asarray(index, dtype=np.int64)

@@ -109,7 +109,7 @@ def train_version(
     result = train_linear_head(train_ds.pooled, train_ds.labels, train_ds.pooled_flip, config, progress.epochs)
     if eval_ds is None:
         eval_ds = train_ds.subset(result.val_index)
-        eval_ds.roots = tuple(train_ds.roots)  # describe() says where they came from
+        eval_ds.note = "held-out validation split of "
         eval_name = "validation split"
     else:
         eval_name = "evaluation data"
