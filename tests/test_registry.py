@@ -226,6 +226,25 @@ def test_promote_rollback_and_serving_follow_the_alias(store):
         admin.promote(settings, "999", TOKEN, "alice", "no such version", reg)
 
 
+def test_resolver_refreshes_in_the_background(store):
+    import time
+
+    from nutrilearn.registry.routing import AliasResolver
+
+    settings, reg = store
+    resolver = AliasResolver(settings, refresh_s=0.05)
+    first = resolver.current()
+    looks = []
+    resolver._look = lambda now: looks.append(now) or first.__class__(first.champion, None, now, "looked")
+    time.sleep(0.1)
+    assert resolver.current() is first  # stale, but answered at once
+    for _ in range(100):
+        if resolver.current().error == "looked":
+            break
+        time.sleep(0.02)
+    assert resolver.current().error == "looked" and len(looks) >= 1
+
+
 def test_resolver_keeps_serving_when_the_store_is_unreachable(store, tmp_path):
     from nutrilearn.registry.routing import AliasResolver
 
@@ -233,7 +252,7 @@ def test_resolver_keeps_serving_when_the_store_is_unreachable(store, tmp_path):
     resolver = AliasResolver(settings, refresh_s=0)
     good = resolver.current().champion.info
     resolver._registry = type("Broken", (), {"aliases": lambda self: (_ for _ in ()).throw(ConnectionError("down"))})()
-    served = resolver.current()
+    served = resolver.current(force=True)
     assert served.champion.info == good and "down" in served.error
     fresh = AliasResolver(Settings(home=tmp_path, tracking_uri=f"sqlite:///{tmp_path / 'none.db'}"), refresh_s=0)
     assert fresh.current().champion.info.version == "1" and not (tmp_path / "none.db").exists()

@@ -106,6 +106,7 @@ def test_serving_runs_the_challenger_in_shadow_on_the_same_photos(trained, class
     assert all(r.model_version == "1" and r.image_width == c.image_width for r, c in zip(shadow, records))
     assert not {r.label for r in shadow} & set(out["classes"])  # ImageNet's food labels: the challenger's head
     admin.set_challenger(settings, None, TOKEN, "pytest", "done comparing", reg)
+    analyzer.resolver.current(force=True)  # other processes see it within NUTRILEARN_ALIAS_REFRESH_S
     sink.records.clear()
     analyzer.analyze(photos[:1], user="pytest")
     assert [r.model_alias for r in sink.records] == ["champion"]

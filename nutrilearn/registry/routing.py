@@ -1,9 +1,9 @@
 """Serving ``@champion`` (and ``@challenger`` in shadow) without restarts.
 
 ``AliasResolver.current()`` answers which heads serve now. It asks the registry at most
-every ``NUTRILEARN_ALIAS_REFRESH_S`` seconds (one query: the registered model's aliases)
-and downloads a version's head once; an alias move is therefore live within that many
-seconds in every running app. If the registry cannot be reached, the last known heads go
+every ``NUTRILEARN_ALIAS_REFRESH_S`` seconds (one query: the registered model's aliases,
+in a background thread after the first look) and downloads a version's head once; an
+alias move is therefore live within about that many seconds in every running app. If the registry cannot be reached, the last known heads go
 on serving (and ``Served.error`` says why); with no registry at all (a fresh machine
 before ``nutrilearn setup``), version 1, the ImageNet food head, serves.
 
@@ -93,14 +93,29 @@ class AliasResolver:
         self._heads: dict[str, object] = {}
         self._registry = None
         self._checked = False
+        self._refreshing = False
 
     def current(self, force: bool = False) -> Served:
+        """The heads serving now. The first call (and ``force``) reads the registry; after
+        that a stale answer is refreshed in a background thread, so a slow or unreachable
+        tracking server never holds up a prediction."""
         with self._lock:
             now = time.monotonic()
-            if force or not self._checked or now - self._served.checked_at >= self.refresh_s:
+            if force or not self._checked:
                 self._served = self._look(now)
                 self._checked = True
+            elif now - self._served.checked_at >= self.refresh_s and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, name="nutrilearn-alias-refresh", daemon=True).start()
             return self._served
+
+    def _refresh(self) -> None:
+        try:
+            served = self._look(time.monotonic())
+            with self._lock:
+                self._served = served
+        finally:
+            self._refreshing = False
 
     def _head(self, registry, version: str):
         if version not in self._heads:
