@@ -92,7 +92,7 @@ def _text(report, run_id, over_time) -> str:
     lines.append(report.recommendation)
     if over_time is not None and len(over_time):
         drifted = over_time[over_time["drifted"]]
-        lines.append(f"over time: {over_time['start'].nunique()} chunks, {drifted['start'].nunique()} with drift")
+        lines.append(f"over time: {drifted['start'].nunique()} of {over_time['start'].nunique()} chunk(s) drifted")
     if run_id:
         lines.append(f"logged as MLflow run {run_id} in experiment nutrilearn-monitoring")
     return "\n".join(lines)

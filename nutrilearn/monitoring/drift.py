@@ -461,15 +461,14 @@ def recommend(report: DriftReport) -> str:
         sizes = ", ".join(f"{r.signal} {r.n_reference} vs {r.n_current}" for r in report.results[:1])
         return (f"No drift at alpha={report.alpha:g} (Holm across signals; {sizes} predictions): keep the "
                 f"current version and reference, and check again on the next window.{tail}")
-    steps = []
     drifted = sorted((r for r in report.results if r.drifted), key=lambda r: -SEVERITIES.index(r.severity))
-    for r in drifted:
-        steps.append(_ADVICE[r.signal](r))
+    names = {r.signal for r in drifted}
+    steps = [_ADVICE[r.signal](r, names) for r in drifted]
     lead = f"Drift ({report.severity}) in {', '.join(r.signal for r in drifted)}."
     return " ".join([lead, *steps]) + tail
 
 
-def _advice_food(r: DriftResult) -> str:
+def _advice_food(r: DriftResult, drifted: set[str]) -> str:
     changes = [c for c in r.details.get("largest_changes", [])[:3]]
     moved = ", ".join(f"{c['label']} {_pct(c['reference_share'])} -> {_pct(c['current_share'])}" for c in changes)
     return (f"Users photograph a different mix of foods ({moved}; PSI {r.details.get('psi', float('nan')):.2f}). "
@@ -477,7 +476,7 @@ def _advice_food(r: DriftResult) -> str:
             "the new normal, take a recent window as the reference.")
 
 
-def _advice_confidence(r: DriftResult) -> str:
+def _advice_confidence(r: DriftResult, drifted: set[str]) -> str:
     before, after = r.details.get("reference_mean", np.nan), r.details.get("current_mean", np.nan)
     if after < before:
         return (f"The model is less sure of itself (mean confidence {before:.2f} -> {after:.2f}; expected "
@@ -487,7 +486,7 @@ def _advice_confidence(r: DriftResult) -> str:
             "or replayed photos before trusting it, and compare with realized accuracy from feedback.")
 
 
-def _advice_image(r: DriftResult) -> str:
+def _advice_image(r: DriftResult, drifted: set[str]) -> str:
     medians = r.details.get("medians", {})
     moved = [c for c in r.checks if c.drifted] or list(r.checks[:1])
     parts = []
@@ -501,8 +500,11 @@ def _advice_image(r: DriftResult) -> str:
             "to the evaluation set.")
 
 
-def _advice_embedding(r: DriftResult) -> str:
+def _advice_embedding(r: DriftResult, drifted: set[str]) -> str:
     auc = r.details.get("domain_auc", np.nan)
+    if "image" in drifted and r.severity != "high":
+        return (f"The model's features moved too (a classifier tells the windows apart with AUC {auc:.2f}), "
+                "most likely because of the photo change above: fix that first, then check again.")
     return (f"The photos are of a different kind than the reference (a classifier tells the windows apart "
             f"with AUC {auc:.2f}): label a sample of recent photos, evaluate the champion on them, and train "
             "or promote a challenger if accuracy has dropped.")
