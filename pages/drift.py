@@ -236,8 +236,8 @@ with tabs[5]:
         layers = band + line
         realized = acc.dropna(subset=["realized_accuracy"])
         if len(realized):
-            layers += alt.Chart(realized).mark_errorbar().encode(x="start:T", y="realized_lower:Q",
-                                                                 y2="realized_upper:Q")
+            layers += alt.Chart(realized).mark_errorbar().encode(
+                x="start:T", y=alt.Y("realized_lower:Q", title="accuracy"), y2="realized_upper:Q")
             layers += alt.Chart(realized).mark_point(color="black", filled=True).encode(
                 x="start:T", y="realized_accuracy:Q",
                 tooltip=["start:T", "labelled", alt.Tooltip("realized_accuracy:Q", format=".1%")])
@@ -256,7 +256,8 @@ with tabs[5]:
         st.altair_chart(alt.Chart(diagram).mark_line(point=True).encode(
             x=alt.X("mean_confidence:Q", scale=alt.Scale(domain=[0, 1]), title="mean confidence"),
             y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])), tooltip=["count", "mean_confidence", "accuracy"])
-            + alt.Chart(pd.DataFrame({"x": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(x="x:Q", y="x:Q"),
+            + alt.Chart(pd.DataFrame({"x": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(
+                x="x:Q", y=alt.Y("x:Q", title="accuracy")),
             width="stretch")
         st.caption(f"Reliability diagram over all labelled predictions (ECE {ece:.3f}); the diagonal is perfect "
                    "calibration.")
