@@ -59,8 +59,8 @@ def test_incremental_refresh_reads_only_new_runs(tracking, logged, monkeypatch):
     reader = PredictionReader(tracking)
     assert len(reader.predictions()) == 30
     loads = []
-    real = reader._load_table
-    monkeypatch.setattr(reader, "_load_table", lambda run: loads.append(run.run_id) or real(run))
+    real = reader._read_files
+    monkeypatch.setattr(reader, "_read_files", lambda kind, paths: loads.extend(paths) or real(kind, paths))
     assert reader.refresh() == 0 and loads == []
     for i in range(30, 40):
         logger.submit(make_record(i))
@@ -146,6 +146,7 @@ def test_a_batch_that_cannot_be_read_now_is_retried(tracking, logged, monkeypatc
             raise OSError("connection reset while downloading")
         return real(run)
 
+    monkeypatch.setattr(reader, "_local_file", lambda run: None)  # as with a remote store: one at a time
     monkeypatch.setattr(reader, "_load_table", flaky)
     assert set(reader.predictions()["model_version"]) == {"1"}
     failing["on"] = False

@@ -1,8 +1,8 @@
 """``PredictionReader``: predictions and feedback from MLflow (and the local spool) into pandas.
 
 Closed batch runs never change, so each is read once and kept by run id; ``refresh``
-asks MLflow only for runs that finished since the last look (with an overlap for clock
-skew between machines) and reads just those. Records still waiting in the local spool
+asks MLflow only for runs that finished since the last look (and once a minute for the
+last five minutes, for clock skew between machines) and reads just those. Records still waiting in the local spool
 are added at query time, so a dashboard shows a prediction the moment it is made.
 
 Every frame is de-duplicated by ``request_id`` (a batch re-written after a crash, a
@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,6 +74,14 @@ def _latest(feedback: pd.DataFrame) -> pd.DataFrame:
     return ordered.drop_duplicates("request_id", keep="last").reset_index(drop=True)
 
 
+def _unseen(ids: pd.Series, seen: set[str]) -> list[bool]:
+    """Rows whose request id is not in ``seen``: set lookups, O(len(ids)).
+
+    (``Series.isin(seen)`` would hash all of ``seen`` on every call: a second for 100,000.)
+    """
+    return [rid not in seen for rid in ids.tolist()]
+
+
 def _as_set(value: str | Iterable[str] | None) -> set[str] | None:
     if value is None:
         return None
@@ -102,6 +111,7 @@ class PredictionReader:
         experiment_name: str | None = None,
         cache_dir: Path | str | None = None,
         overlap_s: float = 300.0,
+        sweep_every_s: float = 60.0,
         max_workers: int = 4,
     ):
         settings = settings or Settings.from_env()
@@ -110,6 +120,8 @@ class PredictionReader:
         self.experiment_name = experiment_name or settings.predictions_experiment
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.overlap_ms = int(overlap_s * 1000)
+        self.sweep_every_s = sweep_every_s
+        self._swept_at = 0.0
         self.max_workers = max_workers
         self._client = None
         self._experiment_id: str | None = None
@@ -136,23 +148,19 @@ class PredictionReader:
             runs += [r for r in self._retry.values() if r.run_id not in {n.run_id for n in runs}]
             if not runs:
                 return 0
-            tables = self._load_tables(runs)
-            loaded = []
-            for run, table in zip(runs, tables):
-                if isinstance(table, Exception):
-                    log.warning("could not read batch run %s (%s); will retry", run.run_id, table)
-                    self._retry[run.run_id] = run
-                else:
-                    self._retry.pop(run.run_id, None)
-                    loaded.append((run, table))
+            tables, failed = self._read_runs(runs)
+            for run in failed:
+                self._retry[run.run_id] = run
             for kind in KINDS:
-                parts = [t for run, t in loaded if run.kind == kind and t is not None]
-                if parts:
-                    self._add(kind, parts)
+                if tables[kind]:
+                    self._add(kind, tables[kind])
+            failed_ids = {run.run_id for run in failed}
             for run in runs:
+                if run.run_id not in failed_ids:
+                    self._retry.pop(run.run_id, None)
                 self._runs[run.run_id] = run
                 self._watermark_ms = max(self._watermark_ms, run.end_time_ms)
-            return len(loaded)
+            return len(runs) - len(failed)
 
     def predictions(
         self,
@@ -232,7 +240,16 @@ class PredictionReader:
         # Only numbers we computed go into the filter string.
         flt = "attributes.status = 'FINISHED'"
         if self._watermark_ms:
-            flt += f" AND attributes.end_time >= {int(self._watermark_ms - self.overlap_ms)}"
+            # Usually only runs that ended at or after the newest one loaded; every
+            # ``sweep_every_s`` also those up to ``overlap_s`` older, for runs whose
+            # writers' clocks are behind ours (other app machines).
+            since = self._watermark_ms
+            if time.monotonic() - self._swept_at >= self.sweep_every_s:
+                since -= self.overlap_ms
+                self._swept_at = time.monotonic()
+            flt += f" AND attributes.end_time >= {int(since)}"
+        else:
+            self._swept_at = time.monotonic()
         found: list[BatchRun] = []
         token = None
         while True:
@@ -247,6 +264,52 @@ class PredictionReader:
             token = page.token
             if not token:
                 return found
+
+    def _read_runs(self, runs: list[BatchRun]) -> tuple[dict[str, list], list[BatchRun]]:
+        """Arrow tables by kind for ``runs``, and the runs that could not be read now.
+
+        Local files are read together (one multi-threaded Arrow dataset scan); remote
+        artifacts are downloaded a few at a time; a failure in the shared scan falls back
+        to one run at a time, so only the bad batch waits for the next refresh.
+        """
+        tables: dict[str, list] = {k: [] for k in KINDS}
+        files: dict[str, list] = {k: [] for k in KINDS}
+        fetch: list[BatchRun] = []
+        for run in runs:
+            path = self._local_file(run)
+            if path is None:
+                fetch.append(run)
+            elif path.exists():  # else a FINISHED run without rows: nothing to read
+                files[run.kind].append((run, path))
+        for kind, found in files.items():
+            if found:
+                try:
+                    tables[kind].append(self._read_files(kind, [path for _, path in found]))
+                except Exception:
+                    fetch.extend(run for run, _ in found)
+        failed = []
+        for run, result in zip(fetch, self._load_tables(fetch)):
+            if isinstance(result, Exception):
+                log.warning("could not read batch run %s (%s); will retry", run.run_id, result)
+                failed.append(run)
+            elif result is not None:
+                tables[run.kind].append(result)
+        return tables, failed
+
+    def _local_file(self, run: BatchRun) -> Path | None:
+        """The run's rows file when it is on this machine (local store or cache), else None."""
+        name = store.ARTIFACTS[run.kind]
+        if self.cache_dir is not None and (self.cache_dir / f"{run.run_id}-{name}").exists():
+            return self.cache_dir / f"{run.run_id}-{name}"
+        local = store.local_artifact_dir(run.artifact_uri)
+        return None if local is None else local / name
+
+    @staticmethod
+    def _read_files(kind: str, paths: list[Path]):
+        import pyarrow.dataset as ds
+
+        schema = _SCHEMAS[kind]()
+        return _conform(ds.dataset([str(p) for p in paths], format="parquet", schema=schema).to_table(), schema)
 
     def _load_tables(self, runs: list[BatchRun]) -> list:
         """One table (or None: no rows, or the exception that stopped it) per run."""
@@ -266,14 +329,9 @@ class PredictionReader:
 
         name = store.ARTIFACTS[run.kind]
         cached = self.cache_dir / f"{run.run_id}-{name}" if self.cache_dir else None
-        if cached is not None and cached.exists():
-            return _conform(pq.read_table(cached), _SCHEMAS[run.kind]())
-        local = store.local_artifact_dir(run.artifact_uri)
+        local = self._local_file(run)
         if local is not None:
-            path = local / name
-            if not path.exists():
-                return None  # a FINISHED run without rows is not ours to guess about
-            return _conform(pq.read_table(path), _SCHEMAS[run.kind]())
+            return _conform(pq.read_table(local), _SCHEMAS[run.kind]()) if local.exists() else None
         with tempfile.TemporaryDirectory(prefix="nutrilearn-read-") as tmp:
             path = Path(self._client.download_artifacts(run.run_id, name, tmp))
             table = pq.read_table(path)
@@ -288,16 +346,24 @@ class PredictionReader:
         import pyarrow as pa
 
         new = pa.concat_tables(tables).to_pandas()
+        old = self._frames[kind]
         seen = self._seen[kind]
         if kind == "feedback":  # a later word on the same request replaces the earlier one
-            merged = _latest(pd.concat([self._frames[kind], new], ignore_index=True))
-        else:
-            new = new.drop_duplicates("request_id")
-            if seen:
-                new = new[~new["request_id"].isin(seen)]
-            merged = pd.concat([self._frames[kind], new], ignore_index=True) if len(self._frames[kind]) else new
-        seen.update(new["request_id"])
-        self._frames[kind] = merged.sort_values("timestamp", kind="stable", ignore_index=True)
+            self._frames[kind] = _latest(pd.concat([old, new], ignore_index=True))
+            seen.update(new["request_id"].tolist())
+            return
+        new = new.drop_duplicates("request_id")
+        if seen:
+            new = new[_unseen(new["request_id"], seen)]
+        seen.update(new["request_id"].tolist())
+        new = new.sort_values("timestamp", kind="stable", ignore_index=True)
+        if not len(old):
+            self._frames[kind] = new
+            return
+        merged = pd.concat([old, new], ignore_index=True)
+        if len(new) and new["timestamp"].iloc[0] < old["timestamp"].iloc[-1]:  # else already in order
+            merged = merged.sort_values("timestamp", kind="stable", ignore_index=True)
+        self._frames[kind] = merged
 
     # -- spool side and filters --------------------------------------------------------
 
@@ -321,7 +387,7 @@ class PredictionReader:
             df = rows_to_table(rows, kind).to_pandas() if rows else self._empty(kind)
             if len(df) and kind == "predictions":
                 df = df.drop_duplicates("request_id")
-                df = df[~df["request_id"].isin(self._seen[kind])]
+                df = df[_unseen(df["request_id"], self._seen[kind])]
             self._pending_key[kind], self._pending[kind] = key, df
         return self._pending[kind]
 
