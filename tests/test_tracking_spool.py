@@ -181,3 +181,12 @@ def test_normal_sync_mode_and_bad_mode(tmp_path):
     full.close()
     with pytest.raises(ValueError):
         Spool(tmp_path / "x", sync="off")
+
+
+def test_numpy_values_in_a_record_are_stored_as_plain_numbers():
+    import numpy as np
+
+    rec = make_record(0)
+    rec.confidence, rec.top5_probs, rec.image_width = np.float32(0.5), np.array([0.5, 0.25]), np.int64(7)
+    back = prediction_from_json(rec.to_json())
+    assert (back.confidence, back.top5_probs, back.image_width) == (0.5, [0.5, 0.25], 7)

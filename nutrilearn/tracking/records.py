@@ -119,7 +119,14 @@ def _dumps(row: dict[str, Any]) -> bytes:
     row["timestamp"] = as_utc(row["timestamp"]).isoformat()
     if row.get("embedding") is not None:
         row["embedding"] = base64.b64encode(row["embedding"]).decode("ascii")
-    return json.dumps(row, separators=(",", ":"), allow_nan=True).encode("utf-8")
+    return json.dumps(row, separators=(",", ":"), allow_nan=True, default=_plain).encode("utf-8")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays (a float32 confidence, say) as JSON numbers and lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def row_from_json(payload: bytes | str) -> dict[str, Any]:
