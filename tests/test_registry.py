@@ -157,10 +157,8 @@ def store(tmp_path_factory):
 def _register_linear(reg, seed: int) -> str:
     rng = np.random.default_rng(seed)
     head = LinearHead(("a", "b"), rng.normal(size=(1280, 2)), rng.normal(size=2))
-    run_id = reg.start_run("nutrilearn-training", f"test head {seed}")
-    version = reg.register_head(head, run_id, {"nutrilearn.training_data": f"synthetic {seed}"})
-    reg.end_run(run_id)
-    return version
+    with reg.run("nutrilearn-training", f"test head {seed}") as run_id:
+        return reg.register_head(head, run_id, {"nutrilearn.training_data": f"synthetic {seed}"})
 
 
 def test_version_one_is_champion_and_setup_is_idempotent(store):

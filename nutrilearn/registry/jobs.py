@@ -50,11 +50,11 @@ def ensure_version_one(settings: Settings, registry: Registry | None = None) -> 
             created = admin.bootstrap_champion(settings, info.version, reg) is not None
             return info.version, created
     head = ImageNetFoodHead()
-    run_id = reg.start_run(TRAINING_EXPERIMENT, "imagenet-food (built in)", {"nutrilearn.job": "builtin"})
-    reg.log_params(run_id, {"head": head.kind, "classes": len(head.labels), "training_data": IMAGENET_TRAINING_DATA})
-    version = reg.register_head(head, run_id, {BUILTIN_TAG: head.kind, "nutrilearn.training_data": IMAGENET_TRAINING_DATA},
-                                description="ImageNet's own classifier restricted to its 46 food classes.")
-    reg.end_run(run_id)
+    with reg.run(TRAINING_EXPERIMENT, "imagenet-food (built in)", {"nutrilearn.job": "builtin"}) as run_id:
+        reg.log_params(run_id, {"head": head.kind, "classes": len(head.labels), "training_data": IMAGENET_TRAINING_DATA})
+        version = reg.register_head(head, run_id, {BUILTIN_TAG: head.kind,
+                                                   "nutrilearn.training_data": IMAGENET_TRAINING_DATA},
+                                    description="ImageNet's own classifier restricted to its 46 food classes.")
     admin.bootstrap_champion(settings, version, reg)
     return version, True
 
@@ -116,27 +116,26 @@ def train_version(
     ev = evaluate_head(result.head, eval_ds.labels, eval_ds.pooled, eval_ds.logits)
     train_s = time.perf_counter() - started
 
-    run_id = reg.start_run(TRAINING_EXPERIMENT, f"train linear head on {train_ds.manifest_hash[:12]}",
-                           {"nutrilearn.job": "train", "who": who})
-    reg.log_params(run_id, config.params() | {
-        "data": " + ".join(str(Path(d)) for d in data), "base": " + ".join(str(Path(b)) for b in base),
-        "eval_data": " + ".join(str(Path(e)) for e in eval_data) or "validation split",
-        "photos": len(train_ds.photos), "classes": len(train_ds.classes), "skipped_photos": len(train_ds.skipped),
-        "data_manifest_sha256": train_ds.manifest_hash, "best_epoch": result.best_epoch,
-        "temperature": f"{result.temperature:.4g}"})
-    reg.log_metric_series(run_id, [h.__dict__ for h in result.history])
-    reg.log_metrics(run_id, {f"eval_{k}": v for k, v in ev.summary().items()} | {
-        "training_seconds": train_s, "feature_seconds": features_s, "fit_seconds": result.seconds})
-    files = evaluation_files(ev, f"new head ({eval_name})", {"eval_data": eval_ds.describe()})
-    files |= {"history.csv": history_csv(result.history), "labels.json": json.dumps(list(result.head.labels)),
-              "data_manifest.json": _manifest(train_ds),
-              "class_weights.json": json.dumps(result.class_weight, indent=1)}
-    reg.log_files(run_id, files)
-    version = reg.register_head(result.head, run_id, {
-        "nutrilearn.training_data": train_ds.describe(), "nutrilearn.data_manifest": train_ds.manifest_hash,
-        "nutrilearn.trained_by": who} | _metric_tags(ev, eval_ds, run_id),
-        description=f"Linear head on {train_ds.describe()}")
-    reg.end_run(run_id)
+    with reg.run(TRAINING_EXPERIMENT, f"train linear head on {train_ds.manifest_hash[:12]}",
+                 {"nutrilearn.job": "train", "who": who}) as run_id:
+        reg.log_params(run_id, config.params() | {
+            "data": " + ".join(str(Path(d)) for d in data), "base": " + ".join(str(Path(b)) for b in base),
+            "eval_data": " + ".join(str(Path(e)) for e in eval_data) or "validation split",
+            "photos": len(train_ds.photos), "classes": len(train_ds.classes), "skipped_photos": len(train_ds.skipped),
+            "data_manifest_sha256": train_ds.manifest_hash, "best_epoch": result.best_epoch,
+            "temperature": f"{result.temperature:.4g}"})
+        reg.log_metric_series(run_id, [h.__dict__ for h in result.history])
+        reg.log_metrics(run_id, {f"eval_{k}": v for k, v in ev.summary().items()} | {
+            "training_seconds": train_s, "feature_seconds": features_s, "fit_seconds": result.seconds})
+        files = evaluation_files(ev, f"new head ({eval_name})", {"eval_data": eval_ds.describe()})
+        files |= {"history.csv": history_csv(result.history), "labels.json": json.dumps(list(result.head.labels)),
+                  "data_manifest.json": _manifest(train_ds),
+                  "class_weights.json": json.dumps(result.class_weight, indent=1)}
+        reg.log_files(run_id, files)
+        version = reg.register_head(result.head, run_id, {
+            "nutrilearn.training_data": train_ds.describe(), "nutrilearn.data_manifest": train_ds.manifest_hash,
+            "nutrilearn.trained_by": who} | _metric_tags(ev, eval_ds, run_id),
+            description=f"Linear head on {train_ds.describe()}")
 
     out = {"version": version, "run_id": run_id, "eval_data": eval_ds.describe(), **ev.summary(),
            "training_seconds": round(train_s, 2), "feature_seconds": round(features_s, 2),
@@ -179,15 +178,14 @@ def evaluate_version(settings: Settings, version: str, data: Sequence[Path], cla
     head = reg.load_head(info.version)
     ds = _load(data, classifier, settings, progress)
     ev = evaluate_head(head, ds.labels, ds.pooled, ds.logits)
-    run_id = reg.start_run(EVALUATION_EXPERIMENT, f"evaluate v{info.version} on {ds.manifest_hash[:12]}",
-                           {"nutrilearn.job": "evaluate", "version": info.version, "registered_model": reg.name,
-                            "who": who or default_user()})
-    reg.log_params(run_id, {"version": info.version, "data": ds.describe(), "data_manifest_sha256": ds.manifest_hash,
-                            "photos": len(ds.photos)})
-    reg.log_metrics(run_id, ev.summary())
-    reg.log_files(run_id, evaluation_files(ev, f"version {info.version}", {"eval_data": ds.describe(),
-                                                                            "version": info.version}))
-    reg.end_run(run_id)
+    with reg.run(EVALUATION_EXPERIMENT, f"evaluate v{info.version} on {ds.manifest_hash[:12]}",
+                 {"nutrilearn.job": "evaluate", "version": info.version, "registered_model": reg.name,
+                  "who": who or default_user()}) as run_id:
+        reg.log_params(run_id, {"version": info.version, "data": ds.describe(),
+                                "data_manifest_sha256": ds.manifest_hash, "photos": len(ds.photos)})
+        reg.log_metrics(run_id, ev.summary())
+        reg.log_files(run_id, evaluation_files(ev, f"version {info.version}", {"eval_data": ds.describe(),
+                                                                                "version": info.version}))
     reg.set_version_tags(info.version, _metric_tags(ev, ds, run_id))
     return {"version": info.version, "run_id": run_id, "eval_data": ds.describe(), **ev.summary(),
             "per_class": ev.per_class, "skipped": [str(p) for p, _ in ds.skipped]}

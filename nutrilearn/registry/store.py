@@ -22,10 +22,11 @@ import logging
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from nutrilearn.config import Settings
 from nutrilearn.pipeline import REGISTERED_MODEL_NAME
@@ -136,6 +137,17 @@ class Registry:
     def start_run(self, experiment: str, run_name: str, tags: dict[str, str] | None = None) -> str:
         run = self.client.create_run(self.experiment_id(experiment), run_name=run_name, tags=tags or {})
         return run.info.run_id
+
+    @contextmanager
+    def run(self, experiment: str, run_name: str, tags: dict[str, str] | None = None) -> Iterator[str]:
+        """A run that ends FINISHED, or FAILED if the block raises."""
+        run_id = self.start_run(experiment, run_name, tags)
+        try:
+            yield run_id
+        except BaseException:
+            self.end_run(run_id, "FAILED")
+            raise
+        self.end_run(run_id)
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -282,12 +294,12 @@ class Registry:
             self.client.set_registered_model_alias(self.name, alias, str(version))
         when = datetime.now(timezone.utc)
         event = AliasEvent(when, alias, action, before, None if version is None else str(version), who or "unknown", why)
-        run_id = self.start_run(REGISTRY_EXPERIMENT, f"{action} {alias}: {before or '-'} -> {event.to_version or '-'}", {
+        with self.run(REGISTRY_EXPERIMENT, f"{action} {alias}: {before or '-'} -> {event.to_version or '-'}", {
             "nutrilearn.event": "alias_move", "alias": alias, "action": action, "from_version": before or "",
             "to_version": event.to_version or "", "who": event.who, "why": why[:4000],
             "when": when.isoformat(timespec="microseconds"), "registered_model": self.name,
-        })
-        self.end_run(run_id)
+        }) as run_id:
+            pass
         return AliasEvent(**{**event.__dict__, "run_id": run_id})
 
     def history(self, max_results: int = 1000) -> list[AliasEvent]:
