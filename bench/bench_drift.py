@@ -196,7 +196,9 @@ def main() -> int:
 
 
 def write_results(out: dict) -> None:
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [START, "## Drift detectors (`bench/bench_drift.py`)", "",
+             f"Command: `.venv/bin/python bench/bench_drift.py --write` ({when}). "
              f"food10, 1,500 real photos; full report (four signals, Holm across them), alpha = {out['alpha']}, "
              "200 MMD permutations, rates with Clopper-Pearson 95% intervals. Machine: 2 shared cores.", "",
              "False alarms, random disjoint splits of the same photos (nominal 0.05; the test asks <= 0.08):", "",
