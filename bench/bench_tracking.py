@@ -8,9 +8,11 @@ Run on demand (not part of the test suite); everything lives in a temporary dire
 Measures, in one process and one store (sqlite, like the default):
 
 1. ``PredictionLogger.submit``: per-call latency over a stream of records, with the
-   background flusher writing 500-record batches to MLflow at the same time;
+   background flusher writing 500-record batches to MLflow at the same time, for both
+   spool modes (``full``: fsync per record, ``normal``: none);
 2. the original design beside it: one synchronous MLflow run per prediction
-   (``create_run`` + ``log_batch`` + ``set_terminated``), and the ratio;
+   (``create_run`` + ``log_batch`` + ``set_terminated``), and the ratio; 1 and 2 run in
+   interleaved rounds so that both see the same load on the shared machine;
 3. ``search_runs`` over those per-prediction runs (``MlflowClient`` and ``mlflow.search_runs``);
 4. ``PredictionReader``: 100,000 logged predictions into pandas cold, then picking up 1,000 new.
 """
@@ -57,15 +59,8 @@ def fsync_floor(directory: Path, n: int = 300) -> list[float]:
         path.unlink()
 
 
-def bench_submit(settings, n: int, pause_s: float) -> tuple[list[float], list[bool]]:
+def submit_block(logger, records, pause_s: float, latencies: list[float], during_flush: list[bool]) -> None:
     """Per-submit latency, and whether the flusher was writing a batch at that moment."""
-    from nutrilearn.tracking.logger import PredictionLogger
-    from nutrilearn.tracking.synthetic import make_record
-
-    records = [make_record(i) for i in range(n)]
-    logger = PredictionLogger(settings, batch_max_records=500, batch_max_age_s=30)
-    logger.flush(120)  # MLflow imported and the store open, as in a running app
-    latencies, during_flush = [], []
     for rec in records:
         busy = logger._cycle_lock.locked()
         t0 = time.perf_counter()
@@ -73,38 +68,57 @@ def bench_submit(settings, n: int, pause_s: float) -> tuple[list[float], list[bo
         latencies.append((time.perf_counter() - t0) * 1000)
         during_flush.append(busy or logger._cycle_lock.locked())
         time.sleep(pause_s)  # traffic, not a tight loop: the time a prediction takes
-    status = logger.status()
-    assert logger.flush(300), "flush failed"
-    logger.close()
-    print(f"  flusher wrote {status.flushed_batches} batches while submitting", flush=True)
-    return latencies, during_flush
 
 
-def bench_sync_runs(client, n: int) -> tuple[str, list[float]]:
-    """The original design: one MLflow run per prediction, written before answering."""
+def sync_run(client, exp_id: str, rec) -> float:
+    """The original design: one MLflow run per prediction, written before answering (ms)."""
     from mlflow.entities import Metric, Param, RunTag
 
+    t0 = time.perf_counter()
+    run = client.create_run(exp_id, tags={"model_version": rec.model_version, "user": rec.user,
+                                           "status": rec.status, "label": str(rec.label)})
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(getattr(rec, k) or 0.0), now, 0)
+               for k in ("confidence", "decode_ms", "preprocess_ms", "inference_ms", "total_ms",
+                         "brightness", "contrast", "saturation", "sharpness", "aspect")]
+    client.log_batch(run.info.run_id, metrics=metrics,
+                     params=[Param("request_id", rec.request_id), Param("filename", rec.filename)],
+                     tags=[RunTag("top5", ",".join(rec.top5_labels))])
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return (time.perf_counter() - t0) * 1000
+
+
+def bench_write_path(settings, home: Path, client, n_submits: int, n_runs: int, pause_s: float, rounds: int = 10):
+    """Sections 1 and 2 interleaved in rounds, so both see the same machine load."""
+    from nutrilearn.tracking.logger import PredictionLogger
     from nutrilearn.tracking.synthetic import make_record
 
+    modes = ("full", "normal")
+    loggers = {m: PredictionLogger(replace(settings, spool_sync=m, predictions_experiment=f"bench-submit-{m}",
+                                           spool_dir=home / f"spool-{m}"), batch_max_records=500, batch_max_age_s=30)
+               for m in modes}
+    for logger in loggers.values():
+        logger.flush(120)  # MLflow imported and the store open, as in a running app
     exp_id = client.create_experiment("per-prediction-runs")
-    latencies = []
-    for i in range(n):
-        rec = make_record(i)
-        t0 = time.perf_counter()
-        run = client.create_run(exp_id, tags={"model_version": rec.model_version, "user": rec.user,
-                                               "status": rec.status, "label": str(rec.label)})
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, float(getattr(rec, k) or 0.0), now, 0)
-                   for k in ("confidence", "decode_ms", "preprocess_ms", "inference_ms", "total_ms",
-                             "brightness", "contrast", "saturation", "sharpness", "aspect")]
-        client.log_batch(run.info.run_id, metrics=metrics,
-                         params=[Param("request_id", rec.request_id), Param("filename", rec.filename)],
-                         tags=[RunTag("top5", ",".join(rec.top5_labels))])
-        client.set_terminated(run.info.run_id, "FINISHED")
-        latencies.append((time.perf_counter() - t0) * 1000)
-        if (i + 1) % 1000 == 0:
-            print(f"  {i + 1} per-prediction runs ({statistics.median(latencies):.1f} ms median)", flush=True)
-    return exp_id, latencies
+    lat = {m: [] for m in modes}
+    busy = {m: [] for m in modes}
+    sync: list[float] = []
+    i = 0
+    for r in range(rounds):
+        for m in modes:
+            records = [make_record(k) for k in range(i, i + n_submits // rounds)]
+            submit_block(loggers[m], records, pause_s, lat[m], busy[m])
+        for k in range(n_runs // rounds):
+            sync.append(sync_run(client, exp_id, make_record(i + k)))
+        i += max(n_submits, n_runs) // rounds
+        print(f"  round {r + 1}/{rounds}: submit medians full {statistics.median(lat['full']):.2f} ms, normal "
+              f"{statistics.median(lat['normal']):.2f} ms; per-prediction run {statistics.median(sync):.1f} ms; "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
+    for m, logger in loggers.items():
+        assert logger.flush(300), f"flush ({m}) failed"
+        print(f"  {m}: the flusher wrote {logger.status().flushed_batches} batches", flush=True)
+        logger.close()
+    return lat, busy, exp_id, sync
 
 
 def bench_search(client, exp_id: str, tracking_uri: str) -> dict[str, float]:
@@ -210,25 +224,21 @@ def main() -> int:
         print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
         floor = fsync_floor(home)
         print(f"0. the disk: one 900-byte append + fdatasync: {summary(floor)}", flush=True)
-        submits = {}
-        for sync in ("full", "normal"):
-            print(f"1. submit, spool sync={sync}, flusher writing 500-record batches alongside", flush=True)
-            exp_settings = replace(settings, spool_sync=sync, predictions_experiment=f"bench-submit-{sync}",
-                                   spool_dir=home / f"spool-{sync}")
-            lat, busy = bench_submit(exp_settings, args.submits, args.pause_ms / 1000)
-            submits[sync] = lat
-            print(f"   all: {summary(lat)}", flush=True)
-            quiet = [x for x, b in zip(lat, busy) if not b]
-            flushing = [x for x, b in zip(lat, busy) if b]
-            if quiet and flushing:
-                print(f"   flusher idle: {summary(quiet)}\n   flusher writing: {summary(flushing)}", flush=True)
-        submit = submits["full"]
-
-        print("2. one synchronous MLflow run per prediction", flush=True)
-        exp_id, sync = bench_sync_runs(client, args.per_prediction_runs)
-        print("   " + summary(sync), flush=True)
-        ratio = statistics.median(sync) / statistics.median(submit)
-        print(f"   ratio of medians: {ratio:.0f}x; p99: {pct(sync, 0.99) / pct(submit, 0.99):.0f}x", flush=True)
+        print(f"1+2. {args.submits} submits per spool mode (flusher writing 500-record batches alongside) and "
+              f"{args.per_prediction_runs} synchronous per-prediction MLflow runs, interleaved in 10 rounds", flush=True)
+        lat, busy, exp_id, sync = bench_write_path(settings, home, client, args.submits, args.per_prediction_runs,
+                                                   args.pause_ms / 1000)
+        print(f"0. the disk again, after 1+2: {summary(fsync_floor(home))}", flush=True)
+        for mode in ("full", "normal"):
+            print(f"1. submit, spool sync={mode}: {summary(lat[mode])}", flush=True)
+            idle = [x for x, b in zip(lat[mode], busy[mode]) if not b]
+            flushing = [x for x, b in zip(lat[mode], busy[mode]) if b]
+            if idle and flushing:
+                print(f"   flusher idle: {summary(idle)}\n   flusher writing: {summary(flushing)}", flush=True)
+        print(f"2. one synchronous MLflow run per prediction: {summary(sync)}", flush=True)
+        for mode in ("full", "normal"):
+            print(f"   ratio to submit ({mode}): medians {statistics.median(sync) / statistics.median(lat[mode]):.0f}x, "
+                  f"p99 {pct(sync, 0.99) / pct(lat[mode], 0.99):.0f}x", flush=True)
 
         print(f"3. search_runs over {args.per_prediction_runs} per-prediction runs", flush=True)
         search = bench_search(client, exp_id, settings.tracking_uri)

@@ -86,7 +86,8 @@ class PredictionRecord:
         return asdict(self)
 
     def to_json(self) -> bytes:
-        return _dumps(self.to_row())
+        """The spool payload; a shallow dict (``asdict`` deep-copies: 3x slower here)."""
+        return _dumps({name: getattr(self, name) for name in PREDICTION_FIELDS})
 
 
 @dataclass
@@ -108,7 +109,7 @@ class FeedbackRecord:
         return row
 
     def to_json(self) -> bytes:
-        return _dumps(asdict(self))
+        return _dumps({name: getattr(self, name) for name in FEEDBACK_FIELDS[:-1]})
 
 
 PREDICTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PredictionRecord))
