@@ -20,13 +20,14 @@ WINDOW = 200
 
 
 @pytest.fixture(scope="session")
-def drift_pool(request, food10, classifier, models_dir):
+def drift_pool(request, tmp_path_factory, food10, classifier, models_dir):
     """Predictions for all 1,500 photos, and for the 500 test photos darkened by 40%."""
     from nutrilearn.config import Settings
     from nutrilearn.serving import build_analyzer
 
     analyzer = build_analyzer(Settings.from_env(), classifier)
-    cache = request.config.cache.mkdir("nutrilearn-drift")
+    cache = (request.config.cache.mkdir("nutrilearn-drift") if getattr(request.config, "cache", None)
+             else tmp_path_factory.mktemp("nutrilearn-drift"))  # -p no:cacheprovider: once per session
     model_file = next(iter(sorted(models_dir.glob("*.keras"))), None)
     files = scenarios.labelled_files(food10)
     pool = scenarios.predict_files(analyzer, files, cache_dir=cache, model_file=model_file)
