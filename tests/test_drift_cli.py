@@ -48,6 +48,8 @@ def test_drift_on_logged_predictions_exits_1_logs_a_run_and_alerts(logged_drift,
     assert code == 1 and out["verdict"] == "drift" and "image" in out["drifted_signals"]
     assert out["reference"]["n"] == 300 and out["current"]["n"] == 300
     assert len(out["over_time"]) == 3 * 4  # three chunks of 100, four signals each
+    perf = out["performance"]["current"]
+    assert perf["n"] == 300 and 0 < perf["expected_accuracy"] < 1 and perf["labelled"] == 0
     alert = json.loads(marker.read_text())
     assert alert["run_id"] == out["run_id"] and alert["severity"] == out["severity"]
 
@@ -59,6 +61,7 @@ def test_drift_on_logged_predictions_exits_1_logs_a_run_and_alerts(logged_drift,
     run = store.make_client(settings.tracking_uri).get_run(out["run_id"])
     assert run.data.tags["verdict"] == "drift" and run.data.params["reference.spec"] == "first:300"
     assert run.data.metrics["image.brightness.p_value"] < 0.05
+    assert run.data.metrics["performance.current.expected_accuracy"] == pytest.approx(perf["expected_accuracy"])
     exp = store.make_client(settings.tracking_uri).get_experiment_by_name(EXPERIMENT)
     assert exp.artifact_location == settings.artifact_root.resolve().as_uri()
     history = drift_history(settings)
@@ -72,6 +75,7 @@ def test_no_drift_exits_0_and_fires_no_alert(home, capsys, tmp_path):
                  "--on-drift", f"touch {marker}"])
     text = capsys.readouterr().out
     assert code == 0 and text.startswith("NO DRIFT") and not marker.exists()
+    assert "accuracy: reference" in text and "estimated" in text
 
 
 def test_bad_windows_and_empty_stores_exit_2_with_a_reason(home, capsys):

@@ -50,22 +50,27 @@ def _fail(message: str) -> int:
 
 
 def _windows(args, settings):
-    """(reference, current) Windows from specs and folders."""
+    """(reference, current, feedback) from specs and folders; feedback is None for folders."""
     from nutrilearn.monitoring import windows
 
     ref_spec = f"dir:{args.reference_dir}" if args.reference_dir else args.reference or DEFAULT_REFERENCE
     cur_spec = f"dir:{args.current_dir}" if args.current_dir else args.current or DEFAULT_CURRENT
     parsed = {name: windows.parse_spec(spec) for name, spec in (("reference", ref_spec), ("current", cur_spec))}
     kinds = {name: kind for name, (kind, _) in parsed.items()}
-    analyzer = predictions = None
+    analyzer = predictions = feedback = None
     if "dir" in kinds.values():
         from nutrilearn.serving import build_analyzer
 
         analyzer = build_analyzer(settings)
     if any(k != "dir" for k in kinds.values()):
-        from nutrilearn.tracking.reader import load_predictions
+        from nutrilearn.tracking.reader import PredictionReader
 
-        predictions = load_predictions(settings, include_replayed=not args.live_only)
+        reader = PredictionReader(settings)
+        try:
+            predictions = reader.predictions(include_replayed=not args.live_only)
+            feedback = reader.feedback(refresh=False)
+        finally:
+            reader.close()
     needs_registry = any(kind == "champion" and args_["since"] is None for kind, args_ in parsed.values())
     champion = windows.champion_start(settings) if needs_registry else None
     out = []
@@ -79,10 +84,36 @@ def _windows(args, settings):
         else:
             out.append(windows.select(predictions, spec, name, champion=champion))
     reference, current = out
-    return reference, windows.without(current, reference)
+    return reference, windows.without(current, reference), feedback
 
 
-def _text(report, run_id, over_time) -> str:
+def performance_block(reference, current, feedback) -> dict:
+    """Accuracy estimated from confidence (CBPE) and, where feedback exists, realized
+    accuracy and calibration (ECE), for both windows."""
+    from nutrilearn.monitoring import performance
+
+    out = {}
+    for w in (reference, current):
+        truth = performance.labelled(w.frame, feedback)
+        ece, _ = performance.reliability(truth)
+        out[w.name] = {**performance.estimate(w.frame, truth), "ece": ece}
+    return out
+
+
+def _accuracy_line(perf: dict) -> str:
+    parts = []
+    for name in ("reference", "current"):
+        p = perf.get(name, {})
+        if p.get("expected_accuracy") is None:
+            continue
+        text = f"{name} {p['expected_accuracy']:.1%} estimated"
+        if p.get("labelled"):
+            text += f", {p['realized_accuracy']:.1%} realized on {p['labelled']} labelled (ECE {p['ece']:.3f})"
+        parts.append(text)
+    return "accuracy: " + "; ".join(parts) + " (estimate = mean confidence, valid as far as the model is calibrated)"
+
+
+def _text(report, run_id, over_time, perf: dict) -> str:
     lines = [f"{report.verdict.upper()} (severity {report.severity}); reference {report.reference.get('spec')} "
              f"n={report.reference.get('n')}, current {report.current.get('spec')} n={report.current.get('n')}"]
     for r in report.results:
@@ -90,6 +121,7 @@ def _text(report, run_id, over_time) -> str:
         lines.append(f"  {r.signal:<11}{r.verdict:<11}p={p:<10} (alpha {r.threshold:g})  "
                      f"{r.distance_name}={r.distance:.3g} (floor {r.min_distance:g})  {r.note}".rstrip())
     lines.append(report.recommendation)
+    lines.append(_accuracy_line(perf))
     if over_time is not None and len(over_time):
         drifted = over_time[over_time["drifted"]]
         lines.append(f"over time: {drifted['start'].nunique()} of {over_time['start'].nunique()} chunk(s) drifted")
@@ -100,7 +132,7 @@ def _text(report, run_id, over_time) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from nutrilearn.config import Settings
-    from nutrilearn.monitoring.drift import DriftMonitor
+    from nutrilearn.monitoring.drift import DriftMonitor, jsonable
     from nutrilearn.monitoring.windows import WindowSpecError
 
     if not 0 < args.alpha < 1:
@@ -109,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--webhook must be an http:// or https:// URL")
     settings = Settings.from_env()
     try:
-        reference, current = _windows(args, settings)
+        reference, current, feedback = _windows(args, settings)
     except WindowSpecError as exc:
         return _fail(str(exc))
     except Exception as exc:  # the tracking store is unreachable, a folder unreadable...
@@ -121,18 +153,21 @@ def run(args: argparse.Namespace) -> int:
     report = monitor.report(current.frame, reference.describe(), current.describe())
     over_time = monitor.over_time(current.frame, int(args.every) if str(args.every).isdigit() else args.every) \
         if args.every else None
+    perf = jsonable(performance_block(reference, current, feedback))
     run_id = None
     if not args.no_log:
         from nutrilearn.monitoring.drift_runs import log_drift_check
 
+        extra = {f"performance.{w}.{k}": v for w, row in perf.items() for k, v in row.items()
+                 if k in ("expected_accuracy", "realized_accuracy", "labelled", "ece")}
         try:
-            run_id = log_drift_check(report, settings, detectors=monitor.detectors)
+            run_id = log_drift_check(report, settings, detectors=monitor.detectors, extra_metrics=extra)
         except Exception as exc:  # the verdict still stands; say why it is not in MLflow
             print(f"warning: drift check not logged to MLflow: {type(exc).__name__}: {exc}", file=sys.stderr)
-    payload = {**report.to_dict(), "run_id": run_id}
+    payload = {**report.to_dict(), "run_id": run_id, "performance": perf}
     if over_time is not None:
         payload["over_time"] = json.loads(over_time.to_json(orient="records", date_format="iso"))
-    print(json.dumps(payload) if args.json else _text(report, run_id, over_time), flush=True)
+    print(json.dumps(payload) if args.json else _text(report, run_id, over_time, payload["performance"]), flush=True)
     if report.drifted:
         alert(payload, args.webhook, args.on_drift)
     return 1 if report.drifted else 0

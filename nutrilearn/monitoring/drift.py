@@ -87,14 +87,14 @@ class DriftResult:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["verdict"] = self.verdict
-        return _jsonable(out)
+        return jsonable(out)
 
 
-def _jsonable(value):
+def jsonable(value):
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (np.floating, float)):
         return None if math.isnan(value) or math.isinf(value) else float(value)
     if isinstance(value, np.integer):
@@ -379,7 +379,7 @@ class DriftReport:
         return pd.DataFrame(rows)
 
     def to_dict(self) -> dict:
-        return _jsonable({
+        return jsonable({
             "verdict": self.verdict, "drifted": self.drifted, "severity": self.severity,
             "drifted_signals": self.drifted_signals, "recommendation": self.recommendation,
             "alpha": self.alpha, "correction": f"{self.correction} across signals; holm across image properties",

@@ -76,8 +76,10 @@ def report_metrics(report: DriftReport) -> dict[str, float]:
 
 
 def log_drift_check(report: DriftReport, settings: Settings | None = None, run_name: str | None = None,
-                    detectors=(), tags: dict[str, str] | None = None) -> str:
-    """Log one drift check as an MLflow run; returns its run id."""
+                    detectors=(), tags: dict[str, str] | None = None,
+                    extra_metrics: dict[str, float] | None = None) -> str:
+    """Log one drift check as an MLflow run; returns its run id. ``extra_metrics`` adds
+    figures beside the report's (the CLI adds estimated and realized accuracy, ECE)."""
     from mlflow.entities import Metric, Param, RunTag
 
     settings = settings or Settings.from_env()
@@ -92,7 +94,9 @@ def log_drift_check(report: DriftReport, settings: Settings | None = None, run_n
         now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
         client.log_batch(
             run_id,
-            metrics=[Metric(k, v, now, 0) for k, v in report_metrics(report).items()],
+            metrics=[Metric(_metric(k), float(v), now, 0)
+                     for k, v in {**report_metrics(report), **(extra_metrics or {})}.items()
+                     if v is not None and pd.notna(v)],
             params=[Param(k, v) for k, v in report_params(report, detectors).items()],
             tags=[RunTag("recommendation", report.recommendation[:4900])],
         )
