@@ -20,6 +20,9 @@ from nutrilearn_app import state
 
 BANNER = {"none": st.success, "low": st.info, "medium": st.warning, "high": st.error}
 WINDOW_COLOURS = alt.Scale(domain=list(views.WINDOWS), range=["#4c78a8", "#f58518"])
+P_COLUMNS = {"statistic": st.column_config.NumberColumn(format="%.3g"),
+             "p_value": st.column_config.NumberColumn("p", format="%.2e"),
+             "p_adjusted": st.column_config.NumberColumn("p (Holm)", format="%.2e")}
 
 
 @st.cache_resource(show_spinner=False)
@@ -51,9 +54,10 @@ st.caption("Each signal is a statistical test of the current window against the 
            "nothing changed. See docs/drift.md.")
 
 try:
-    reader = _reader(cfg.tracking_uri, str(cfg.spool_dir))
-    raw = reader.predictions()
-    feedback = reader.feedback(refresh=False)
+    with st.spinner("Reading predictions…"):
+        reader = _reader(cfg.tracking_uri, str(cfg.spool_dir))
+        raw = reader.predictions()
+        feedback = reader.feedback(refresh=False)
 except Exception as exc:  # an unreachable tracking server must not take the page down
     st.error(f"Cannot read predictions from `{cfg.tracking_uri}`: {type(exc).__name__}: {exc}")
     st.stop()
@@ -157,7 +161,7 @@ with tabs[0]:
                f"{', '.join(food.details.get('pooled_classes', [])) or 'none'}. PSI {food.details.get('psi', 0):.3f}, "
                f"Jensen-Shannon distance {food.details.get('js_distance', 0):.3f}.")
     st.dataframe(food_tests[["feature", "test", "statistic", "p_value", "p_adjusted", "effect", "drifted"]],
-                 hide_index=True, width="stretch")
+                 hide_index=True, width="stretch", column_config=P_COLUMNS)
 
 
 def _for_chart(frame: pd.DataFrame) -> pd.DataFrame:
@@ -170,7 +174,8 @@ def _for_chart(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _overlay_chart(frame: pd.DataFrame, column: str) -> alt.Chart:
     return alt.Chart(frame).transform_density(column, groupby=["window"], as_=[column, "density"]).mark_area(
-        opacity=0.45).encode(x=alt.X(f"{column}:Q"), y="density:Q", color=alt.Color("window:N", scale=WINDOW_COLOURS))
+        opacity=0.45).encode(x=alt.X(f"{column}:Q"), y=alt.Y("density:Q", stack=None),  # overlaid, not stacked
+                             color=alt.Color("window:N", scale=WINDOW_COLOURS))
 
 
 with tabs[1]:
@@ -185,7 +190,8 @@ with tabs[2]:
     prop = st.selectbox("Property", IMAGE_PROPERTIES, key="drift_property")
     st.altair_chart(_overlay_chart(views.overlay(reference.frame, current.frame, prop), prop), width="stretch")
     st.dataframe(report.checks_frame().query("signal == 'image'")[
-        ["feature", "statistic", "p_value", "p_adjusted", "drifted"]], hide_index=True, width="stretch")
+        ["feature", "statistic", "p_value", "p_adjusted", "drifted"]], hide_index=True, width="stretch",
+        column_config=P_COLUMNS)
     st.caption("One KS test per property, Holm-adjusted across the six (p_adjusted), then across signals.")
 
 with tabs[3]:
