@@ -352,11 +352,14 @@ class PredictionReader:
             self._frames[kind] = _latest(pd.concat([old, new], ignore_index=True))
             seen.update(new["request_id"].tolist())
             return
-        new = new.drop_duplicates("request_id")
+        ids = new["request_id"].tolist()
+        if len(set(ids)) < len(ids):  # the same batch in two runs: keep the first copy
+            new = new.drop_duplicates("request_id")
         if seen:
-            new = new[_unseen(new["request_id"], seen)]
+            new = new[_unseen(new["request_id"], seen)].reset_index(drop=True)
         seen.update(new["request_id"].tolist())
-        new = new.sort_values("timestamp", kind="stable", ignore_index=True)
+        if not new["timestamp"].is_monotonic_increasing:
+            new = new.sort_values("timestamp", kind="stable", ignore_index=True)
         if not len(old):
             self._frames[kind] = new
             return
