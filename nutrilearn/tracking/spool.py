@@ -284,8 +284,8 @@ class Spool:
                 "ORDER BY seq LIMIT ?", (kind, grp, max_records)
             ).fetchall()
             batch_id = batch_id_for(kind, grp, [r[1] for r in records])
-            # The same records can only be claimed once, so the id is new unless a previous
-            # identical batch was completed and its rows re-appended: give it a suffix then.
+            # Rows are claimed once, so the id is new unless the same request ids were
+            # appended twice and an identical batch is still open: derive another id then.
             while conn.execute("SELECT 1 FROM batches WHERE batch_id = ?", (batch_id,)).fetchone():
                 batch_id = batch_id_for(kind, grp, [batch_id])
             conn.execute(
