@@ -17,8 +17,7 @@ def settings() -> Settings:
 
 
 @st.cache_resource(show_spinner="Loading the food classifier…")
-def classifier():
-    """The backbone is built once per process and shared by every session."""
+def _classifier(models_dir: str):
     from nutrilearn.serving import load_classifier
 
     model = load_classifier(settings())
@@ -26,13 +25,37 @@ def classifier():
     return model
 
 
-@st.cache_resource(show_spinner=False)
-def prediction_logger():
-    """The durable, asynchronous prediction logger, or None before tracking is set up."""
-    from nutrilearn import serving
+def classifier():
+    """The backbone is built once per process and shared by every session."""
+    return _classifier(str(settings().models_dir))
 
-    factory = getattr(serving, "prediction_logger", None)
-    return factory(settings()) if factory is not None else None
+
+# Resources are keyed by the settings they depend on: one per store per process (and
+# tests that point NUTRILEARN_HOME elsewhere get their own, never a stale one).
+@st.cache_resource(show_spinner=False)
+def _prediction_logger(tracking_uri: str, spool_dir: str, experiment: str):
+    from nutrilearn.serving import prediction_logger as build
+
+    return build(settings())
+
+
+def prediction_logger():
+    """The durable, asynchronous prediction logger of this process."""
+    cfg = settings()
+    return _prediction_logger(cfg.tracking_uri, str(cfg.spool_dir), cfg.predictions_experiment)
+
+
+@st.cache_resource(show_spinner=False)
+def _prediction_reader(tracking_uri: str, spool_dir: str, experiment: str):
+    from nutrilearn.tracking.reader import PredictionReader
+
+    return PredictionReader(settings())
+
+
+def prediction_reader():
+    """One incremental reader per store and process: closed batches are read once."""
+    cfg = settings()
+    return _prediction_reader(cfg.tracking_uri, str(cfg.spool_dir), cfg.predictions_experiment)
 
 
 @st.cache_resource(show_spinner=False)

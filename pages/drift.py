@@ -25,13 +25,6 @@ P_COLUMNS = {"statistic": st.column_config.NumberColumn(format="%.3g"),
              "p_adjusted": st.column_config.NumberColumn("p (Holm)", format="%.2e")}
 
 
-@st.cache_resource(show_spinner=False)
-def _reader(tracking_uri: str, spool_dir: str):
-    from nutrilearn.tracking.reader import PredictionReader
-
-    return PredictionReader(state.settings(), tracking_uri=tracking_uri, spool_dir=spool_dir)
-
-
 @st.cache_data(show_spinner="Testing for drift…", max_entries=16)
 def _analysis(key: tuple, _reference: pd.DataFrame, _current: pd.DataFrame, _later: pd.DataFrame,
               _feedback: pd.DataFrame, alpha: float, every):
@@ -55,7 +48,7 @@ st.caption("Each signal is a statistical test of the current window against the 
 
 try:
     with st.spinner("Reading predictions…"):
-        reader = _reader(cfg.tracking_uri, str(cfg.spool_dir))
+        reader = state.prediction_reader()
         raw = reader.predictions()
         feedback = reader.feedback(refresh=False)
 except Exception as exc:  # an unreachable tracking server must not take the page down

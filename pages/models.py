@@ -22,13 +22,6 @@ def _registry(tracking_uri: str, models_dir: str) -> Registry:
     return Registry(cfg)
 
 
-@st.cache_resource(show_spinner=False)
-def _reader(tracking_uri: str, spool_dir: str):
-    from nutrilearn.tracking.reader import PredictionReader
-
-    return PredictionReader(cfg)
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def _evaluation(tracking_uri: str, run_id: str) -> dict | None:
     """A run's evaluation.json (never changes once written, so it is cached by run id)."""
@@ -62,7 +55,7 @@ live, live_note = None, None
 try:
     from nutrilearn.registry.live import live_figures
 
-    reader = _reader(cfg.tracking_uri, str(cfg.spool_dir))
+    reader = state.prediction_reader()
     live = live_figures(reader.predictions(), reader.feedback())
 except Exception as exc:  # monitoring data is a bonus here, never a reason to fail
     live_note = f"Live figures unavailable ({type(exc).__name__}: {exc})."

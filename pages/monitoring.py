@@ -22,16 +22,8 @@ STATUS_BOX = {mon.HEALTHY: st.success, mon.DEGRADED: st.warning, mon.UNHEALTHY: 
 AUTO_REFRESH = {"off": None, "every 30 s": 30, "every minute": 60, "every 5 minutes": 300}
 
 
-@st.cache_resource(show_spinner=False)
-def _reader(tracking_uri: str, spool_dir: str):
-    """One incremental reader per store and process (closed batches are read once)."""
-    from nutrilearn.tracking.reader import PredictionReader
-
-    return PredictionReader(state.settings(), tracking_uri=tracking_uri, spool_dir=spool_dir)
-
-
 cfg = state.settings()
-reader = _reader(cfg.tracking_uri, str(cfg.spool_dir))
+reader = state.prediction_reader()
 
 st.title("📈 Monitoring")
 
