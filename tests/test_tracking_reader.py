@@ -9,7 +9,7 @@ import pytest
 
 from nutrilearn.tracking.reader import PredictionReader
 from nutrilearn.tracking.records import PREDICTION_FIELDS, FEEDBACK_FIELDS
-from tracking_fixtures import T0, make_feedback, make_record
+from tracking_fixtures import T0, free_port, make_feedback, make_record
 
 # Fixtures (mlflow_db, tracking, loggers) as a plugin: one session store shared by every module.
 pytest_plugins = ["tracking_fixtures"]
@@ -168,3 +168,12 @@ def test_a_run_from_a_machine_whose_clock_is_behind_is_found_by_the_sweep(tracki
     assert len(reader.predictions(include_pending=False)) == 30  # not yet: runs ending after the newest loaded
     reader._swept_at = 0.0  # an hour later: the periodic sweep looks 5 minutes back
     assert len(reader.predictions(include_pending=False)) == 33
+
+
+def test_a_down_server_leaves_the_cache_and_the_spool_readable(tracking, loggers):
+    logger = loggers(tracking, batch_max_records=100, start=False)
+    for i in range(4):
+        logger.submit(make_record(i))
+    reader = PredictionReader(tracking, tracking_uri=f"http://127.0.0.1:{free_port()}")
+    df = reader.predictions()  # at once, not after MLflow's minutes of retries
+    assert len(df) == 4 and "unreachable" in reader.last_error

@@ -128,6 +128,7 @@ class PredictionReader:
         self._spool: Spool | None = None
         self._lock = threading.RLock()
         self._runs: dict[str, BatchRun] = {}
+        self.last_error: str | None = None  # why the last refresh could not reach MLflow
         self._retry: dict[str, BatchRun] = {}  # runs whose rows could not be read yet
         self._watermark_ms = 0
         self._frames: dict[str, pd.DataFrame] = {k: self._empty(k) for k in KINDS}
@@ -141,9 +142,18 @@ class PredictionReader:
         """Load batch runs finished since the last refresh; returns how many were new.
 
         A batch whose rows cannot be read right now (a download that failed) is tried
-        again at the next refresh; the others are kept.
+        again at the next refresh; the others are kept. When the tracking server does not
+        answer, nothing is loaded and ``last_error`` says why: frames keep what is cached
+        plus what waits in the local spool.
         """
         with self._lock:
+            problem = store.probe(self.tracking_uri)
+            if problem:  # a down server: serve what is cached and spooled, do not sit in retries
+                if problem != self.last_error:
+                    log.warning("%s; showing cached batches and spooled records", problem)
+                self.last_error = problem
+                return 0
+            self.last_error = None
             runs = self._new_runs()
             runs += [r for r in self._retry.values() if r.run_id not in {n.run_id for n in runs}]
             if not runs:
