@@ -76,7 +76,7 @@ class LoggerStatus:
     oldest_pending_age_s: float | None
     flushed_records: int  # by this logger since it started
     flushed_batches: int
-    last_flush_at: datetime | None
+    last_flush_at: datetime | None  # when this logger last wrote a batch
     last_error: str | None
     reachable: bool | None  # None until the first attempt
     retry_in_s: float  # > 0 while backing off
@@ -400,12 +400,13 @@ class PredictionLogger:
                                              flush_through=through)
                     if batch is None:
                         break
-                    _, written = self.writer.write(batch)
+                    self.writer.write(batch)
                     self._after_write(batch)
                     with self._state_lock:
                         self._flushed_batches += 1
                         self._flushed_records += len(batch)
                         self._reachable = True
+                        self._last_flush_at = datetime.now(timezone.utc)
                     batch = None
                 self._succeeded()
             except Exception as exc:
@@ -436,7 +437,6 @@ class PredictionLogger:
             self._backoff = 0.0
             self._next_try = 0.0
             self._last_error = None
-            self._last_flush_at = datetime.now(timezone.utc)
             self._ignore_backoff = False
             if self._force_seq and self.spool.pending_count(up_to_seq=self._force_seq) == 0:
                 self._force_seq = 0
