@@ -113,3 +113,11 @@ def test_a_batch_with_bad_files_goes_on(classifier, tmp_path):
     assert ok.label and 0 < ok.confidence <= 1 and len(ok.top5_labels) == 5
     assert sum(ok.top5_probs) <= 1.0 + 1e-9 and ok.top5_probs == sorted(ok.top5_probs, reverse=True)
     assert len(ok.embedding) == 256 and ok.total_ms >= ok.inference_ms > 0
+
+
+def test_big_jpeg_decodes_at_reduced_scale_but_reports_its_size():
+    big = image_bytes(mode="noise", size=(4000, 3000), fmt="JPEG")
+    decoded = I.decode_image(big, max_bytes=50_000_000, max_pixels=40_000_000)
+    assert (decoded.width, decoded.height) == (4000, 3000)
+    assert min(decoded.image.size) >= I.DRAFT_MIN_SIDE and decoded.image.width < 4000
+    assert I.crop_and_resize(decoded.image).shape == (224, 224, 3)

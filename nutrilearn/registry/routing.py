@@ -202,9 +202,9 @@ class _ChunkAnalyzer(Analyzer):
         self.share = share
         self.shadow: list[PredictionRecord] = []
 
-    def _analyze_chunk(self, chunk, user, source, whens):
+    def _predict(self, prepared):
         self.classifier.last = None
-        records = super()._analyze_chunk(chunk, user, source, whens)
+        records = super()._predict(prepared)
         if self.challenger is not None:
             clf, info = self.challenger
             self.shadow.extend(challenger_records(records, self.classifier.last, clf, info, self.share))

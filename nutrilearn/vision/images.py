@@ -15,6 +15,7 @@ from PIL import Image, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError
 
 INPUT_SIZE = 224
 CROP_FRACTION = 0.875
+DRAFT_MIN_SIDE = 2 * INPUT_SIZE
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
 
 # Never decode half a file silently: a truncated JPEG must be an error, not grey pixels.
@@ -52,7 +53,7 @@ class ImageTooLargeError(ImageError):
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """An upright 8-bit RGB photo and what it was on the wire."""
+    """An upright 8-bit RGB photo (large JPEGs decoded at reduced scale) and what it was."""
 
     image: Image.Image
     width: int
@@ -116,6 +117,12 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> DecodedImage:
                 )
             # Animated files open at their first frame, which stands for the file. (Asking
             # n_frames would walk every frame of an untrusted file; fuzzing crashed it.)
+            if fmt in ("JPEG", "MPO"):
+                # Let libjpeg decode big photos at 1/2..1/8 scale (DCT scaling), keeping the
+                # shorter side >= DRAFT_MIN_SIDE: a 12 MP phone photo decodes ~10x faster.
+                # Photos under twice that size decode in full, bit-exact with the reference.
+                img.draft("RGB", (max(1, width * DRAFT_MIN_SIDE // min(width, height)),
+                                  max(1, height * DRAFT_MIN_SIDE // min(width, height))))
             img.load()
             img = ImageOps.exif_transpose(img)
             rgb = _to_rgb(img)
@@ -134,7 +141,9 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> DecodedImage:
         raise NotAnImageError(f"the image could not be decoded ({message})") from exc
     except Exception as exc:  # decoders of untrusted bytes fail in many ways (IndexError, struct.error, ...)
         raise NotAnImageError(f"the image could not be decoded ({type(exc).__name__}: {exc})") from exc
-    return DecodedImage(rgb, rgb.width, rgb.height, fmt, n_bytes)
+    # Report the photo's own size (not the draft's), upright like the pixels.
+    upright = (width, height) if (rgb.width >= rgb.height) == (width >= height) else (height, width)
+    return DecodedImage(rgb, *upright, fmt, n_bytes)
 
 
 def crop_and_resize(img: Image.Image, size: int = INPUT_SIZE) -> np.ndarray:
