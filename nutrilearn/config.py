@@ -55,7 +55,7 @@ class Settings:
     batch_max_age_s: float = 30.0
     # Spool durability: "full" fsyncs every record (survives power loss); "normal" survives
     # a killed process but may lose the last records on power loss or an OS crash.
-    spool_sync: str = "full"
+    spool_sync: str = "group"
     # The MLflow experiment that holds the prediction batches (one run per batch).
     predictions_experiment: str = "nutrilearn-predictions"
     # Guard for registry-changing actions (promote, rollback); empty means disabled.
@@ -77,7 +77,7 @@ class Settings:
             max_pixels=_env_int("NUTRILEARN_MAX_PIXELS", cls.max_pixels),
             batch_max_records=_env_int("NUTRILEARN_BATCH_MAX_RECORDS", cls.batch_max_records),
             batch_max_age_s=_env_float("NUTRILEARN_BATCH_MAX_AGE_S", cls.batch_max_age_s),
-            spool_sync=_env_choice("NUTRILEARN_SPOOL_SYNC", ("full", "normal"), cls.spool_sync),
+            spool_sync=_env_choice("NUTRILEARN_SPOOL_SYNC", ("group", "full", "normal"), cls.spool_sync),
             predictions_experiment=os.environ.get("NUTRILEARN_PREDICTIONS_EXPERIMENT")
             or cls.predictions_experiment,
             admin_token=os.environ.get("NUTRILEARN_ADMIN_TOKEN", ""),

@@ -175,7 +175,7 @@ def test_normal_sync_mode_and_bad_mode(tmp_path):
     s.claim(new_owner(), max_records=1, max_age_s=0, lease_s=1)
     assert s._conn().execute("PRAGMA synchronous").fetchone()[0] == 1  # restored after bookkeeping
     s.close()
-    full = Spool(tmp_path / "f")
+    full = Spool(tmp_path / "f", sync="full")
     full.claim(new_owner(), max_records=1, max_age_s=0, lease_s=1)
     assert full._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     full.close()
@@ -190,3 +190,27 @@ def test_numpy_values_in_a_record_are_stored_as_plain_numbers():
     rec.confidence, rec.top5_probs, rec.image_width = np.float32(0.5), np.array([0.5, 0.25]), np.int64(7)
     back = prediction_from_json(rec.to_json())
     assert (back.confidence, back.top5_probs, back.image_width) == (0.5, [0.5, 0.25], 7)
+
+
+def test_group_commit_syncs_the_wal_soon_after_an_append(tmp_path, monkeypatch):
+    """Default mode: the append returns before the disk; a background fsync follows within ~50 ms."""
+    import os as _os
+    import time as _time
+
+    from nutrilearn.tracking import spool as spool_mod
+
+    synced: list[float] = []
+    real_fsync = _os.fsync
+    monkeypatch.setattr(spool_mod.os, "fsync", lambda fd: (synced.append(_time.monotonic()), real_fsync(fd))[1])
+    sp = spool_mod.Spool(tmp_path, sync="group")
+    try:
+        _time.sleep(0.2)
+        assert synced == []  # nothing appended, nothing to sync
+        t0 = _time.monotonic()
+        sp.append("predictions", "g", "a" * 32, b"{}")
+        deadline = t0 + 2.0
+        while not synced and _time.monotonic() < deadline:
+            _time.sleep(0.01)
+        assert synced and synced[0] - t0 < 1.0
+    finally:
+        sp.close()

@@ -1,9 +1,18 @@
 """The durable local spool: every record lands here before anything talks to MLflow.
 
-One SQLite file, ``<spool_dir>/spool.db``, in WAL mode with ``synchronous=FULL``: an
-``append`` returns only after its commit is fsync'd, so an acknowledged record survives
-kill -9 and power loss. (``sync="normal"``, ``NUTRILEARN_SPOOL_SYNC=normal``, skips the
-fsync: still safe against a killed process, not against power loss; for slow disks.) SQLite's own locking makes it safe for several processes (app
+One SQLite file, ``<spool_dir>/spool.db``, in WAL mode. Three durability modes
+(``NUTRILEARN_SPOOL_SYNC``):
+
+- ``group`` (default): commits go to the WAL without waiting for the disk, and a
+  background thread fsyncs the WAL every ``GROUP_COMMIT_S`` (50 ms) when something was
+  appended: group commit, as PostgreSQL's ``wal_writer_delay``. An acknowledged record
+  survives kill -9 at once (it is in the OS's page cache) and a power cut once the next
+  group sync ran, 50 ms at most later. Keeps the prediction path off the disk's fsync
+  tail (p99 ~1 ms instead of ~8 ms on these machines).
+- ``full``: ``synchronous=FULL``, every ``append`` returns after its own fsync.
+- ``normal``: no fsync of ours at all (SQLite syncs at checkpoints); for slow disks.
+
+SQLite's own locking makes it safe for several processes (app
 workers, CLI runs) on one machine to share one spool; it is not meant for a network
 filesystem.
 
@@ -26,6 +35,7 @@ or at once when its owner was a process on this host that no longer exists.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 import sqlite3
@@ -64,6 +74,12 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+log = logging.getLogger(__name__)
+
+SYNC_MODES = ("group", "full", "normal")
+GROUP_COMMIT_S = 0.05
 
 
 class SpoolError(RuntimeError):
@@ -138,10 +154,13 @@ class Spool:
     waits behind a flusher's Python code, only behind SQLite's short write locks.
     """
 
-    def __init__(self, directory: Path | str, *, sync: str = "full", busy_timeout_s: float = 30.0):
-        if sync not in ("full", "normal"):
-            raise ValueError(f"sync must be 'full' or 'normal', got {sync!r}")
+    def __init__(self, directory: Path | str, *, sync: str = "group", busy_timeout_s: float = 30.0):
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {SYNC_MODES}, got {sync!r}")
         self.sync = sync
+        self._pragma = "FULL" if sync == "full" else "NORMAL"
+        self._dirty = threading.Event()
+        self._syncer: threading.Thread | None = None
         self.directory = Path(directory)
         self.path = self.directory / SPOOL_FILE
         self.busy_timeout_s = busy_timeout_s
@@ -152,7 +171,7 @@ class Spool:
         self.directory.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
         try:
-            with self._write(conn, sync=self.sync.upper(), restore=self.sync.upper()):
+            with self._write(conn, sync=self._pragma, restore=self._pragma):
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
@@ -162,6 +181,32 @@ class Spool:
             raise SpoolError(f"cannot set up the spool at {self.path}: {exc}") from exc
         if version != FORMAT_VERSION:
             raise SpoolError(f"{self.path} has spool format {version}; this version reads {FORMAT_VERSION}")
+        if sync == "group":
+            self._syncer = threading.Thread(target=self._group_sync_loop, name="spool-group-sync", daemon=True)
+            self._syncer.start()
+
+    # -- group commit ------------------------------------------------------------------
+
+    def sync_wal(self) -> None:
+        """fsync the WAL now: everything appended so far survives a power cut."""
+        try:
+            fd = os.open(self.path.with_name(self.path.name + "-wal"), os.O_RDONLY)
+        except FileNotFoundError:
+            return  # nothing written since the last checkpoint truncated it
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _group_sync_loop(self) -> None:
+        while not self._closed:
+            if self._dirty.wait(0.5) and not self._closed:
+                time.sleep(GROUP_COMMIT_S)  # gather the appends of the next 50 ms into one fsync
+                self._dirty.clear()
+                try:
+                    self.sync_wal()
+                except OSError as exc:  # the next append retries; the records are in the WAL
+                    log.warning("spool group sync failed: %s", exc)
 
     # -- connections -------------------------------------------------------------------
 
@@ -175,7 +220,7 @@ class Spool:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
                                    check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self.sync.upper()}")
+            conn.execute(f"PRAGMA synchronous={self._pragma}")
             # Checkpoints run from the flusher (``checkpoint``), never on the prediction path.
             conn.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as exc:
@@ -211,6 +256,11 @@ class Spool:
                 self.conn.execute(f"PRAGMA synchronous={self.restore}")
 
     def close(self) -> None:
+        if self._syncer is not None and self._dirty.is_set():
+            try:
+                self.sync_wal()
+            except OSError:
+                pass
         self._closed = True
         with self._lock:
             conns, self._all = self._all, []
@@ -224,7 +274,7 @@ class Spool:
     # -- the prediction path -----------------------------------------------------------
 
     def append(self, kind: str, grp: str, request_id: str, payload: bytes) -> int:
-        """Store one record durably (fsync'd commit) and return its sequence number."""
+        """Store one record durably (see the module's sync modes); return its sequence number."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         try:
@@ -234,6 +284,8 @@ class Spool:
             )
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot write to the spool at {self.path}: {exc}") from exc
+        if self._syncer is not None:
+            self._dirty.set()
         return int(cur.lastrowid)
 
     # -- the flusher -------------------------------------------------------------------
@@ -250,7 +302,7 @@ class Spool:
         now = time.time() if now is None else now
         conn = self._conn()
         try:
-            with self._write(conn, restore=self.sync.upper()):
+            with self._write(conn, restore=self._pragma):
                 batch = self._retake(conn, owner, now, lease_s)
                 if batch is None:
                     batch = self._new_batch(conn, owner, now, lease_s, max_records, max_age_s,
@@ -321,7 +373,7 @@ class Spool:
         """The batch is in MLflow: forget its records (one transaction)."""
         conn = self._conn()
         try:
-            with self._write(conn, restore=self.sync.upper()):
+            with self._write(conn, restore=self._pragma):
                 conn.execute("DELETE FROM records WHERE batch_id = ?", (batch_id,))
                 conn.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
         except sqlite3.Error as exc:
@@ -331,7 +383,7 @@ class Spool:
         """Writing failed: give the batch back (same id, same records) for a later try."""
         conn = self._conn()
         try:
-            with self._write(conn, restore=self.sync.upper()):
+            with self._write(conn, restore=self._pragma):
                 conn.execute(
                     "UPDATE batches SET owner = NULL, lease_until = 0, attempts = attempts + 1, last_error = ? "
                     "WHERE batch_id = ? AND owner = ?", ((error or "")[:500], batch_id, owner),
@@ -343,7 +395,7 @@ class Spool:
         """On a clean shutdown: let other processes take our batches at once."""
         conn = self._conn()
         try:
-            with self._write(conn, restore=self.sync.upper()):
+            with self._write(conn, restore=self._pragma):
                 conn.execute("UPDATE batches SET owner = NULL, lease_until = 0 WHERE owner = ?", (owner,))
         except sqlite3.Error:
             pass
