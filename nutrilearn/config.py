@@ -11,24 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def _env_int(name: str, default: int) -> int:
+def env_number(name: str, default: float, kind: type = float):
+    """``kind(os.environ[name])``, or ``default`` when unset; a clear error when malformed."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from exc
 
 
 def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
@@ -73,10 +65,10 @@ class Settings:
             database_url=os.environ.get("DATABASE_URL") or default_db,
             models_dir=Path(os.environ.get("NUTRILEARN_MODELS_DIR") or home / "models"),
             spool_dir=Path(os.environ.get("NUTRILEARN_SPOOL_DIR") or home / "mlruns" / "spool"),
-            max_upload_bytes=_env_int("NUTRILEARN_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
-            max_pixels=_env_int("NUTRILEARN_MAX_PIXELS", cls.max_pixels),
-            batch_max_records=_env_int("NUTRILEARN_BATCH_MAX_RECORDS", cls.batch_max_records),
-            batch_max_age_s=_env_float("NUTRILEARN_BATCH_MAX_AGE_S", cls.batch_max_age_s),
+            max_upload_bytes=env_number("NUTRILEARN_MAX_UPLOAD_BYTES", cls.max_upload_bytes, int),
+            max_pixels=env_number("NUTRILEARN_MAX_PIXELS", cls.max_pixels, int),
+            batch_max_records=env_number("NUTRILEARN_BATCH_MAX_RECORDS", cls.batch_max_records, int),
+            batch_max_age_s=env_number("NUTRILEARN_BATCH_MAX_AGE_S", cls.batch_max_age_s),
             spool_sync=_env_choice("NUTRILEARN_SPOOL_SYNC", ("group", "full", "normal"), cls.spool_sync),
             predictions_experiment=os.environ.get("NUTRILEARN_PREDICTIONS_EXPERIMENT")
             or cls.predictions_experiment,

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from nutrilearn.config import Settings, _env_float
+from nutrilearn.config import Settings, env_number
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
@@ -28,11 +28,11 @@ class RegistrySettings:
 
     @classmethod
     def from_env(cls, settings: Settings) -> "RegistrySettings":
-        share = _env_float("NUTRILEARN_CHALLENGER_SHARE", cls.challenger_share)
+        share = env_number("NUTRILEARN_CHALLENGER_SHARE", cls.challenger_share)
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"NUTRILEARN_CHALLENGER_SHARE must be between 0 and 1, got {share}")
         return cls(
-            alias_refresh_s=max(0.0, _env_float("NUTRILEARN_ALIAS_REFRESH_S", cls.alias_refresh_s)),
+            alias_refresh_s=max(0.0, env_number("NUTRILEARN_ALIAS_REFRESH_S", cls.alias_refresh_s)),
             challenger_share=share,
             keep_feedback_photos=os.environ.get("NUTRILEARN_KEEP_FEEDBACK_PHOTOS", "").strip().lower() in _TRUE,
             feedback_dir=Path(os.environ.get("NUTRILEARN_FEEDBACK_DIR") or settings.home / "data" / "feedback-photos"),
