@@ -19,6 +19,7 @@ from nutrilearn_app import state
 
 BAND_COLOURS = {"low": "#f8d7da", "medium": "#fff3cd", "high": "#d1e7dd"}
 STATUS_BOX = {mon.HEALTHY: st.success, mon.DEGRADED: st.warning, mon.UNHEALTHY: st.error}
+COUNT_AXIS = alt.Axis(format="d", tickMinStep=1)  # counts: no 0.2-prediction ticks
 AUTO_REFRESH = {"off": None, "every 30 s": 30, "every minute": 60, "every 5 minutes": 300}
 
 
@@ -166,7 +167,7 @@ with volumes:
     foods = mon.top_foods(df, n=n_foods)
     left.altair_chart(
         alt.Chart(foods, title="Top foods").mark_bar().encode(
-            x=alt.X("predictions:Q", title="Predictions"),
+            x=alt.X("predictions:Q", title="Predictions", axis=COUNT_AXIS),
             y=alt.Y("food:N", sort="-x", title=None),
             tooltip=["food", "predictions", alt.Tooltip("share:Q", format=".1%"),
                      alt.Tooltip("mean_confidence:Q", format=".1%")],
@@ -176,7 +177,7 @@ with volumes:
     daily = mon.daily_volume(df).melt("day", ["predictions", "errors"], var_name="series", value_name="count")
     right.altair_chart(
         alt.Chart(daily, title="Predictions by day (UTC)").mark_line(point=True).encode(
-            x=alt.X("day:T", title=None), y=alt.Y("count:Q", title="Requests"),
+            x=alt.X("day:T", title=None), y=alt.Y("count:Q", title="Requests", axis=COUNT_AXIS),
             color=alt.Color("series:N", title=None), tooltip=["day:T", "series", "count"],
         ),
         width="stretch",
@@ -281,7 +282,7 @@ with health:
         if len(report.errors_by_type):
             st.altair_chart(
                 alt.Chart(report.errors_by_type, title="Errors by type").mark_bar(color="#d9534f").encode(
-                    x=alt.X("errors:Q", title="Errors"), y=alt.Y("error_type:N", sort="-x", title=None),
+                    x=alt.X("errors:Q", title="Errors", axis=COUNT_AXIS), y=alt.Y("error_type:N", sort="-x", title=None),
                     tooltip=["error_type", "errors", alt.Tooltip("rate:Q", format=".2%"),
                              alt.Tooltip("share:Q", format=".1%")],
                 ),
