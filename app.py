@@ -22,3 +22,5 @@ navigation = st.navigation(
     [st.Page(str(HERE / f), title=t, icon=i) for f, t, i in PAGES if (HERE / f).is_file()]
 )
 navigation.run()
+with st.sidebar:
+    state.tracking_status()

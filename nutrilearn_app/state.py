@@ -115,11 +115,11 @@ def sidebar() -> None:
                 st.rerun()
         else:
             st.session_state["user"] = choice
-        _tracking_status()
 
 
-def _tracking_status() -> None:
-    """Where predictions go, and whether they are getting there."""
+def tracking_status() -> None:
+    """Where predictions go, and whether they are getting there (drawn after the page ran,
+    so it counts what the page just logged)."""
     cfg = settings()
     st.caption(f"Tracking: `{cfg.tracking_uri}`")
     logger = prediction_logger()

@@ -53,7 +53,7 @@ def _top5_chart(record) -> alt.Chart:
             y=alt.Y("food:N", sort="-x", title=None),
             tooltip=["food", alt.Tooltip("probability:Q", format=".1%")],
         )
-        .properties(height=30 * len(data))
+        .properties(height=alt.Step(26))  # one 26 px row a food: every label shows
     )
 
 
