@@ -191,3 +191,15 @@ def test_windows_skip_failed_predictions_and_overlap():
     cur = windows.without(windows.select(data, "last:80", "current"), ref)
     assert not cur.frame["request_id"].isin(ref.frame["request_id"]).any()
     assert ref.describe()["n"] == 50 and "start" in ref.describe()
+
+
+def test_recommendation_names_a_model_change_between_windows():
+    from nutrilearn.monitoring.drift import DriftReport, DriftResult, recommend
+
+    food = DriftResult(signal="food", method="chi2", statistic=50.0, p_value=1e-9, threshold=0.05,
+                       distance_name="js_distance", distance=0.4, min_distance=0.05, drifted=True,
+                       severity="high", n_reference=300, n_current=300)
+    changed = DriftReport((food,), 0.05, {"model_versions": "1"}, {"model_versions": "2"})
+    same = DriftReport((food,), 0.05, {"model_versions": "2"}, {"model_versions": "2"})
+    assert "different model versions (1 vs 2)" in recommend(changed)
+    assert "different model versions" not in recommend(same)

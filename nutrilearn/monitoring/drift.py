@@ -465,6 +465,11 @@ def recommend(report: DriftReport) -> str:
     names = {r.signal for r in drifted}
     steps = [_ADVICE[r.signal](r, names) for r in drifted]
     lead = f"Drift ({report.severity}) in {', '.join(r.signal for r in drifted)}."
+    before, after = report.reference.get("model_versions"), report.current.get("model_versions")
+    if before and after and before != after and names & {"food", "confidence"}:
+        lead += (f" The windows were answered by different model versions ({before} vs {after}), so output "
+                 "drift partly measures the model change: compare like with like with "
+                 "`--reference champion` (the first predictions after the current champion took over).")
     return " ".join([lead, *steps]) + tail
 
 

@@ -48,6 +48,8 @@ class Window:
     def describe(self) -> dict:
         """Flat params for MLflow and JSON: spec, size and time span."""
         out = {"spec": self.spec, "n": self.n, **self.params}
+        if self.n and "model_version" in self.frame:
+            out["model_versions"] = ",".join(sorted(self.frame["model_version"].dropna().astype(str).unique()))
         if self.n and "timestamp" in self.frame:
             ts = self.frame["timestamp"]
             out["start"], out["end"] = str(ts.min()), str(ts.max())
