@@ -140,7 +140,7 @@ def test_challenger_share_is_deterministic():
 # -- the registry on a local store ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def _module_store(tmp_path_factory):
     """One sqlite store for this module (creating one costs ~5 s), with version 1 registered."""
     from nutrilearn.registry.jobs import ensure_version_one
     from nutrilearn.registry.store import Registry
@@ -151,6 +151,18 @@ def store(tmp_path_factory):
     (home / "mlruns").mkdir()
     reg = Registry(settings)
     assert ensure_version_one(settings, reg) == ("1", True)
+    return settings, reg
+
+
+@pytest.fixture
+def store(_module_store):
+    """The module's store as every test expects it, whatever ran before: version 1 is
+    champion and there is no challenger (tests must pass alone and in any order)."""
+    settings, reg = _module_store
+    if reg.alias_version("challenger") is not None:
+        reg.move_alias("challenger", None, "tests", "reset between tests", "clear-challenger")
+    if reg.alias_version("champion") != "1":
+        reg.move_alias("champion", "1", "tests", "reset between tests", "reset")
     return settings, reg
 
 
@@ -269,7 +281,8 @@ def test_head_files_hold_no_pickle(store):
 def test_cli_versions_and_refused_promote(store, monkeypatch, capsys):
     from nutrilearn.cli import main
 
-    settings, _ = store
+    settings, reg = store
+    version = _register_linear(reg, 5)  # its own version: never one another test happened to register
     monkeypatch.setenv("NUTRILEARN_HOME", str(settings.home))
     monkeypatch.setenv("NUTRILEARN_MODELS_DIR", str(settings.models_dir))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -277,11 +290,11 @@ def test_cli_versions_and_refused_promote(store, monkeypatch, capsys):
     assert main(["versions", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["versions"]
     assert rows[-1]["version"] == "1" and rows[-1]["training_data"].startswith("ImageNet-1k")
-    assert main(["promote", "2", "--why", "try"]) == 3
+    assert main(["promote", version, "--why", "try"]) == 3
     assert "NUTRILEARN_ADMIN_TOKEN" in capsys.readouterr().err
     monkeypatch.setenv("NUTRILEARN_ADMIN_TOKEN", TOKEN)
-    assert main(["set-challenger", "2", "--why", "cli test", "--who", "dana", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["to"] == "2"
+    assert main(["set-challenger", version, "--why", "cli test", "--who", "dana", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["to"] == version
     assert main(["versions", "--history", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["history"][-1]["who"] == "dana"
 
