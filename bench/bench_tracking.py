@@ -146,7 +146,8 @@ def bench_search(client, exp_id: str, tracking_uri: str) -> dict[str, float]:
 
 def write_batches(settings, start: int, n: int, batch: int = 500) -> None:
     """Log ``n`` predictions as batch runs, straight through the flusher's writer."""
-    from nutrilearn.tracking.logger import BatchWriter, prediction_group
+    from nutrilearn.tracking.logger import prediction_group
+    from nutrilearn.tracking.writer import BatchWriter
     from nutrilearn.tracking.spool import Batch, SpooledRow, batch_id_for
     from nutrilearn.tracking.store import artifact_location
     from nutrilearn.tracking.synthetic import make_record

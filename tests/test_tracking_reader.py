@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pandas as pd
@@ -9,7 +10,9 @@ import pytest
 
 from nutrilearn.tracking.reader import PredictionReader
 from nutrilearn.tracking.records import PREDICTION_FIELDS, FEEDBACK_FIELDS
-from tracking_fixtures import T0, free_port, make_feedback, make_record
+from nutrilearn.tracking import store
+from nutrilearn.tracking.spool import new_owner
+from tracking_fixtures import T0, free_port, make_feedback, make_record, raw_rows
 
 # Fixtures (mlflow_db, tracking, loggers) as a plugin: one session store shared by every module.
 pytest_plugins = ["tracking_fixtures"]
@@ -154,20 +157,64 @@ def test_a_batch_that_cannot_be_read_now_is_retried(tracking, logged, monkeypatc
     assert len(df) == 30 and df["request_id"].is_unique
 
 
-def test_a_run_from_a_machine_whose_clock_is_behind_is_found_by_the_sweep(tracking, logged):
-    logger, _ = logged
-    reader = PredictionReader(tracking, sweep_every_s=3600)
-    assert len(reader.predictions()) == 30
-    for i in range(30, 33):
+class _Clock:
+    """A machine's wall clock, ``offset_s`` away from ours (what NTP trouble looks like)."""
+
+    def __init__(self, offset_s: float):
+        self.offset_s = offset_s
+
+    def __call__(self) -> float:
+        return time.time() + self.offset_s
+
+
+@pytest.mark.parametrize("behind_s", [600, -600])
+def test_two_writers_whose_clocks_differ_by_ten_minutes_are_both_read_exactly_once(tracking, loggers,
+                                                                                    tmp_path, behind_s):
+    """Machine B's clock is ten minutes behind (or ahead of) machine A's. Whatever order
+    their runs come in, every batch is found within one refresh, and only once."""
+    from nutrilearn.tracking.writer import BatchWriter
+
+    def machine(name: str, offset_s: float):
+        writer = BatchWriter(tracking.tracking_uri, tracking.predictions_experiment,
+                             store.artifact_location(tracking, tracking.tracking_uri), clock=_Clock(offset_s))
+        return loggers(tracking, spool_dir=tmp_path / name, batch_max_records=5, start=False, writer=writer)
+
+    a, b = machine("a", 0.0), machine("b", -behind_s)
+    reader = PredictionReader(tracking, include_spool=False)
+    expected: set[str] = set()
+    n = 0
+    for step in range(4):  # interleaved: A writes, the reader looks, B writes, the reader looks
+        for logger in (a, b):
+            for _ in range(7):  # 7 records: a batch of 5 and one of 2 each time
+                rec = make_record(n, user=f"m{step}")
+                n += 1
+                logger.submit(rec)
+                expected.add(rec.request_id)
+            assert logger.flush(timeout=60)
+            df = reader.predictions(include_pending=False)
+            assert set(df["request_id"]) == expected  # within one refresh
+            assert df["request_id"].is_unique
+    ends = {run.tags.get(store.TAG_WRITER): run.end_time_ms for run in reader._runs.values()}
+    assert len(ends) == 2  # two writers, found by their write numbers, not their clocks
+    assert len(raw_rows(tracking)) == len(expected)
+
+
+def test_a_run_written_late_with_a_lower_number_is_still_found(tracking, loggers):
+    """Two flushers share a spool: the batch numbered first finishes last."""
+    logger = loggers(tracking, batch_max_records=3, start=False)
+    for i in range(6):
         logger.submit(make_record(i))
-    batch = logger.spool.claim(logger.owner, max_records=100, max_age_s=0, lease_s=60, force=True)
-    run_id, _ = logger.writer.write(batch)
-    client, _ = logger.writer._ready()
-    client.set_terminated(run_id, "FINISHED", end_time=reader._watermark_ms - 60_000)  # its clock: 1 min behind
-    # (the records are still in the spool too: look at what MLflow gives only)
-    assert len(reader.predictions(include_pending=False)) == 30  # not yet: runs ending after the newest loaded
-    reader._swept_at = 0.0  # an hour later: the periodic sweep looks 5 minutes back
-    assert len(reader.predictions(include_pending=False)) == 33
+    slow = logger.spool.claim(logger.owner, max_records=3, max_age_s=0, lease_s=60, force=True)
+    slow_position = logger.spool.write_position(slow.batch_id)  # number 1, not written yet
+    fast = logger.spool.claim(new_owner(), max_records=3, max_age_s=0, lease_s=60, force=True)
+    assert fast.batch_id != slow.batch_id
+    logger.writer.write(fast, logger.spool.write_position(fast.batch_id))
+    logger.spool.complete(fast.batch_id)
+    reader = PredictionReader(tracking, include_spool=False)
+    assert len(reader.predictions()) == 3
+    logger.writer.write(slow, slow_position)
+    logger.spool.complete(slow.batch_id)
+    assert len(reader.predictions()) == 6
 
 
 def test_a_down_server_leaves_the_cache_and_the_spool_readable(tracking, loggers):

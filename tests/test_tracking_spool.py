@@ -112,7 +112,7 @@ def test_expired_lease_and_dead_owner_are_taken_over(spool, tmp_path):
 
 
 def batch_time(spool: Spool) -> float:
-    return spool._conn().execute("SELECT MAX(lease_until) FROM batches").fetchone()[0]
+    return spool._read("SELECT MAX(lease_until) FROM batches")[0][0]
 
 
 def test_appends_from_threads_are_all_kept(spool):
@@ -171,13 +171,13 @@ def test_flush_through_forces_only_what_was_there(spool):
 
 def test_normal_sync_mode_and_bad_mode(tmp_path):
     s = Spool(tmp_path / "n", sync="normal")
-    assert s._conn().execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert s._read("PRAGMA synchronous")[0][0] == 1  # NORMAL
     s.claim(new_owner(), max_records=1, max_age_s=0, lease_s=1)
-    assert s._conn().execute("PRAGMA synchronous").fetchone()[0] == 1  # restored after bookkeeping
+    assert s._read("PRAGMA synchronous")[0][0] == 1  # restored after bookkeeping
     s.close()
     full = Spool(tmp_path / "f", sync="full")
     full.claim(new_owner(), max_records=1, max_age_s=0, lease_s=1)
-    assert full._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert full._read("PRAGMA synchronous")[0][0] == 2  # FULL
     full.close()
     with pytest.raises(ValueError):
         Spool(tmp_path / "x", sync="off")

@@ -1,29 +1,28 @@
 """``PredictionLogger``: the prediction path's only contact with tracking.
 
-``submit`` appends the record to the durable spool (an fsync'd SQLite commit, ~0.2 ms)
-and returns. A background flusher thread turns spooled records into MLflow runs, one
-run per batch (``batch_max_records`` or ``batch_max_age_s``, whichever comes first), in
-experiment ``nutrilearn-predictions``:
+``submit`` checks the record (``InvalidRecord`` for one that could never be written:
+nothing is stored), appends it to the durable spool (~0.2 ms) and returns True once it is
+durable. A background flusher thread turns spooled records into MLflow runs
+(``writer.BatchWriter``), one run per batch (``batch_max_records`` or
+``batch_max_age_s``, whichever comes first), in experiment ``nutrilearn-predictions``.
 
-* run name ``predictions 2026-11-27 10:00-10:05 (500)``; tags ``model_name``,
-  ``model_version``, ``model_alias``, ``source``, ``replayed``, ``nutrilearn.kind``,
-  ``nutrilearn.batch_id``; metrics ``count``, ``errors``, ``error_rate``,
-  ``mean_confidence``, ``p50_latency_ms``, ``p95_latency_ms``, ``food_share``, ``users``;
-* the rows as the artifact ``predictions.parquet`` (feedback: ``feedback.parquet`` in
-  runs of their own, ``nutrilearn.kind = feedback``).
+Idempotency. A batch's id is fixed in the spool before anything is written to MLflow, and
+writing it twice never makes two FINISHED runs (see ``writer.py``). Readers read FINISHED
+runs only and de-duplicate by ``request_id``, which covers the last corner (a lease that
+ran out while its owner was still writing).
 
-Idempotency. A batch's id is fixed in the spool before anything is written to MLflow.
-Writing a batch first looks for a run carrying that id: a FINISHED one means an earlier
-attempt got as far as MLflow but not as far as the spool bookkeeping (a crash, a full
-disk), so the records are only marked done; an unfinished one (a crash mid-write) is
-marked FAILED and written again. Readers read FINISHED runs only and de-duplicate by
-``request_id``, which covers the last corner (a lease that ran out while its owner was
-still writing).
-
-Failures. When MLflow is unreachable (an HTTP server is probed first, since MLflow's own
-client retries for minutes) the records stay in the spool, and the flusher retries with
-exponential backoff (1 s doubling to 60 s, with jitter). A restarted process flushes
-what was left, including batches claimed by a process that died.
+Failures.
+* MLflow unreachable (an HTTP server is probed first, since MLflow's own client retries
+  for minutes): the records stay in the spool and the flusher backs off (1 s doubling to
+  60 s, with jitter). A restarted process flushes what was left.
+* One batch fails while the store takes others: that batch alone backs off and the rest
+  go on. Rows that can never be written are set aside at once as a dead letter; a batch
+  that fails ``max_attempts`` times for no reason we can name is set aside whole, but only
+  once another batch has been written since it first failed (so an outage of the store
+  never turns everything into dead letters). ``Spool.retry_dead`` puts them back.
+* The spool cannot store a record (a full disk): ``submit`` returns False, the record
+  waits in memory (``not_durable``) and is retried; it is lost if the process ends first,
+  and ``status()`` says so meanwhile. The caller decides what to tell its user.
 """
 
 from __future__ import annotations
@@ -32,26 +31,18 @@ import atexit
 import collections
 import logging
 import random
-import socket
-import tempfile
 import threading
 import time
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from nutrilearn.config import Settings
 from nutrilearn.tracking import store
-from nutrilearn.tracking.records import (
-    STATUS_OK,
-    FeedbackRecord,
-    PredictionRecord,
-    row_from_json,
-    rows_to_table,
-)
+from nutrilearn.tracking.records import FeedbackRecord, PredictionRecord, check_feedback, check_prediction
 from nutrilearn.tracking.spool import Batch, Spool, SpoolError, new_owner
+from nutrilearn.tracking.writer import BatchWriter, PoisonRows
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +50,7 @@ _GROUP_SEP = "\x1f"
 _MAX_UNSPOOLED = 10_000
 _EXIT_FLUSH_S = 2.0
 _CHECKPOINT_EVERY_S = 10.0
+MAX_ATTEMPTS = 5
 
 
 def prediction_group(record: PredictionRecord) -> str:
@@ -68,11 +60,11 @@ def prediction_group(record: PredictionRecord) -> str:
 
 @dataclass(frozen=True)
 class LoggerStatus:
-    """What the sidebar and ``nutrilearn flush-predictions`` show."""
+    """What the sidebar, Monitoring's health and ``nutrilearn flush-predictions`` show."""
 
     tracking_uri: str
     spool_path: str
-    pending: int  # records in the spool, not yet in MLflow
+    pending: int | None  # records durable in the spool, not yet in MLflow; None: spool unreadable
     oldest_pending_age_s: float | None
     flushed_records: int  # by this logger since it started
     flushed_batches: int
@@ -80,115 +72,41 @@ class LoggerStatus:
     last_error: str | None
     reachable: bool | None  # None until the first attempt
     retry_in_s: float  # > 0 while backing off
-    unspooled: int  # records the spool refused (kept in memory, retried)
+    unspooled: int  # records the spool refused: in memory only, retried, lost if the process ends
+    dropped: int = 0  # records lost: the in-memory queue overflowed while the spool refused
+    spool_error: str | None = None  # why the spool could not be read or written, if it could not
+    dead_batches: int = 0
+    dead_records: int = 0
+    batches_retrying: int = 0
+    wal_bytes: int = 0
+    checkpoint_error: str | None = None
 
     @property
     def healthy(self) -> bool:
-        return self.reachable is not False and self.unspooled == 0
+        return (self.reachable is not False and self.unspooled == 0 and self.dropped == 0
+                and self.spool_error is None and self.dead_batches == 0 and self.checkpoint_error is None)
 
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo = int(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def batch_metrics(kind: str, rows: list[dict[str, Any]]) -> dict[str, float]:
-    """The aggregate metrics of one batch run."""
-    n = len(rows)
-    if kind == "feedback":
-        corrected = sum(r["label"] != r.get("predicted_label") for r in rows)
-        return {"count": n, "corrected": corrected, "confirmed": n - corrected,
-                "correction_rate": corrected / n if n else 0.0}
-    ok = [r for r in rows if r["status"] == STATUS_OK]
-    conf = [r["confidence"] for r in ok if r.get("confidence") is not None]
-    latency = [r["total_ms"] for r in rows if r.get("total_ms") is not None]
-    metrics = {"count": n, "errors": n - len(ok), "error_rate": (n - len(ok)) / n if n else 0.0,
-               "users": len({r["user"] for r in rows})}
-    if conf:
-        metrics["mean_confidence"] = sum(conf) / len(conf)
-    if latency:
-        metrics["p50_latency_ms"] = _percentile(latency, 0.5)
-        metrics["p95_latency_ms"] = _percentile(latency, 0.95)
-    if ok:
-        metrics["food_share"] = sum(bool(r.get("is_food")) for r in ok) / len(ok)
-    return metrics
-
-
-def run_name(kind: str, first: datetime, last: datetime, n: int) -> str:
-    """``predictions 2026-11-27 10:00-10:05 (500)`` (UTC); the date twice across midnight."""
-    end = f"{last:%H:%M}" if first.date() == last.date() else f"{last:%Y-%m-%d %H:%M}"
-    return f"{kind} {first:%Y-%m-%d %H:%M}-{end} ({n})"
-
-
-class BatchWriter:
-    """Writes one claimed batch as one MLflow run; safe to call again for the same batch."""
-
-    def __init__(self, tracking_uri: str, experiment_name: str, location: str | None):
-        self.tracking_uri = tracking_uri
-        self.experiment_name = experiment_name
-        self.location = location
-        self._client = None
-        self._experiment_id: str | None = None
-
-    def _ready(self):
-        if self._client is None:
-            self._client = store.make_client(self.tracking_uri)
-        if self._experiment_id is None:
-            self._experiment_id = store.get_experiment_id(self._client, self.experiment_name, self.location, True)
-        return self._client, self._experiment_id
-
-    def find_runs(self, batch_id: str) -> list:
-        client, exp_id = self._ready()
-        flt = f"tags.`{store.TAG_BATCH_ID}` = '{store.check_batch_id(batch_id)}'"
-        return list(client.search_runs([exp_id], filter_string=flt, max_results=50))
-
-    def write(self, batch: Batch) -> tuple[str, bool]:
-        """``(run_id, written)``; ``written`` is False when an earlier attempt already finished."""
-        client, exp_id = self._ready()
-        earlier = self.find_runs(batch.batch_id)
-        for run in earlier:
-            if run.info.status == "FINISHED":
-                return run.info.run_id, False
-        for run in earlier:  # a crash mid-write: leave it visible as FAILED, write afresh
-            client.set_terminated(run.info.run_id, "FAILED")
-        rows = [row_from_json(r.payload) for r in batch.rows]
-        first = min(r["timestamp"] for r in rows)
-        last = max(r["timestamp"] for r in rows)
-        tags = {
-            store.TAG_KIND: batch.kind, store.TAG_BATCH_ID: batch.batch_id,
-            store.TAG_SCHEMA: store.SCHEMA_VERSION,
-            store.TAG_FIRST_TS: first.isoformat(), store.TAG_LAST_TS: last.isoformat(),
-            "spool_host": socket.gethostname(),
-        }
-        metrics = batch_metrics(batch.kind, rows)
-        if batch.kind == "predictions":
-            head = rows[0]
-            tags.update(model_name=head["model_name"], model_version=head["model_version"],
-                        model_alias=head["model_alias"], source=head["source"],
-                        replayed=str(head["source"] == "replay").lower())
-            note = (f"{len(rows)} predictions by {head['model_name']} v{head['model_version']} "
-                    f"({head['model_alias']}), source {head['source']}, {int(metrics['errors'])} errors; "
-                    f"{first:%Y-%m-%d %H:%M:%S} to {last:%Y-%m-%d %H:%M:%S} UTC. Rows: predictions.parquet")
-        else:
-            note = f"{len(rows)} feedback records; rows: feedback.parquet"
-        tags["mlflow.note.content"] = note
-        run = client.create_run(exp_id, tags=tags, run_name=run_name(batch.kind, first, last, len(rows)))
-        run_id = run.info.run_id
-        from mlflow.entities import Metric
-
-        now_ms = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(k, float(v), now_ms, 0) for k, v in metrics.items()])
-        import pyarrow.parquet as pq
-
-        with tempfile.TemporaryDirectory(prefix="nutrilearn-batch-") as tmp:
-            path = Path(tmp) / store.ARTIFACTS[batch.kind]
-            pq.write_table(rows_to_table(rows, batch.kind), path, compression="snappy")  # reads faster than zstd
-            client.log_artifact(run_id, str(path))
-        client.set_terminated(run_id, "FINISHED")
-        return run_id, True
+    @property
+    def problems(self) -> list[str]:
+        """Each thing wrong, in words for a person, with what to do."""
+        out = []
+        if self.unspooled or self.dropped:
+            what = f"{self.unspooled} record(s) could not be saved to the spool ({self.spool_error or 'write failed'})"
+            if self.dropped:
+                what += f"; {self.dropped} were lost"
+            out.append(what + f". Free disk space at {self.spool_path}; they are retried while the app runs.")
+        elif self.spool_error:
+            out.append(f"The spool at {self.spool_path} cannot be read: {self.spool_error}.")
+        if self.reachable is False:
+            out.append(f"MLflow is unreachable ({self.last_error}); records wait in the spool, "
+                       f"retrying in {self.retry_in_s:.0f} s.")
+        if self.dead_batches:
+            out.append(f"{self.dead_records} record(s) in {self.dead_batches} batch(es) failed to write and "
+                       "were set aside: `nutrilearn flush-predictions --retry-dead-letters` tries them again.")
+        if self.checkpoint_error:
+            out.append(f"Spool checkpoints fail ({self.checkpoint_error}); its log file grows "
+                       f"({self.wal_bytes / 1e6:.1f} MB).")
+        return out
 
 
 class PredictionLogger:
@@ -210,8 +128,10 @@ class PredictionLogger:
         backoff_initial_s: float = 1.0,
         backoff_max_s: float = 60.0,
         poll_s: float = 0.5,
+        max_attempts: int = MAX_ATTEMPTS,
         start: bool = True,
         prewarm: bool = False,
+        writer: BatchWriter | None = None,
     ):
         settings = settings or Settings.from_env()
         self.tracking_uri = tracking_uri or settings.tracking_uri
@@ -222,10 +142,14 @@ class PredictionLogger:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.poll_s = poll_s
-        self.writer = BatchWriter(self.tracking_uri, experiment_name or settings.predictions_experiment,
-                                  store.artifact_location(settings, self.tracking_uri))
+        self.max_attempts = max(1, max_attempts)
+        self.writer = writer or BatchWriter(self.tracking_uri, experiment_name or settings.predictions_experiment,
+                                            store.artifact_location(settings, self.tracking_uri))
         self.owner = new_owner()
         self._unspooled: collections.deque[tuple[str, str, str, bytes]] = collections.deque()
+        self._dropped: collections.deque[str] = collections.deque(maxlen=1_000)  # ids, newest kept
+        self._dropped_count = 0
+        self._spool_error: str | None = None
         self._state_lock = threading.Lock()
         self._cycle_lock = threading.Lock()
         self._respool_lock = threading.Lock()
@@ -241,7 +165,10 @@ class PredictionLogger:
         self._flushed_records = 0
         self._flushed_batches = 0
         self._thread: threading.Thread | None = None
-        self._checkpointed_at = 0.0
+        self._checkpointed_at: float | None = None  # time.monotonic() of the last checkpoint
+        self._checkpoint_error: str | None = None
+        self._written_at: float | None = None  # time.monotonic() of the last batch written
+        self._failing_since: dict[str, float] = {}  # batch id -> monotonic time of its first failure here
         self._prewarm = prewarm
         if start:
             self.start()
@@ -249,27 +176,43 @@ class PredictionLogger:
     # -- the prediction path -----------------------------------------------------------
 
     def submit(self, record: PredictionRecord) -> bool:
-        """Spool one prediction record; True once it is durable on disk."""
+        """Spool one prediction record; True once it is durable on disk.
+
+        Raises ``InvalidRecord`` (nothing stored) for a record that could never be written.
+        False means the spool refused it: it waits in memory (``not_durable``).
+        """
+        check_prediction(record)
         return self._append("predictions", prediction_group(record), record.request_id, record.to_json())
 
     def submit_feedback(self, feedback: FeedbackRecord) -> bool:
-        """Spool one feedback record (joins its prediction on ``request_id``)."""
+        """Spool one feedback record (joins its prediction on ``request_id``); as ``submit``."""
+        check_feedback(feedback)
         return self._append("feedback", "feedback", feedback.request_id, feedback.to_json())
 
     def _append(self, kind: str, grp: str, request_id: str, payload: bytes) -> bool:
         try:
             self.spool.append(kind, grp, request_id, payload)
-            return True
         except SpoolError as exc:
             # Never fail a prediction over bookkeeping: keep it in memory, say so, retry.
             with self._state_lock:
                 if len(self._unspooled) >= _MAX_UNSPOOLED:
-                    self._unspooled.popleft()
-                    log.error("in-memory overflow: a %s record was dropped", kind)
+                    lost = self._unspooled.popleft()
+                    self._dropped.append(lost[2])
+                    self._dropped_count += 1
+                    log.error("in-memory overflow: %s record %s was lost", lost[0], lost[2])
                 self._unspooled.append((kind, grp, request_id, payload))
-                self._last_error = str(exc)
+                self._spool_error = str(exc)
             log.warning("spool write failed, record kept in memory: %s", exc)
             return False
+        if self._spool_error is not None and not self._unspooled:
+            with self._state_lock:
+                self._spool_error = None
+        return True
+
+    def not_durable(self) -> list[str]:
+        """Request ids that are only in memory now (lost if the process ends) or were lost."""
+        with self._state_lock:
+            return [*self._dropped, *(item[2] for item in self._unspooled)]
 
     # -- flushing ----------------------------------------------------------------------
 
@@ -284,8 +227,9 @@ class PredictionLogger:
     def flush(self, timeout: float = 10.0) -> bool:
         """Write everything spooled so far to MLflow now; True if it all got there in time.
 
-        Ignores a running backoff for one attempt. Whatever is not written stays in the
-        spool for the next flush (this process's flusher or the next process's).
+        Ignores running backoffs (the flusher's and failed batches') for one attempt.
+        Whatever is not written stays in the spool for the next flush (this process's
+        flusher or the next process's); dead letters wait for ``Spool.retry_dead``.
         """
         try:
             self._respool()  # records the spool refused earlier get their sequence numbers now
@@ -340,23 +284,31 @@ class PredictionLogger:
         self.close()
 
     def spool_pending(self) -> int:
+        """Records not in MLflow yet: durable in the spool plus those only in memory."""
         return self.spool.pending_count() + len(self._unspooled)
 
     def status(self) -> LoggerStatus:
+        """A snapshot for status lines; never raises (a broken spool is reported, not hidden)."""
+        spool_error = None
         try:
             stats = self.spool.stats()
-            pending, oldest = stats.pending, stats.oldest_spooled_at
-        except Exception:  # a status line must never raise
-            pending, oldest = -1, None
+        except Exception as exc:
+            stats, spool_error = None, str(exc)
         with self._state_lock:
             retry = max(0.0, self._next_try - time.monotonic()) if self._backoff else 0.0
             return LoggerStatus(
                 tracking_uri=self.tracking_uri, spool_path=str(self.spool.path),
-                pending=pending + len(self._unspooled),
-                oldest_pending_age_s=None if oldest is None else max(0.0, time.time() - oldest),
+                pending=None if stats is None else stats.pending,
+                oldest_pending_age_s=(None if stats is None or stats.oldest_spooled_at is None
+                                      else max(0.0, time.time() - stats.oldest_spooled_at)),
                 flushed_records=self._flushed_records, flushed_batches=self._flushed_batches,
                 last_flush_at=self._last_flush_at, last_error=self._last_error,
                 reachable=self._reachable, retry_in_s=retry, unspooled=len(self._unspooled),
+                dropped=self._dropped_count, spool_error=spool_error or self._spool_error,
+                dead_batches=0 if stats is None else stats.dead_batches,
+                dead_records=0 if stats is None else stats.dead_records,
+                batches_retrying=0 if stats is None else stats.batches_retrying,
+                wal_bytes=self.spool.wal_bytes(), checkpoint_error=self._checkpoint_error,
             )
 
     def _loop(self) -> None:
@@ -373,7 +325,7 @@ class PredictionLogger:
             if self._stop:
                 break
             with self._state_lock:
-                if time.monotonic() < self._next_try and not self._ignore_backoff:
+                if self._backoff and time.monotonic() < self._next_try and not self._ignore_backoff:
                     continue
             try:
                 self._cycle()
@@ -381,14 +333,17 @@ class PredictionLogger:
                 log.exception("tracking flusher cycle failed")
 
     def _cycle(self) -> None:
-        """Write every due batch; on failure leave the rest in the spool and back off."""
+        """Write every due batch; a failing batch backs off alone, an unreachable store stops the cycle."""
         with self._cycle_lock:
             through = self._force_seq
-            batch: Batch | None = None
+            forced = self._ignore_backoff
+            tried: set[str] = set()
+            failures: list[Exception] = []
+            written_before = self._flushed_batches
             try:
                 self._respool()
                 if not self.spool.due(self.owner, max_records=self.batch_max_records,
-                                      max_age_s=self.batch_max_age_s, flush_through=through):
+                                      max_age_s=self.batch_max_age_s, flush_through=through, retry_now=forced):
                     self._succeeded()
                     return
                 problem = store.probe(self.tracking_uri)
@@ -397,26 +352,77 @@ class PredictionLogger:
                 while True:
                     batch = self.spool.claim(self.owner, max_records=self.batch_max_records,
                                              max_age_s=self.batch_max_age_s, lease_s=self.lease_s,
-                                             flush_through=through)
+                                             flush_through=through, retry_now=forced, skip=tried)
                     if batch is None:
                         break
-                    self.writer.write(batch)
-                    self._after_write(batch)
-                    with self._state_lock:
-                        self._flushed_batches += 1
-                        self._flushed_records += len(batch)
-                        self._reachable = True
-                        self._last_flush_at = datetime.now(timezone.utc)
-                    batch = None
-                self._succeeded()
+                    error = self._write_one(batch)
+                    if error is not None:
+                        tried.add(batch.batch_id)
+                        failures.append(error)
+                if failures and self._flushed_batches == written_before:
+                    raise failures[-1]  # nothing got through: back off as a whole too
+                self._succeeded(partial=bool(failures))
             except Exception as exc:
-                if batch is not None:
-                    self.spool.release(batch.batch_id, self.owner, f"{type(exc).__name__}: {exc}")
                 self._failed(exc)
             finally:
-                if time.monotonic() - self._checkpointed_at > _CHECKPOINT_EVERY_S:
-                    self.spool.checkpoint()  # even while MLflow is down, so the WAL stays small
-                    self._checkpointed_at = time.monotonic()
+                self._checkpoint_if_due()
+
+    def _write_one(self, batch: Batch) -> Exception | None:
+        """Write one claimed batch; on failure give it back (or set it aside) and return why."""
+        try:
+            try:
+                self.writer.write(batch, self.spool.write_position(batch.batch_id))
+            except PoisonRows as exc:  # set the bad rows aside now; the rest goes at once
+                self.spool.dead_letter(batch.batch_id, exc.reason, exc.seqs)
+                if len(exc.seqs) >= len(batch):
+                    self._failing_since.pop(batch.batch_id, None)
+                return None  # the rest, if any, is re-taken by the next claim
+            self._after_write(batch)
+        except Exception as exc:
+            self._batch_failed(batch, exc)
+            return exc
+        self._failing_since.pop(batch.batch_id, None)
+        with self._state_lock:
+            self._flushed_batches += 1
+            self._flushed_records += len(batch)
+            self._reachable = True
+            self._last_flush_at = datetime.now(timezone.utc)
+            self._written_at = time.monotonic()
+        return None
+
+    def _batch_failed(self, batch: Batch, exc: Exception) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        unreachable = store.probe(self.tracking_uri) is not None
+        if unreachable:  # not this batch's fault: no attempt counted, retried with everything else
+            self.spool.release(batch.batch_id, self.owner, message, count_attempt=False)
+            return
+        now = time.monotonic()
+        first = self._failing_since.setdefault(batch.batch_id, now)
+        attempts = self.spool.release(batch.batch_id, self.owner, message,
+                                      retry_in_s=self._delay(batch.attempts + 1))
+        store_works = self._written_at is not None and self._written_at > first
+        if attempts >= self.max_attempts and store_works:
+            self.spool.dead_letter(batch.batch_id, message)
+            self._failing_since.pop(batch.batch_id, None)
+        else:
+            log.warning("batch %s failed (attempt %d): %s", batch.batch_id, attempts, message)
+
+    def _delay(self, attempts: int) -> float:
+        return min(self.backoff_max_s, self.backoff_initial_s * 2 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)
+
+    def _checkpoint_if_due(self) -> None:
+        """Fold the spool's WAL in every ``_CHECKPOINT_EVERY_S``, even while MLflow is down."""
+        now = time.monotonic()
+        if self._checkpointed_at is not None and now - self._checkpointed_at < _CHECKPOINT_EVERY_S:
+            return
+        self._checkpointed_at = now
+        try:
+            self.spool.checkpoint()
+            self._checkpoint_error = None
+        except SpoolError as exc:
+            if str(exc) != self._checkpoint_error:
+                log.error("%s", exc)
+            self._checkpoint_error = str(exc)
 
     def _after_write(self, batch: Batch) -> None:
         """The MLflow run exists: drop the records from the spool (a seam for fault tests)."""
@@ -429,14 +435,18 @@ class PredictionLogger:
                 self.spool.append(kind, grp, rid, payload)
                 with self._state_lock:
                     self._unspooled.popleft()
+            if self._spool_error is not None:
+                with self._state_lock:
+                    self._spool_error = None
 
-    def _succeeded(self) -> None:
+    def _succeeded(self, partial: bool = False) -> None:
         with self._state_lock:
             if self._backoff:
                 log.info("MLflow reachable again at %s", self.tracking_uri)
             self._backoff = 0.0
             self._next_try = 0.0
-            self._last_error = None
+            if not partial:
+                self._last_error = None
             self._ignore_backoff = False
             if self._force_seq and self.spool.pending_count(up_to_seq=self._force_seq) == 0:
                 self._force_seq = 0

@@ -1,9 +1,12 @@
 """``PredictionReader``: predictions and feedback from MLflow (and the local spool) into pandas.
 
-Closed batch runs never change, so each is read once and kept by run id; ``refresh``
-asks MLflow only for runs that finished since the last look (and once a minute for the
-last five minutes, for clock skew between machines) and reads just those. Records still waiting in the local spool
-are added at query time, so a dashboard shows a prediction the moment it is made.
+Closed batch runs never change, so each is read once and kept by run id. The first
+``refresh`` lists every FINISHED batch run; later ones ask each writer (a spool, listed on
+the experiment's tags) only for its runs numbered from the lowest number it still had
+open when it last wrote (``spool.WritePosition``), so every run is found exactly once
+whatever the writers' clocks say: no timestamps are compared. Records still waiting in
+the local spool are added at query time, so a dashboard shows a prediction the moment it
+is made.
 
 Every frame is de-duplicated by ``request_id`` (a batch re-written after a crash, a
 record both in MLflow and not yet dropped from the spool). Filters are applied in pandas:
@@ -18,7 +21,6 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +39,7 @@ from nutrilearn.tracking.records import (
     rows_to_table,
 )
 from nutrilearn.tracking.spool import KINDS, Spool, SpoolError, open_existing
+from nutrilearn.tracking.writer import WRITE_SEQ_METRIC
 
 log = logging.getLogger(__name__)
 _SCHEMAS = {"predictions": prediction_schema, "feedback": feedback_schema}
@@ -82,6 +85,17 @@ def _unseen(ids: pd.Series, seen: set[str]) -> list[bool]:
     return [rid not in seen for rid in ids.tolist()]
 
 
+def _decodable(payloads: list[bytes]) -> list[dict]:
+    """Spool rows as dicts; a row that does not decode is left to the flusher, which sets it aside."""
+    rows = []
+    for payload in payloads:
+        try:
+            rows.append(row_from_json(payload))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping an undecodable spool row (%s)", exc)
+    return rows
+
+
 def _as_set(value: str | Iterable[str] | None) -> set[str] | None:
     if value is None:
         return None
@@ -110,8 +124,6 @@ class PredictionReader:
         include_spool: bool = True,
         experiment_name: str | None = None,
         cache_dir: Path | str | None = None,
-        overlap_s: float = 300.0,
-        sweep_every_s: float = 60.0,
         max_workers: int = 4,
     ):
         settings = settings or Settings.from_env()
@@ -119,9 +131,6 @@ class PredictionReader:
         self.spool_dir = Path(spool_dir or settings.spool_dir) if include_spool else None
         self.experiment_name = experiment_name or settings.predictions_experiment
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.overlap_ms = int(overlap_s * 1000)
-        self.sweep_every_s = sweep_every_s
-        self._swept_at = 0.0
         self.max_workers = max_workers
         self._client = None
         self._experiment_id: str | None = None
@@ -130,7 +139,8 @@ class PredictionReader:
         self._runs: dict[str, BatchRun] = {}
         self.last_error: str | None = None  # why the last refresh could not reach MLflow
         self._retry: dict[str, BatchRun] = {}  # runs whose rows could not be read yet
-        self._watermark_ms = 0
+        self._listed_all = False  # the first full listing happened
+        self._floors: dict[str, int] = {}  # writer id -> lowest write number that may still appear
         self._frames: dict[str, pd.DataFrame] = {k: self._empty(k) for k in KINDS}
         self._seen: dict[str, set[str]] = {k: set() for k in KINDS}
         self._pending_key: dict[str, tuple] = {}
@@ -169,7 +179,6 @@ class PredictionReader:
                 if run.run_id not in failed_ids:
                     self._retry.pop(run.run_id, None)
                 self._runs[run.run_id] = run
-                self._watermark_ms = max(self._watermark_ms, run.end_time_ms)
             return len(runs) - len(failed)
 
     def predictions(
@@ -247,19 +256,35 @@ class PredictionReader:
             self._experiment_id = store.get_experiment_id(self._client, self.experiment_name, None, False)
             if self._experiment_id is None:
                 return []
-        # Only numbers we computed go into the filter string.
-        flt = "attributes.status = 'FINISHED'"
-        if self._watermark_ms:
-            # Usually only runs that ended at or after the newest one loaded; every
-            # ``sweep_every_s`` also those up to ``overlap_s`` older, for runs whose
-            # writers' clocks are behind ours (other app machines).
-            since = self._watermark_ms
-            if time.monotonic() - self._swept_at >= self.sweep_every_s:
-                since -= self.overlap_ms
-                self._swept_at = time.monotonic()
-            flt += f" AND attributes.end_time >= {int(since)}"
+        # Only ids and numbers we checked go into the filter strings.
+        finished = "attributes.status = 'FINISHED'"
+        if not self._listed_all:
+            found = self._search(finished)
+            self._listed_all = True
         else:
-            self._swept_at = time.monotonic()
+            found = []
+            for writer in self._writers():
+                found += self._search(f"{finished} AND tags.`{store.TAG_WRITER}` = '{writer}' "
+                                      f"AND metrics.`{WRITE_SEQ_METRIC}` >= {int(self._floors.get(writer, 0))}")
+        for run in found:
+            writer, open_from = run.tags.get(store.TAG_WRITER), run.tags.get(store.TAG_OPEN_FROM, "")
+            if writer and open_from.isdigit():
+                self._floors[writer] = max(self._floors.get(writer, 0), int(open_from))
+        return [run for run in found if run.run_id not in self._runs]
+
+    def _writers(self) -> list[str]:
+        """The spools that write to this experiment (each lists itself on the experiment)."""
+        tags = self._client.get_experiment(self._experiment_id).tags or {}
+        writers = []
+        for key in tags:
+            if key.startswith(store.WRITER_TAG_PREFIX):
+                try:
+                    writers.append(store.check_writer_id(key[len(store.WRITER_TAG_PREFIX):]))
+                except ValueError:
+                    log.warning("ignoring experiment tag %r: not a writer id", key)
+        return sorted(writers)
+
+    def _search(self, flt: str) -> list[BatchRun]:
         found: list[BatchRun] = []
         token = None
         while True:
@@ -267,7 +292,7 @@ class PredictionReader:
                                             order_by=["attributes.end_time ASC"], page_token=token)
             for run in page:
                 kind = run.data.tags.get(store.TAG_KIND)
-                if kind in KINDS and run.info.run_id not in self._runs:
+                if kind in KINDS:
                     found.append(BatchRun(run.info.run_id, kind, run.data.tags.get(store.TAG_BATCH_ID, ""),
                                           run.info.run_name or "", int(run.info.end_time or 0),
                                           run.info.artifact_uri, dict(run.data.tags)))
@@ -396,7 +421,7 @@ class PredictionReader:
             return None
         key = (spool.max_seq(), spool.pending_count(), len(self._seen[kind]))
         if self._pending_key.get(kind) != key:
-            rows = [row_from_json(p) for p in spool.pending_payloads(kind)]
+            rows = _decodable(spool.pending_payloads(kind))
             df = rows_to_table(rows, kind).to_pandas() if rows else self._empty(kind)
             if len(df) and kind == "predictions":
                 df = df.drop_duplicates("request_id")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+import math
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -26,6 +27,16 @@ STATUS_OK = "ok"
 STATUS_ERROR = "error"
 SOURCES = ("app", "cli", "replay", "api")
 REPLAY_SOURCE = "replay"
+
+
+MAX_TEXT = 1_000  # characters in any one text field (error messages are cut, not refused)
+MAX_ID = 200  # request ids, user, model name/version/alias: they become tags and keys
+MAX_TOP = 10
+MAX_EMBEDDING_BYTES = 512
+
+
+class InvalidRecord(ValueError):
+    """A record that would not survive the trip to MLflow; nothing of it was stored."""
 
 
 def new_request_id() -> str:
@@ -110,6 +121,108 @@ class FeedbackRecord:
 
     def to_json(self) -> bytes:
         return _dumps({name: getattr(self, name) for name in FEEDBACK_FIELDS[:-1]})
+
+
+def _check_text(errors: list[str], name: str, value: Any, *, required: bool = False,
+                limit: int = MAX_TEXT) -> None:
+    if value is None:
+        if required:
+            errors.append(f"{name} is missing")
+        return
+    if not isinstance(value, str):
+        errors.append(f"{name} must be text, not {type(value).__name__}")
+        return
+    if required and not value.strip():
+        errors.append(f"{name} is empty")
+    if len(value) > limit:
+        errors.append(f"{name} is {len(value)} characters (at most {limit})")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        errors.append(f"{name} is not valid UTF-8 text (undecodable bytes, e.g. from a file name)")
+
+
+def _check_number(errors: list[str], name: str, value: Any, low: float | None = None,
+                  high: float | None = None, integer: bool = False) -> None:
+    if value is None:
+        return
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) and not hasattr(value, "__float__"):
+        errors.append(f"{name} must be a number, not {type(value).__name__}")
+        return
+    number = float(value)
+    if not math.isfinite(number):
+        errors.append(f"{name} is {number}")
+    elif (low is not None and number < low) or (high is not None and number > high):
+        errors.append(f"{name} = {number:g} is outside [{low}, {high}]")
+
+
+def _check_common(errors: list[str], record: Any) -> None:
+    _check_text(errors, "request_id", record.request_id, required=True, limit=MAX_ID)
+    if not isinstance(record.timestamp, datetime):
+        errors.append(f"timestamp must be a datetime, not {type(record.timestamp).__name__}")
+    _check_text(errors, "user", record.user, required=True, limit=MAX_ID)
+    if record.source not in SOURCES:
+        errors.append(f"source must be one of {SOURCES}, not {record.source!r}")
+
+
+def check_prediction(record: PredictionRecord) -> None:
+    """Raise ``InvalidRecord`` naming every problem; ``submit`` calls this before spooling."""
+    errors: list[str] = []
+    _check_common(errors, record)
+    for name in ("model_name", "model_version", "model_alias"):
+        _check_text(errors, name, getattr(record, name), required=name != "model_alias", limit=MAX_ID)
+    if record.status not in (STATUS_OK, STATUS_ERROR):
+        errors.append(f"status must be {STATUS_OK!r} or {STATUS_ERROR!r}, not {record.status!r}")
+    for name in ("filename", "error_type", "error_message", "label", "image_format"):
+        _check_text(errors, name, getattr(record, name), limit=10 * MAX_TEXT if name == "error_message" else MAX_TEXT)
+    if record.status == STATUS_OK and (record.label is None or record.confidence is None):
+        errors.append("an ok prediction needs a label and a confidence")
+    _check_number(errors, "confidence", record.confidence, 0.0, 1.0)
+    if record.is_food is not None and not isinstance(record.is_food, bool):
+        errors.append(f"is_food must be true, false or missing, not {type(record.is_food).__name__}")
+    labels, probs = record.top5_labels, record.top5_probs
+    if not isinstance(labels, list) or not isinstance(probs, list):
+        errors.append("top5_labels and top5_probs must be lists")
+    else:
+        if len(labels) != len(probs) or len(labels) > MAX_TOP:
+            errors.append(f"top5 has {len(labels)} labels and {len(probs)} probabilities (equal, at most {MAX_TOP})")
+        for i, label in enumerate(labels):
+            _check_text(errors, f"top5_labels[{i}]", label, required=True)
+        for i, p in enumerate(probs):
+            _check_number(errors, f"top5_probs[{i}]", p, 0.0, 1.0)
+    for name in ("decode_ms", "preprocess_ms", "inference_ms", "total_ms", "brightness", "contrast",
+                 "saturation", "sharpness", "aspect"):
+        _check_number(errors, name, getattr(record, name), 0.0)
+    for name in ("image_width", "image_height", "image_bytes"):
+        _check_number(errors, name, getattr(record, name), 0, integer=True)
+    if record.embedding is not None and (not isinstance(record.embedding, (bytes, bytearray))
+                                         or len(record.embedding) > MAX_EMBEDDING_BYTES):
+        errors.append(f"embedding must be at most {MAX_EMBEDDING_BYTES} bytes")
+    if errors:
+        raise InvalidRecord(f"prediction {str(record.request_id)[:40]!r} not logged: " + "; ".join(errors))
+
+
+def check_feedback(feedback: FeedbackRecord) -> None:
+    """Raise ``InvalidRecord`` naming every problem; ``submit_feedback`` calls this first."""
+    errors: list[str] = []
+    _check_common(errors, feedback)
+    _check_text(errors, "label", feedback.label, required=True)
+    _check_text(errors, "predicted_label", feedback.predicted_label)
+    if errors:
+        raise InvalidRecord(f"feedback {str(feedback.request_id)[:40]!r} not logged: " + "; ".join(errors))
+
+
+def check_row(kind: str, row: Mapping[str, Any]) -> None:
+    """The same checks on a decoded spool row (the flusher's last line of defence)."""
+    try:
+        if kind == "predictions":
+            record = PredictionRecord(**{k: row[k] for k in PREDICTION_FIELDS if k in row})
+        else:
+            record = FeedbackRecord(**{k: row[k] for k in FEEDBACK_FIELDS if k in row and k != "kind"})
+    except TypeError as exc:  # a required field is missing
+        raise InvalidRecord(f"{kind} row is incomplete: {exc}") from exc
+    (check_prediction if kind == "predictions" else check_feedback)(record)
 
 
 PREDICTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PredictionRecord))

@@ -22,10 +22,14 @@ TAG_BATCH_ID = "nutrilearn.batch_id"  # 32 hex digits, see spool.batch_id_for
 TAG_SCHEMA = "nutrilearn.schema"
 TAG_FIRST_TS = "nutrilearn.first_timestamp"
 TAG_LAST_TS = "nutrilearn.last_timestamp"
+TAG_WRITER = "nutrilearn.writer"  # the spool that wrote the run (32 hex digits)
+TAG_OPEN_FROM = "nutrilearn.open_from"  # lowest write sequence number still open there
+WRITER_TAG_PREFIX = "nutrilearn.writer."  # experiment tags: one per writer, for readers
 ARTIFACTS = {"predictions": "predictions.parquet", "feedback": "feedback.parquet"}
 SCHEMA_VERSION = "1"
 
 _BATCH_ID = re.compile(r"^[0-9a-f]{32}$")
+_WRITER_ID = _BATCH_ID  # uuid4 hex: the same shape
 
 
 def check_batch_id(batch_id: str) -> str:
@@ -33,6 +37,17 @@ def check_batch_id(batch_id: str) -> str:
     if not _BATCH_ID.match(batch_id):
         raise ValueError(f"not a batch id: {batch_id!r}")
     return batch_id
+
+
+def check_writer_id(writer_id: str) -> str:
+    """Writer ids go into filter strings too: only 32 lowercase hex digits pass."""
+    if not _WRITER_ID.match(writer_id):
+        raise ValueError(f"not a writer id: {writer_id!r}")
+    return writer_id
+
+
+def writer_tag(writer_id: str) -> str:
+    return WRITER_TAG_PREFIX + check_writer_id(writer_id)
 
 
 def make_client(tracking_uri: str):
