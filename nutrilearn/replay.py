@@ -74,14 +74,44 @@ class ReplayResult:
         return sum(not r.ok for r in self.records)
 
 
-def labelled_photos(root: Path) -> list[LabelledPhoto]:
+class OutsideReplayRoot(ValueError):
+    """A photos folder (or a photo in it) that is not inside the configured replay root."""
+
+
+def folder_within(root: Path, requested: str | Path) -> Path:
+    """The folder ``requested`` names, resolved, when it lies inside ``root``.
+
+    ``requested`` is relative to ``root`` (``food10/test``) or absolute. Symlinks are
+    resolved before the check, so ``..``, an absolute path elsewhere and a link that leads
+    out of ``root`` are all refused alike (``OutsideReplayRoot``, a ``ValueError`` whose
+    message says what to do). The app's replay panel reads photos through this only.
+    """
+    text = str(requested).strip()
+    if not text:
+        raise ValueError(f"Give a photos folder inside {root} (relative to it, e.g. food10/test).")
+    if "\x00" in text:
+        raise OutsideReplayRoot("A folder name cannot contain a NUL character.")
+    base = Path(root).expanduser().resolve()
+    folder = (base / Path(text).expanduser()).resolve()  # an absolute ``text`` replaces ``base``
+    if not folder.is_relative_to(base):
+        raise OutsideReplayRoot(
+            f"Refused: {text} is outside the replay photo root {base}. Photos for replay must be in "
+            "class folders under that root (set NUTRILEARN_REPLAY_ROOT to change it); give a folder "
+            "relative to it, e.g. food10/test.")
+    return folder
+
+
+def labelled_photos(root: Path, confine_to: Path | None = None) -> list[LabelledPhoto]:
     """Every image under ``root`` in a class folder, sorted by path (files lying in
-    ``root`` itself have no class folder and are skipped)."""
+    ``root`` itself have no class folder and are skipped). With ``confine_to``, photos
+    whose real path is outside that folder (symlinks leading out) are left out."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such folder: {root}")
+    base = None if confine_to is None else Path(confine_to).resolve()
     return [LabelledPhoto(p, p.parent.name) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and p.parent != root]
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and p.parent != root
+            and (base is None or p.resolve().is_relative_to(base))]
 
 
 def user_names(count: int) -> list[str]:
@@ -136,6 +166,7 @@ def replay(
     batch_size: int = 32,
     reuse_predictions: bool = True,
     progress: Progress | None = None,
+    confine_to: Path | None = None,
 ) -> ReplayResult:
     """Predict ``n`` sampled photos for real and log them as replayed traffic.
 
@@ -145,6 +176,8 @@ def replay(
     ``sink`` only once their simulated time and user are set.
     ``feedback_share`` of the successful predictions get feedback with the true label.
     Returns every record and feedback made, whether or not a sink was given.
+    ``confine_to``: read no photo whose real path is outside this folder (the app's
+    replay root; see ``folder_within``).
     """
     if n < 1:
         raise ValueError("n must be at least 1")
@@ -155,7 +188,7 @@ def replay(
     if not 0.0 <= feedback_share <= 1.0:
         raise ValueError("feedback_share must be between 0 and 1")
     t0 = time.perf_counter()
-    found = labelled_photos(photos_dir)
+    found = labelled_photos(photos_dir, confine_to)
     if not found:
         raise ValueError(f"no photos in class folders under {photos_dir} (expected DIR/<label>/*.jpg)")
     rng = np.random.default_rng(seed)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
 import altair as alt
 import pandas as pd
@@ -44,11 +43,13 @@ def _replay_panel() -> None:
 
     with st.expander("Replay demo traffic"):
         st.caption("Real predictions on photos in class folders (`DIR/<label>/*.jpg`), logged as "
-                   "`source=replay` over simulated days and users; see docs/monitoring.md.")
+                   "`source=replay` over simulated days and users; see docs/monitoring.md. "
+                   f"Folders are read only under the replay root `{cfg.replay_root}` (`NUTRILEARN_REPLAY_ROOT`).")
         token = st.text_input("Admin token", type="password", key="mon_replay_token") if cfg.admin_token else ""
         allowed, reason = admin_status(cfg, token)
         with st.form("mon_replay"):
-            folder = st.text_input("Photos folder", key="mon_replay_dir", placeholder="/data/food10/test")
+            folder = st.text_input("Photos folder (inside the replay root)", key="mon_replay_dir",
+                                   placeholder="food10/test")
             c = st.columns(5)
             n = c[0].number_input("Predictions", 1, 5000, 200, key="mon_replay_n")
             days = c[1].number_input("Days", 0.1, 365.0, 7.0, key="mon_replay_days")
@@ -59,12 +60,18 @@ def _replay_panel() -> None:
         if not allowed:
             st.caption(reason)
         if go and allowed:
-            from nutrilearn.replay import replay
+            from nutrilearn.replay import folder_within, replay
             from nutrilearn.serving import build_analyzer
 
+            try:
+                photos_dir = folder_within(cfg.replay_root, folder)
+            except ValueError as exc:  # outside the root (.., a link out, elsewhere) or empty
+                st.error(str(exc))
+                return
             bar = st.progress(0.0, text="Predicting…")
             try:
-                result = replay(Path(folder.strip()), int(n), float(days), int(n_users), float(share), int(seed),
+                result = replay(photos_dir, int(n), float(days), int(n_users), float(share), int(seed),
+                                confine_to=cfg.replay_root,
                                 analyzer=build_analyzer(cfg, classifier=state.classifier(), sink=None),
                                 sink=state.prediction_logger(),
                                 progress=lambda done, total: bar.progress(done / total, f"Predicted {done} of {total}"))

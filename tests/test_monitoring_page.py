@@ -172,13 +172,14 @@ def test_empty_store_explains_how_to_get_data(home):
 @pytest.mark.slow
 def test_replay_button_needs_the_admin_token_then_logs_tagged_traffic(home, food10, monkeypatch):
     monkeypatch.setenv("NUTRILEARN_ADMIN_TOKEN", "s3cret")
+    monkeypatch.setenv("NUTRILEARN_REPLAY_ROOT", str(food10))
     at = AppTest.from_file(PAGE, default_timeout=300).run()
     button = next(b for b in at.button if b.label == "Replay")
     assert button.disabled  # no token typed yet
     at.text_input(key="mon_replay_token").set_value("wrong").run()
     assert next(b for b in at.button if b.label == "Replay").disabled
     at.text_input(key="mon_replay_token").set_value("s3cret").run()
-    at.text_input(key="mon_replay_dir").set_value(str(food10 / "test"))  # form fields go with the submit
+    at.text_input(key="mon_replay_dir").set_value("test")  # relative to the root; form fields go with the submit
     at.number_input(key="mon_replay_n").set_value(6)
     at.number_input(key="mon_replay_share").set_value(0.5)
     next(b for b in at.button if b.label == "Replay").click().run()
@@ -187,6 +188,33 @@ def test_replay_button_needs_the_admin_token_then_logs_tagged_traffic(home, food
     assert any("6 replayed predictions are hidden" in i.value for i in at.info)
     at.toggle(key="mon_hide_replayed").set_value(False).run()
     assert metrics(at)["Predictions"] == "6"
+
+
+@pytest.mark.parametrize("where", ["..", "photos/../../elsewhere", "ABSOLUTE", "photos/link-out", ""])
+def test_replay_panel_refuses_folders_outside_the_replay_root(home, monkeypatch, where):
+    """Only class folders under NUTRILEARN_REPLAY_ROOT are read: `..`, an absolute path
+    elsewhere and a symlink leading out are refused with a message, before any photo is read."""
+    root, elsewhere = home / "replay-root", home / "elsewhere"
+    (root / "photos").mkdir(parents=True)
+    (elsewhere / "secret").mkdir(parents=True)
+    (elsewhere / "secret" / "x.jpg").write_bytes(b"not for the panel")
+    (root / "photos" / "link-out").symlink_to(elsewhere, target_is_directory=True)
+    monkeypatch.setenv("NUTRILEARN_ADMIN_TOKEN", "s3cret")
+    monkeypatch.setenv("NUTRILEARN_REPLAY_ROOT", str(root))
+    monkeypatch.setattr("nutrilearn.replay.replay", lambda *a, **k: pytest.fail("replay must not run"))
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert any(str(root) in c.value and "NUTRILEARN_REPLAY_ROOT" in c.value for c in at.caption)
+    at.text_input(key="mon_replay_token").set_value("s3cret").run()
+    at.text_input(key="mon_replay_dir").set_value(str(elsewhere) if where == "ABSOLUTE" else where)
+    next(b for b in at.button if b.label == "Replay").click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    if where:
+        assert any(e.startswith("Refused:") and "outside the replay photo root" in e and str(root) in e
+                   for e in errors), errors
+    else:
+        assert any("Give a photos folder inside" in e for e in errors), errors
+    assert not at.success
 
 
 def test_auto_refresh_watcher_runs(logged):

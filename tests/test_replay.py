@@ -12,6 +12,8 @@ import pytest
 from nutrilearn.config import Settings
 from nutrilearn.replay import (
     HOUR_WEIGHTS,
+    OutsideReplayRoot,
+    folder_within,
     labelled_photos,
     replay,
     simulated_times,
@@ -169,3 +171,34 @@ def test_cli_replay_logs_through_the_prediction_logger(photos, home, capsys):
     assert len(df) == 10 and set(df["source"]) == {"replay"}
     assert set(df["user"]) <= {"replay-user-01", "replay-user-02"}
     assert load_predictions(settings, include_replayed=False).empty
+
+
+def test_folder_within_keeps_replay_inside_its_root(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "food10" / "test" / "pie").mkdir(parents=True)
+    (outside / "pie").mkdir(parents=True)
+    (root / "link-out").symlink_to(outside, target_is_directory=True)
+    (root / "link-in").symlink_to(root / "food10", target_is_directory=True)
+    inside = (root / "food10" / "test").resolve()
+    assert folder_within(root, "food10/test") == inside
+    assert folder_within(root, f" {inside} ") == inside  # absolute, but inside: fine
+    assert folder_within(root, "food10/test/../test") == inside
+    assert folder_within(root, "link-in/test") == inside  # a link that stays inside
+    assert folder_within(root, ".") == root.resolve()
+    for bad in ("..", "../outside", "food10/../../outside", str(outside), "/etc", "link-out", "link-out/pie",
+                "~"):
+        with pytest.raises(OutsideReplayRoot, match="outside the replay photo root"):
+            folder_within(root, bad)
+    with pytest.raises(ValueError, match="Give a photos folder"):
+        folder_within(root, "  ")
+
+
+def test_labelled_photos_confined_leave_out_links_leading_out(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "pie").mkdir(parents=True)
+    outside.mkdir()
+    (root / "pie" / "a.jpg").write_bytes(b"x")
+    (outside / "secret.jpg").write_bytes(b"x")
+    (root / "pie" / "b.jpg").symlink_to(outside / "secret.jpg")
+    assert [p.path.name for p in labelled_photos(root)] == ["a.jpg", "b.jpg"]
+    assert [p.path.name for p in labelled_photos(root, confine_to=root)] == ["a.jpg"]
