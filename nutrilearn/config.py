@@ -53,6 +53,9 @@ class Settings:
     # Guard for registry-changing actions (promote, rollback); empty means disabled.
     admin_token: str = ""
     mlflow_ui_url: str = "http://127.0.0.1:5000"
+    # Which runtime runs the backbone when serving: "litert" (the converted model, no
+    # TensorFlow) or "keras" (the original path, kept for comparison).
+    runtime: str = "litert"
     # The only folder the app's replay panel may read photos from (its subfolders too).
     replay_root: Path = Path("data/photos")
 
@@ -76,6 +79,7 @@ class Settings:
             or cls.predictions_experiment,
             admin_token=os.environ.get("NUTRILEARN_ADMIN_TOKEN", ""),
             mlflow_ui_url=os.environ.get("NUTRILEARN_MLFLOW_UI_URL", cls.mlflow_ui_url),
+            runtime=_env_choice("NUTRILEARN_RUNTIME", ("litert", "keras"), cls.runtime),
             replay_root=Path(os.environ.get("NUTRILEARN_REPLAY_ROOT") or home / "data" / "photos"),
         )
 

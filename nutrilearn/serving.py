@@ -1,7 +1,9 @@
 """What serves predictions: the classifier and the model version it stands for.
 
-The backbone is expensive (TensorFlow import ~5 s, model load ~2 s), so callers build it
-once per process (``st.cache_resource`` in the app, a session fixture in tests).
+Serving runs the backbone through LiteRT (``NUTRILEARN_RUNTIME``, default "litert": the
+runtime imports in ~0.1 s and loads the model in ~0.05 s, no TensorFlow in the process);
+"keras" keeps the TensorFlow path (import ~5 s, model load ~2 s). Either way callers
+build it once per process (``st.cache_resource`` in the app, a session fixture in tests).
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from nutrilearn.config import Settings
 from nutrilearn.pipeline import RecordSink
 
 
-def load_classifier(settings: Settings):
-    """The ImageNet food classifier (version 1), building the model file if needed."""
+def load_classifier(settings: Settings, runtime: str | None = None):
+    """The ImageNet food classifier (version 1) in ``runtime`` (default: the setting),
+    building the model files if needed."""
     from nutrilearn.vision.classifier import FoodClassifier
 
-    return FoodClassifier.load(settings.models_dir)
+    return FoodClassifier.load(settings.models_dir, runtime=runtime or settings.runtime)
 
 
 def build_analyzer(settings: Settings, classifier=None, sink: RecordSink | None = None):
@@ -33,12 +36,16 @@ _RESOLVERS: dict = {}
 
 
 def alias_resolver(settings: Settings):
-    """The process's ``AliasResolver`` for this tracking store (one per store, shared)."""
-    from nutrilearn.registry.routing import AliasResolver
+    """The process's ``AliasResolver`` for this tracking store (one per store, shared).
+
+    It reads the aliases without importing MLflow when it can (``nutrilearn.alias_lookup``):
+    a CLI ``predict`` or a starting app needs no MLflow before its first answer.
+    """
+    from nutrilearn.alias_lookup import QuickAliasResolver
 
     key = (settings.tracking_uri, str(settings.models_dir))
     if key not in _RESOLVERS:
-        _RESOLVERS[key] = AliasResolver(settings)
+        _RESOLVERS[key] = QuickAliasResolver(settings)
     return _RESOLVERS[key]
 
 

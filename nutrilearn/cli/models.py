@@ -126,7 +126,7 @@ def run_train(args: argparse.Namespace) -> int:
         overrides["flip_augment"] = True
     settings = Settings.from_env()
     try:
-        classifier = load_classifier(settings)
+        classifier = load_classifier(settings, runtime="keras")  # training and evaluation stay on Keras
         with _StageBars() as bars:
             out = train_version(settings, args.data, classifier, base=args.base, eval_data=args.eval_data,
                                 config=TrainConfig(**overrides), promote_if_better=args.promote_if_better,
@@ -156,7 +156,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     try:
         version = _resolve_version(reg, args.version)
         reg.version(version)
-        classifier = load_classifier(settings)
+        classifier = load_classifier(settings, runtime="keras")  # training and evaluation stay on Keras
         with progress_bar("features") as update:
             out = evaluate_version(settings, version, args.data, classifier, update, reg)
     except (DataError, RegistryError) as exc:

@@ -1,4 +1,4 @@
-"""``nutrilearn setup``: build and cache the model so the app starts fast."""
+"""``nutrilearn setup``: build the Keras model, convert it to LiteRT and check it, so serving starts fast."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ import time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("setup", help="build the model from the packaged ImageNet weights (once)")
+    p = sub.add_parser("setup", help="build the model from the packaged ImageNet weights and convert it for "
+                       "serving (once)")
     p.add_argument("--rebuild", action="store_true", help="build again even if models/ has it")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from nutrilearn.config import Settings
+    from nutrilearn.vision.conversion import ensure_tflite
+    from nutrilearn.vision.model_files import ModelFileError, tflite_path
     from nutrilearn.vision.network import ensure_model
     from nutrilearn.vision.weights import WeightsError
 
@@ -22,10 +25,16 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         path = ensure_model(settings.models_dir, rebuild=args.rebuild)
-    except WeightsError as exc:
+        print(f"model ready: {path} ({time.perf_counter() - start:.1f} s)")
+        start = time.perf_counter()
+        manifest = ensure_tflite(settings.models_dir, rebuild=args.rebuild)
+    except (WeightsError, ModelFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"model ready: {path} ({time.perf_counter() - start:.1f} s)")
+    print(f"serving model ready: {tflite_path(settings.models_dir)} ({time.perf_counter() - start:.1f} s; "
+          f"LiteRT vs Keras on {manifest.check_inputs} inputs: max difference "
+          f"{max(manifest.max_abs_diff_logits, manifest.max_abs_diff_pooled):.1e}; "
+          f"sha256 {manifest.tflite_sha256[:12]}, from .keras {manifest.keras_sha256[:12]})")
     return register_version_one(settings)
 
 

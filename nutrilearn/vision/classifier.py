@@ -1,18 +1,54 @@
-"""The food classifier: one compiled forward pass, then a head, then ``Prediction``s."""
+"""The food classifier: one forward pass of a backbone runtime, then a head, then ``Prediction``s.
+
+The backbone is a runtime with ``forward(normalised) -> (logits, pooled)``: LiteRT for
+serving (``vision/litert.py``, no TensorFlow), Keras for training, evaluation and
+comparison (``vision/keras_runtime.py``). Both give the same numbers to ~1e-5, so heads,
+embeddings, drift and the feature cache do not care which one ran.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
-import tensorflow as tf
 
 from nutrilearn.vision import embedding
 from nutrilearn.vision.heads import Head, ImageNetFoodHead, food_mass, is_food
 from nutrilearn.vision.images import INPUT_SIZE, normalise
-from nutrilearn.vision.network import load_model
+from nutrilearn.vision.model_files import RUNTIMES
 from nutrilearn.vision.vocabulary import NOT_FOOD
+
+
+class Backbone(Protocol):
+    kind: str
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def load_backbone(models_dir: Path, runtime: str = "litert") -> Backbone:
+    """The backbone in ``runtime`` ("litert" or "keras"); only "keras" imports TensorFlow.
+
+    LiteRT needs the converted model; if setup has not made it yet (or the Keras file
+    changed since), it is made now, which imports TensorFlow once (~10 s).
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if runtime == "keras":
+        from nutrilearn.vision.keras_runtime import KerasBackbone
+
+        return KerasBackbone.load(models_dir)
+    from nutrilearn.vision.litert import LiteRTBackbone
+    from nutrilearn.vision.model_files import ModelFileError
+
+    try:
+        return LiteRTBackbone.load(models_dir)
+    except ModelFileError:
+        from nutrilearn.vision.conversion import ensure_tflite
+
+        ensure_tflite(models_dir)
+        return LiteRTBackbone.load(models_dir)
 
 
 @dataclass(frozen=True)
@@ -37,21 +73,21 @@ class Features:
 class FoodClassifier:
     """Backbone (built once) + head. ``with_head`` shares the backbone between versions."""
 
-    def __init__(self, backbone, head: Head | None = None, forward=None):
+    def __init__(self, backbone: Backbone, head: Head | None = None):
         self.backbone = backbone
         self.head: Head = head or ImageNetFoodHead()
-        # model.predict costs ~60-90 ms of overhead a call here; a traced function does not.
-        self._forward = forward or tf.function(
-            lambda x: backbone(x, training=False),
-            input_signature=[tf.TensorSpec((None, INPUT_SIZE, INPUT_SIZE, 3), tf.float32)],
-        )
 
     @classmethod
-    def load(cls, models_dir: Path, head: Head | None = None) -> "FoodClassifier":
-        return cls(load_model(models_dir), head)
+    def load(cls, models_dir: Path, head: Head | None = None, runtime: str = "keras") -> "FoodClassifier":
+        """Keras by default (training, evaluation); serving asks for "litert" (``serving.load_classifier``)."""
+        return cls(load_backbone(models_dir, runtime), head)
+
+    @property
+    def runtime(self) -> str:
+        return self.backbone.kind
 
     def with_head(self, head: Head) -> "FoodClassifier":
-        return FoodClassifier(self.backbone, head, self._forward)
+        return FoodClassifier(self.backbone, head)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -61,11 +97,11 @@ class FoodClassifier:
         """uint8 (N, 224, 224, 3) crops -> backbone outputs."""
         if len(pixels) == 0:
             return Features(np.empty((0, 1000), np.float32), np.empty((0, 1280), np.float32))
-        logits, pooled = self._forward(tf.constant(normalise(np.asarray(pixels))))
-        return Features(logits.numpy(), pooled.numpy())
+        logits, pooled = self.backbone.forward(normalise(np.asarray(pixels)))
+        return Features(logits, pooled)
 
     def warm_up(self) -> None:
-        """Trace the compiled forward pass (about 1-2 s) before a user waits on it."""
+        """Run one forward pass before a user waits on it (Keras traces: 1-2 s; LiteRT: ms)."""
         self.features(np.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), np.uint8))
 
     def classify(self, feats: Features) -> list[Prediction]:

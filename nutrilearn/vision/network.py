@@ -16,13 +16,14 @@ import keras
 import numpy as np
 from keras import layers
 
+from nutrilearn.vision.model_files import KERAS_FILENAME
 from nutrilearn.vision.weights import WeightsError, load_weights
 
 INPUT_SIZE = 224
 EMBEDDING_DIM = 1280
 NUM_IMAGENET_CLASSES = 1000
 BN_EPSILON = 1e-3
-MODEL_FILENAME = "efficientnet_lite0_imagenet.keras"
+MODEL_FILENAME = KERAS_FILENAME
 
 
 @dataclass(frozen=True)
