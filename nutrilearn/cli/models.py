@@ -9,6 +9,7 @@ done, 1 error, 3 refused (no admin token).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -126,7 +127,7 @@ def run_train(args: argparse.Namespace) -> int:
         overrides["flip_augment"] = True
     settings = Settings.from_env()
     try:
-        classifier = load_classifier(settings, runtime="keras")  # training and evaluation stay on Keras
+        classifier = load_classifier(dataclasses.replace(settings, runtime="keras"))  # training, evaluation: Keras
         with _StageBars() as bars:
             out = train_version(settings, args.data, classifier, base=args.base, eval_data=args.eval_data,
                                 config=TrainConfig(**overrides), promote_if_better=args.promote_if_better,
@@ -156,7 +157,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     try:
         version = _resolve_version(reg, args.version)
         reg.version(version)
-        classifier = load_classifier(settings, runtime="keras")  # training and evaluation stay on Keras
+        classifier = load_classifier(dataclasses.replace(settings, runtime="keras"))  # training, evaluation: Keras
         with progress_bar("features") as update:
             out = evaluate_version(settings, version, args.data, classifier, update, reg)
     except (DataError, RegistryError) as exc:
