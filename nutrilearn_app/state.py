@@ -126,8 +126,12 @@ def tracking_status() -> None:
     if logger is None:
         return
     info = logger.status()
-    if info.last_error and not info.reachable:
-        st.warning(f"MLflow unreachable; {info.pending} record(s) kept safe in the local spool, "
+    if info.unspooled or info.dropped or info.spool_error:
+        st.error(" ".join(info.problems) or f"The spool fails: {info.spool_error}")
+    elif info.reachable is False:
+        st.warning(f"MLflow unreachable; {info.pending:,} record(s) kept safe in the local spool, "
                    f"retrying in {info.retry_in_s:.0f} s. ({info.last_error})")
     else:
-        st.caption(f"{info.flushed_records} logged this session · {max(info.pending, 0)} waiting to flush")
+        st.caption(f"{info.flushed_records:,} logged this session · {info.pending:,} waiting to flush")
+    if info.dead_batches or info.checkpoint_error:
+        st.warning("Prediction logging needs attention: see Monitoring, System health.")

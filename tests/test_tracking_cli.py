@@ -75,7 +75,7 @@ def test_flush_predictions_sends_the_spool(tracking, logged, capsys):
 def test_final_flush_says_where_records_wait_when_mlflow_is_down(tracking, loggers, capsys):
     logger = loggers(tracking, tracking_uri=f"http://127.0.0.1:{free_port()}")
     logger.submit(make_record(0))
-    assert final_flush(logger, timeout=5) is False
+    assert final_flush(logger, timeout=5) == (False, [])
     err = capsys.readouterr().err
     assert "unreachable" in err and "1 prediction record(s) are safe in the spool" in err
     assert "nutrilearn flush-predictions" in err

@@ -1,4 +1,9 @@
-"""``nutrilearn predict PATH...``: one result per photo; exit 1 if any failed."""
+"""``nutrilearn predict PATH...``: one result per photo.
+
+Exit status: 0 when every photo was predicted and logged; 1 when a photo failed; 3 when
+predictions were made but some could not be logged durably (the spool refused them, e.g.
+a full disk): stderr names those photos.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--user", default="cli", help="user name recorded with the predictions")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--no-track", action="store_true", help="do not log the predictions to MLflow")
-    p.add_argument("--flush-timeout", type=float, default=10.0, metavar="S",
-                   help="seconds to wait for MLflow at the end; the rest stays in the spool (default 10)")
+    p.add_argument("--flush-timeout", type=float, default=0.0, metavar="S",
+                   help="seconds to wait for MLflow before exiting (default 0: records are durable in the "
+                   "spool at exit and a detached flusher sends them to MLflow after)")
     p.set_defaults(handler=run)
 
 
@@ -45,6 +51,20 @@ def _text_line(row: dict) -> str:
     return f"{row['path']}\t{display_name(row['label'])}\t{row['confidence']:.1%}"
 
 
+def _leave_in_spool(tracker, settings) -> list[str]:
+    """Close the spool (durable: its WAL is fsynced) and hand the records to a detached
+    flusher; returns the request ids the spool refused (lost when this process ends)."""
+    from nutrilearn.cli import handoff
+
+    lost = tracker.not_durable()
+    tracker.spool.close()
+    if lost:
+        print(f"error: {len(lost)} prediction record(s) could not be logged: the spool at {tracker.spool.path} "
+              "refused them. Free disk space there and predict those photos again.", file=sys.stderr)
+    handoff.start(settings.spool_dir)
+    return lost
+
+
 def run(args: argparse.Namespace) -> int:
     from nutrilearn.cli.progress import progress_bar
     from nutrilearn.config import Settings
@@ -58,10 +78,14 @@ def run(args: argparse.Namespace) -> int:
         print("error: no photos found (looked for .jpg .jpeg .png .webp .gif .bmp .tif)", file=sys.stderr)
         return 1
     tracker = None
-    if not args.no_track:
+    if not args.no_track and args.flush_timeout > 0:
         from nutrilearn.cli.tracking import open_logger
 
         tracker = open_logger(settings)
+    elif not args.no_track:  # spool only: no MLflow import in this process (see cli/handoff.py)
+        from nutrilearn.tracking.logger import PredictionLogger
+
+        tracker = PredictionLogger(settings, start=False)
     analyzer = build_analyzer(settings, sink=tracker)
     readable = [(path, item) for path, item in found if isinstance(item, Photo)]
     with progress_bar("predicting", len(readable)) as update:
@@ -69,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
                                    batch_size=args.batch_size, progress=update)
     by_path = {id(photo): rec for (_, photo), rec in zip(readable, records)}
     failed = 0
+    path_of: dict[str, Path] = {}
     for path, item in found:
         rec = by_path.get(id(item))
         if rec is None:  # never reached the model: say so in the same shape
@@ -78,12 +103,19 @@ def run(args: argparse.Namespace) -> int:
             if tracker is not None:  # failed requests are records too
                 tracker.submit(rec)
         row = result_dict(path, rec)
+        path_of[rec.request_id] = path
         failed += rec.status != "ok"
         print(json.dumps(row) if args.json else _text_line(row), flush=True)
-    if tracker is not None:
+    lost: list[str] = []
+    if tracker is not None and args.flush_timeout > 0:
         from nutrilearn.cli.tracking import final_flush
 
-        final_flush(tracker, args.flush_timeout)
+        _, lost = final_flush(tracker, args.flush_timeout)
+    elif tracker is not None:
+        lost = _leave_in_spool(tracker, settings)
+    if tracker is not None:
+        for rid in lost:
+            print(f"not logged: {path_of.get(rid, rid)}", file=sys.stderr)
     if failed:
         print(f"{failed} of {len(found)} photos failed; see the error column for each", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed else 3 if lost else 0

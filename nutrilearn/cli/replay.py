@@ -81,14 +81,14 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         logger.close(timeout=0.0)
         raise
-    flushed = final_flush(logger, args.flush_timeout)
+    flushed, lost = final_flush(logger, args.flush_timeout)
     summary = {
         "predictions": len(result.records), "errors": result.errors, "feedback": len(result.feedback),
         "photos_available": result.photos_available, "distinct_photos": result.distinct_photos,
         "forward_passes": result.predicted, "users": args.users, "days": args.days,
         "first": result.records[0].timestamp.isoformat(), "last": result.records[-1].timestamp.isoformat(),
         "model_version": result.records[0].model_version, "source": "replay",
-        "seconds": round(result.elapsed_s, 2), "flushed": flushed,
+        "seconds": round(result.elapsed_s, 2), "flushed": flushed, "not_logged": len(lost),
     }
     if args.json:
         print(json.dumps(summary))
@@ -97,4 +97,4 @@ def run(args: argparse.Namespace) -> int:
               f"{summary['distinct_photos']} distinct photos ({summary['forward_passes']} forward passes) "
               f"as {args.users} users over {args.days:g} days, {summary['feedback']} with feedback; "
               f"model version {summary['model_version']}; {summary['seconds']} s")
-    return 0
+    return 3 if lost else 0

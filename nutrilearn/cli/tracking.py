@@ -37,8 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feedback", action="store_true", help="export feedback records instead")
     p.set_defaults(handler=run_export)
 
-    f = sub.add_parser("flush-predictions", help="send spooled predictions to MLflow now and show the spool")
+    f = sub.add_parser("flush-predictions", help="send spooled predictions to MLflow now and show the spool",
+                       description="Exit status: 0 when everything live reached MLflow and nothing is set "
+                       "aside; 1 when records still wait (MLflow down, timed out) or dead letters remain.")
     f.add_argument("--timeout", type=float, default=60.0, metavar="S")
+    f.add_argument("--retry-dead-letters", action="store_true",
+                   help="put batches set aside after failing to write back in line first")
+    f.add_argument("--json", action="store_true", help="one JSON object: counts, dead letters, errors")
     f.set_defaults(handler=run_flush)
 
 
@@ -52,21 +57,37 @@ def open_logger(settings):
     return PredictionLogger(settings, prewarm=True)
 
 
-def final_flush(logger, timeout: float) -> bool:
-    """Try to get everything into MLflow; if not, say where it waits. Always closes."""
+def final_flush(logger, timeout: float) -> tuple[bool, list[str]]:
+    """Try to get everything into MLflow; if not, say where it waits. Always closes.
+
+    Returns ``(flushed, lost)``: ``lost`` are the request ids that never became durable
+    (the spool refused them, e.g. a full disk) and are gone now that the logger closed.
+    """
     flushed = logger.flush(timeout)
     status = logger.status()
     logger.close(timeout=0.0)
-    if not flushed:
+    lost = logger.not_durable()
+    if not flushed and status.pending:
         why = status.last_error or f"MLflow did not finish within {timeout:g} s"
         print(f"warning: MLflow not reached ({why}).\n"
               f"{status.pending} prediction record(s) are safe in the spool at {status.spool_path} and go "
               "with the next flush: `nutrilearn flush-predictions`, or any later app or CLI run.",
               file=sys.stderr)
-    return flushed
+    if lost:
+        print(f"error: {len(lost)} prediction record(s) could not be logged: the spool at {status.spool_path} "
+              f"refused them ({status.spool_error or 'write failed'}). Free disk space there and predict "
+              "those photos again.", file=sys.stderr)
+    return flushed, lost
 
 
 # -- flush-predictions -----------------------------------------------------------------
+
+
+def _dead_letter_dict(d) -> dict:
+    from datetime import datetime, timezone
+
+    return {"batch_id": d.batch_id, "kind": d.kind, "records": d.n, "attempts": d.attempts,
+            "last_error": d.last_error, "dead_at": datetime.fromtimestamp(d.dead_at, timezone.utc).isoformat()}
 
 
 def run_flush(args: argparse.Namespace) -> int:
@@ -75,16 +96,34 @@ def run_flush(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     logger = PredictionLogger(settings, start=True)
+    retried = logger.retry_dead_letters() if args.retry_dead_letters else 0
     before = logger.spool_pending()
     flushed = logger.flush(args.timeout)
     status = logger.status()
+    dead = logger.dead_letters()
     logger.close(timeout=0.0)
-    print(f"tracking: {status.tracking_uri}\nspool: {status.spool_path}\n"
-          f"sent: {before - status.pending} record(s); waiting: {status.pending}")
+    pending = status.pending or 0
+    ok = flushed and not dead
+    if args.json:
+        print(json.dumps({
+            "tracking_uri": status.tracking_uri, "spool": status.spool_path, "flushed": flushed,
+            "sent": max(0, before - pending), "waiting": status.pending, "retried_dead_letters": retried,
+            "dead_letters": [_dead_letter_dict(d) for d in dead],
+            "dead_records": sum(d.n for d in dead), "wal_bytes": status.wal_bytes,
+            "last_error": status.last_error, "spool_error": status.spool_error,
+        }, indent=2))
+    else:
+        print(f"tracking: {status.tracking_uri}\nspool: {status.spool_path}\n"
+              f"sent: {max(0, before - pending)} record(s); waiting: {pending}"
+              + (f"; put back in line: {retried}" if retried else ""))
+        if dead:
+            print(f"set aside: {sum(d.n for d in dead)} record(s) in {len(dead)} dead letter(s):")
+            for d in dead:
+                print(f"  {d.batch_id}  {d.kind}  {d.n} record(s), {d.attempts} attempt(s): {d.last_error}")
+            print("`nutrilearn flush-predictions --retry-dead-letters` tries them again.")
     if not flushed:
         print(f"error: {status.last_error or 'timed out'}", file=sys.stderr)
-        return 1
-    return 0
+    return 0 if ok else 1
 
 
 # -- export-predictions ----------------------------------------------------------------

@@ -274,3 +274,11 @@ def assess_health(df: pd.DataFrame, thresholds: HealthThresholds | None = None) 
     return HealthReport(status=status, problems=tuple(problems), notes=tuple(notes), requests=n,
                         errors=errors, error_rate=rate, latency=latency, errors_by_type=by_type,
                         traffic=traffic(df), thresholds=t)
+
+
+def dead_letter_table(letters) -> pd.DataFrame:
+    """``Spool.dead_letters()`` for a page: what was set aside, when, and why."""
+    rows = [{"batch": d.batch_id[:12], "kind": d.kind, "records": d.n, "attempts": d.attempts,
+             "set aside (UTC)": pd.Timestamp(d.dead_at, unit="s", tz="UTC").floor("s"),
+             "last error": d.last_error} for d in letters]
+    return pd.DataFrame(rows, columns=["batch", "kind", "records", "attempts", "set aside (UTC)", "last error"])

@@ -63,7 +63,7 @@ class ServedHead:
 class Served:
     champion: ServedHead
     challenger: ServedHead | None = None
-    checked_at: float = 0.0  # time.monotonic() of the last registry look
+    checked_at: float | None = None  # time.monotonic() of the last registry look; None: never
     error: str | None = None  # why the last look failed, if it did
 
 
@@ -92,7 +92,6 @@ class AliasResolver:
         self._served = default_served()
         self._heads: dict[str, object] = {}
         self._registry = None
-        self._checked = False
         self._refreshing = False
 
     def current(self, force: bool = False) -> Served:
@@ -101,10 +100,10 @@ class AliasResolver:
         tracking server never holds up a prediction."""
         with self._lock:
             now = time.monotonic()
-            if force or not self._checked:
+            checked_at = self._served.checked_at
+            if force or checked_at is None:
                 self._served = self._look(now)
-                self._checked = True
-            elif now - self._served.checked_at >= self.refresh_s and not self._refreshing:
+            elif now - checked_at >= self.refresh_s and not self._refreshing:
                 self._refreshing = True
                 threading.Thread(target=self._refresh, name="nutrilearn-alias-refresh", daemon=True).start()
             return self._served

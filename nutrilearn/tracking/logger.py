@@ -41,7 +41,7 @@ from pathlib import Path
 from nutrilearn.config import Settings
 from nutrilearn.tracking import store
 from nutrilearn.tracking.records import FeedbackRecord, PredictionRecord, check_feedback, check_prediction
-from nutrilearn.tracking.spool import Batch, Spool, SpoolError, new_owner
+from nutrilearn.tracking.spool import Batch, DeadLetter, Spool, SpoolError, new_owner
 from nutrilearn.tracking.writer import BatchWriter, PoisonRows
 
 log = logging.getLogger(__name__)
@@ -282,6 +282,16 @@ class PredictionLogger:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Batches set aside after failing to write (oldest first)."""
+        return self.spool.dead_letters()
+
+    def retry_dead_letters(self, batch_ids: list[str] | None = None) -> int:
+        """Put dead letters back in line (all, or those named); returns how many records."""
+        n = self.spool.retry_dead(batch_ids)
+        self._wake.set()
+        return n
 
     def spool_pending(self) -> int:
         """Records not in MLflow yet: durable in the spool plus those only in memory."""

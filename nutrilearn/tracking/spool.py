@@ -43,9 +43,11 @@ or given up (a dead letter gets a new number when retried). A reader that has se
 ``open_from = F`` from a writer needs only that writer's runs numbered ``F`` and up, so it
 finds every run exactly once without trusting anybody's clock (``reader.py``).
 
-Connections come from a small pool and go back to it after each call, so a process that
-calls in from many short-lived threads (Streamlit runs every rerun in a new thread) holds
-as many connections as calls run at once, never one per thread it has seen.
+Connections come from a pool and go back to it after each call, so a process that calls
+in from many short-lived threads (Streamlit runs every rerun in a new thread) holds as
+many connections as calls ever ran at once, never one per thread it has seen. (They are
+kept rather than closed after a burst: SQLite cannot close the file of one connection
+while another holds a lock on it, so open-close churn leaves file handles behind.)
 """
 
 from __future__ import annotations
@@ -109,7 +111,6 @@ log = logging.getLogger(__name__)
 SYNC_MODES = ("group", "full", "normal")
 GROUP_COMMIT_S = 0.05
 _WAL_LIMIT_BYTES = 8 * 1024 * 1024
-_IDLE_CONNECTIONS = 4  # kept open between calls; more are opened under load and closed after
 
 
 class SpoolError(RuntimeError):
@@ -319,7 +320,7 @@ class Spool:
                 except sqlite3.Error:
                     pass
             with self._lock:
-                keep = not self._closed and len(self._idle) < _IDLE_CONNECTIONS
+                keep = not self._closed
                 if keep:
                     self._idle.append(conn)
                 else:
