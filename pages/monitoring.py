@@ -323,6 +323,26 @@ with health:
             "Set them with " + ", ".join(f"`{v}`" for v in mon.health.THRESHOLD_ENV.values())
             + " (see docs/monitoring.md).")
 
+    tracking = state.prediction_logger()
+    if tracking is not None:
+        st.subheader("Prediction logging")
+        info = tracking.status()
+        for problem in info.problems:
+            st.error(problem)
+        a, b, c, d = st.columns(4)
+        a.metric("Waiting in the spool", "unreadable" if info.pending is None else f"{info.pending:,}")
+        b.metric("Oldest waiting", "–" if info.oldest_pending_age_s is None
+                 else f"{info.oldest_pending_age_s:,.0f} s")
+        c.metric("Set aside (dead letters)", f"{info.dead_records:,}")
+        d.metric("Spool log (WAL)", f"{info.wal_bytes / 1e6:.1f} MB")
+        if info.dead_batches:
+            st.dataframe(mon.dead_letter_table(tracking.dead_letters()), hide_index=True)
+            if st.button("Retry dead letters", key="retry_dead",
+                         help="Put the set-aside batches back in line for MLflow."):
+                st.success(f"{tracking.retry_dead_letters():,} record(s) back in line.")
+        st.caption(f"Spool `{info.spool_path}` · {info.batches_retrying} batch(es) retrying · "
+                   f"{info.flushed_records:,} record(s) written by this app process")
+
 # ---------------------------------------------------------------------------- trends
 with trends:
     fb = mon.feedback_summary(joined[~joined["request_id"].str.endswith(mon.stats.SHADOW_SUFFIX)])

@@ -379,6 +379,9 @@ class PredictionLogger:
 
     def _write_one(self, batch: Batch) -> Exception | None:
         """Write one claimed batch; on failure give it back (or set it aside) and return why."""
+        if not batch.rows:  # emptied (its rows set aside): nothing to write
+            self.spool.complete(batch.batch_id)
+            return None
         try:
             try:
                 self.writer.write(batch, self.spool.write_position(batch.batch_id))

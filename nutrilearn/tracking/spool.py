@@ -577,6 +577,8 @@ class Spool:
                              (dead_id, batch_id, *seqs))
                 n = len(rids)
                 conn.execute("UPDATE batches SET n = n - ? WHERE batch_id = ?", (n, batch_id))
+                conn.execute("DELETE FROM batches WHERE batch_id = ? AND NOT EXISTS "
+                             "(SELECT 1 FROM records WHERE batch_id = ?)", (batch_id, batch_id))
             conn.execute(
                 "INSERT INTO dead_letters (batch_id, kind, grp, n, attempts, last_error, dead_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (dead_id, kind, grp, n, attempts, error[:500], time.time()))
