@@ -1,6 +1,12 @@
 """Drift detectors: false-alarm rate, power on real photos, and speed at 100,000 a window.
 
     .venv/bin/python bench/bench_drift.py [--quick] [--write]
+    .venv/bin/python bench/bench_drift.py --served-false-alarms [--trials 500] [--write]
+
+``--served-false-alarms`` runs only the false-alarm study on the product's own windows
+(``windows.first_n`` / ``windows.last_n`` over a log that holds every photo's served
+answer *and* a challenger's shadow answer to it), at 50, 100, 200 and 500 served
+predictions a window.
 
 Real photos: ../shared/data/food10 (1,500 photos). The forward pass runs once per photo
 set (original, and darkened by 10/20/40%), cached under .pytest_cache/d/nutrilearn-drift
@@ -34,6 +40,8 @@ FOOD10 = ROOT.parent / "shared" / "data" / "food10"
 CACHE = ROOT / ".pytest_cache" / "d" / "nutrilearn-drift"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 START, END = "<!-- drift:start -->", "<!-- drift:end -->"
+SERVED_START, SERVED_END = "<!-- drift-served:start -->", "<!-- drift-served:end -->"
+SERVED_WINDOWS = (50, 100, 200, 500)
 
 
 def rate(hits: int, trials: int) -> dict:
@@ -107,6 +115,81 @@ def false_alarms(pool: pd.DataFrame, n: int, trials: int, rng) -> dict:
     return {"window": n, "report": rate(overall, trials), **{s: rate(k, trials) for s, k in per_signal.items()}}
 
 
+def shadow_log(served: pd.DataFrame, shadow_answers: pd.DataFrame) -> pd.DataFrame:
+    """A prediction log as the app writes it with a challenger in shadow: every photo's
+    served (champion, version 1) record and the challenger's (version 2) record for the same
+    photo, request id + ``.challenger``."""
+    base = served.reset_index(drop=True).assign(request_id=[f"{i:032x}" for i in range(len(served))],
+                                                status="ok", model_version="1", model_alias="champion")
+    shadow = base.assign(request_id=base["request_id"] + ".challenger", model_version="2", model_alias="challenger",
+                         label=shadow_answers["label"].to_numpy(), confidence=shadow_answers["confidence"].to_numpy())
+    return pd.concat([base, shadow], ignore_index=True)
+
+
+def served_false_alarms(log: pd.DataFrame, n: int, trials: int, rng) -> dict:
+    """No shift by construction: the log's records in a random time order; the reference is
+    ``first:n`` and the current window ``last:n`` as the CLI and the page select them
+    (served answers only, so the two windows never share a photo)."""
+    from nutrilearn.monitoring import windows
+
+    overall, per_signal, sizes = 0, {}, set()
+    start = pd.Timestamp("2026-11-01", tz="UTC")
+    for t in range(trials):
+        order = rng.permutation(len(log))
+        timed = log.iloc[order].assign(timestamp=start + pd.to_timedelta(np.arange(len(log)), unit="s"))
+        ref = windows.select(timed, f"first:{n}", "reference")
+        cur = windows.without(windows.select(timed, f"last:{n}", "current"), ref)
+        assert not ref.frame["request_id"].str.endswith(".challenger").any()
+        assert not cur.frame["request_id"].str.endswith(".challenger").any()
+        sizes.add((ref.n, cur.n))
+        rep = DriftMonitor(seed=t).fit(ref.frame).report(cur.frame, ref.describe(), cur.describe())
+        assert not rep.model_change
+        overall += rep.drifted
+        for r in rep.results:
+            per_signal[r.signal] = per_signal.get(r.signal, 0) + bool(r.drifted)
+    return {"window": n, "sizes": sorted(sizes), "report": rate(overall, trials),
+            **{s: rate(k, trials) for s, k in per_signal.items()}}
+
+
+def run_served_false_alarms(trials: int, write: bool) -> int:
+    p = pools(darken=())
+    pool = p["original"]
+    log = shadow_log(pool, head_pool(pool))
+    rng = np.random.default_rng(20261129)
+    rows = []
+    for n in SERVED_WINDOWS:
+        t0 = time.perf_counter()
+        row = served_false_alarms(log, n, trials, rng)
+        rows.append(row)
+        print(f"  n={n}: report {fmt(row['report'])}; " +
+              "; ".join(f"{s} {row[s]['rate']:.3f}" for s in ("food", "confidence", "image", "embedding")) +
+              f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if write:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        lines = [SERVED_START, "## Drift false alarms on served windows (`bench/bench_drift.py --served-false-alarms`)",
+                 "", f"Command: `.venv/bin/python bench/bench_drift.py --served-false-alarms --trials {trials} --write` "
+                 f"({when}). A log of food10's 1,500 real photos as the app writes it with a challenger in shadow: "
+                 "each photo's served answer (version 1) and the challenger's shadow answer (a food10 head, "
+                 "cross-fitted), 3,000 records, in a random time order per trial; the windows are the product's own "
+                 "`first:N` (reference) and `last:N` (current), which keep served answers only. No shift by "
+                 "construction, so every drift verdict is a false alarm. Full report (four signals, Holm across "
+                 "them), alpha = 0.05, Clopper-Pearson 95% intervals.", "",
+                 "| served predictions a window | trials | report (false alarms) | food | confidence | image | embedding |",
+                 "|---|---|---|---|---|---|---|"]
+        for row in rows:
+            lines.append(f"| {row['window']} | {row['report']['trials']} | {fmt(row['report'])} | " +
+                         " | ".join(f"{row[s]['rate']:.3f}" for s in ("food", "confidence", "image", "embedding")) + " |")
+        lines += ["", "(signal columns: the signal's drift verdict in the report, after the correction across signals)",
+                  SERVED_END]
+        text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n"
+        if SERVED_START in text and SERVED_END in text:
+            text = text[: text.index(SERVED_START)] + "\n".join(lines) + text[text.index(SERVED_END) + len(SERVED_END):]
+        else:
+            text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+        RESULTS.write_text(text)
+    return 0
+
+
 def power(make, signal: str, trials: int, rng) -> dict:
     """How often ``signal`` drifted in the report, and how often the report drifted at all."""
     hits = any_hits = 0
@@ -144,10 +227,15 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer trials (a smoke run)")
     parser.add_argument("--write", action="store_true", help="update the drift section of bench/RESULTS.md")
+    parser.add_argument("--served-false-alarms", action="store_true",
+                        help="only the false-alarm study on served windows of 50/100/200/500")
+    parser.add_argument("--trials", type=int, default=500, help="splits per window size (--served-false-alarms)")
     args = parser.parse_args()
     if not FOOD10.is_dir():
         print(f"skipped: {FOOD10} is absent")
         return 0
+    if args.served_false_alarms:
+        return run_served_false_alarms(args.trials, args.write)
     scale = 0.2 if args.quick else 1.0
     k = lambda n: max(10, int(n * scale))  # noqa: E731
     print("drift bench: predictions", flush=True)

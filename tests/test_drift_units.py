@@ -201,5 +201,11 @@ def test_recommendation_names_a_model_change_between_windows():
                        severity="high", n_reference=300, n_current=300)
     changed = DriftReport((food,), 0.05, {"model_versions": "1"}, {"model_versions": "2"})
     same = DriftReport((food,), 0.05, {"model_versions": "2"}, {"model_versions": "2"})
-    assert "different model versions (1 vs 2)" in recommend(changed)
-    assert "different model versions" not in recommend(same)
+    text = recommend(changed)
+    assert text.startswith("The model changed: the reference was served by version 1, the current window by version 2")
+    assert "expected consequence" in text and "different mix of foods" not in text
+    assert changed.model_change and not same.model_change
+    assert changed.to_dict()["model_change"] is True and same.to_dict()["model_change"] is False
+    assert changed.to_dict()["expected_from_model_change"] == ["food"]
+    assert "expected: the model changed" in changed.to_frame()["note"].iloc[0]
+    assert "The model changed" not in recommend(same) and "different mix of foods" in recommend(same)

@@ -3,7 +3,8 @@
 
 Alias moves need the admin token: the CLI acts as admin when ``NUTRILEARN_ADMIN_TOKEN`` is
 set in its environment (as the app does when the same token is typed in). Exit codes: 0
-done, 1 error, 3 refused (no admin token).
+done, 1 error, 2 refused because the new champion cannot name foods users were recently
+given (``--allow-vocabulary-change`` accepts it), 3 refused (no admin token).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 EXIT_REFUSED = 3
+EXIT_VOCABULARY = 2
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--flip", action="store_true",
                    help="add mirror images as training examples (twice the feature work; no gain on food10)")
+    p.add_argument("--allow-vocabulary-change", action="store_true",
+                   help="with --promote-if-better: promote even if the new version cannot name foods the champion "
+                        "named in recent traffic")
     _common(p)
     p.set_defaults(handler=run_train)
 
@@ -41,6 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, required=True, action="append", metavar="DIR")
     _common(p)
     p.set_defaults(handler=run_evaluate)
+
+    p = sub.add_parser("compare", help="score two versions on the same labelled photos, on common ground")
+    p.add_argument("a", help="version number or alias")
+    p.add_argument("b", help="version number or alias")
+    p.add_argument("--data", type=Path, required=True, action="append", metavar="DIR")
+    _common(p)
+    p.set_defaults(handler=run_compare)
 
     p = sub.add_parser("versions", help="list registered versions, their aliases and figures")
     p.add_argument("--history", action="store_true", help="show the alias history instead")
@@ -52,11 +64,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("version", help="version number" + (", or 'none' to clear" if name == "set-challenger" else ""))
         _why_who(p)
+        if name == "promote":
+            _allow(p)
         p.set_defaults(handler=run_alias, action=name)
 
     p = sub.add_parser("rollback", help="give the champion alias back to the previous champion (admin)")
     _why_who(p)
+    _allow(p)
     p.set_defaults(handler=run_alias, action="rollback", version=None)
+
+
+def _allow(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-vocabulary-change", action="store_true",
+                   help="move the champion even if the new one cannot name foods the current one named in recent "
+                        "traffic (recorded in the alias history)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -131,7 +152,7 @@ def run_train(args: argparse.Namespace) -> int:
         with _StageBars() as bars:
             out = train_version(settings, args.data, classifier, base=args.base, eval_data=args.eval_data,
                                 config=TrainConfig(**overrides), promote_if_better=args.promote_if_better,
-                                token=_token(), progress=Progresses(bars.stage("features"), bars.stage("training (epochs)")))
+                                token=_token(), allow_vocabulary_change=args.allow_vocabulary_change, progress=Progresses(bars.stage("features"), bars.stage("training (epochs)")))
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -163,13 +184,46 @@ def run_evaluate(args: argparse.Namespace) -> int:
     except (DataError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    lines = [f"version {out['version']} on {out['eval_data']}"]
+    lines = [f"version {out['version']} on {out['eval_data']}",
+             f"  coverage            {out['coverage']:.4f} (share of photos whose true label this version can produce)"]
     for key in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted",
                 "f1_weighted", "top5_accuracy", "log_loss", "ece"):
         lines.append(f"  {key:<19} {out[key]:.4f}")
     lines.append(f"  {'label':<24} {'precision':>9} {'recall':>7} {'f1':>6} {'n':>5}")
     for row in out["per_class"]:
         lines.append(f"  {row['label']:<24} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} {row['support']:>5}")
+    _print(out, args.json, "\n".join(lines))
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from nutrilearn.cli.progress import progress_bar
+    from nutrilearn.config import Settings
+    from nutrilearn.registry.features import DataError
+    from nutrilearn.registry.jobs import compare_versions
+    from nutrilearn.registry.store import Registry, RegistryError
+    from nutrilearn.serving import load_classifier
+
+    settings = Settings.from_env()
+    reg = Registry(settings)
+    try:
+        versions = [_resolve_version(reg, v) for v in (args.a, args.b)]
+        for v in versions:
+            reg.version(v)
+        classifier = load_classifier(settings)
+        with progress_bar("features") as update:
+            out = compare_versions(settings, versions, args.data, classifier, update, reg)
+    except (DataError, RegistryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    fmt = lambda x: "-" if x != x else f"{x:.3f}"  # noqa: E731
+    lines = [f"{out['n']} photos in {out['data']}; labels both versions can produce: "
+             f"{len(out['common_labels'])} ({out['common_photos']} photos)"]
+    for v in out["versions"]:
+        o, c = v["overall"], v["common"]
+        lines.append(f"  version {v['version']}: knows {len(v['classes'])} foods, coverage {v['coverage']:.1%}; "
+                     f"overall accuracy {fmt(o['accuracy'])} F1 {fmt(o['f1_macro'])}; "
+                     f"common labels accuracy {fmt(c['accuracy'])} F1 {fmt(c['f1_macro'])}")
     _print(out, args.json, "\n".join(lines))
     return 0
 
@@ -188,11 +242,13 @@ def run_versions(args: argparse.Namespace) -> int:
     rows = []
     for v in reg.versions():
         m = v.metrics
-        rows.append({"version": v.version, "created": v.created.isoformat(timespec="seconds"), "aliases": list(v.aliases),
+        rows.append({"version": v.version, "classes": list(reg.vocabulary(v.version)),
+                     "created": v.created.isoformat(timespec="seconds"), "aliases": list(v.aliases),
                      "training_data": v.tags.get("nutrilearn.training_data", ""), "eval_data": v.tags.get("eval.data", ""),
-                     **{k: m.get(k) for k in ("accuracy", "f1_macro", "top5_accuracy", "ece")}})
+                     **{k: m.get(k) for k in ("accuracy", "f1_macro", "top5_accuracy", "ece", "coverage")}})
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
-    text = "\n".join(f"v{r['version']:<4} {','.join(r['aliases']) or '-':<20} acc {fmt(r['accuracy'])}  F1 {fmt(r['f1_macro'])}"
+    text = "\n".join(f"v{r['version']:<4} {','.join(r['aliases']) or '-':<20} {len(r['classes']):>3} foods  "
+                     f"acc {fmt(r['accuracy'])}  F1 {fmt(r['f1_macro'])}"
                      f"  top5 {fmt(r['top5_accuracy'])}  ECE {fmt(r['ece'])}  {r['training_data']}" for r in rows)
     _print({"versions": rows}, args.json, text or "no versions registered yet (run: nutrilearn setup)")
     return 0
@@ -208,19 +264,27 @@ def run_alias(args: argparse.Namespace) -> int:
     who = args.who or default_user()
     try:
         reg = Registry(settings)
+        allow = bool(getattr(args, "allow_vocabulary_change", False))
         if args.action == "promote":
-            event = admin.promote(settings, _resolve_version(reg, args.version), _token(), who, args.why, reg)
+            event = admin.promote(settings, _resolve_version(reg, args.version), _token(), who, args.why, reg,
+                                  allow_vocabulary_change=allow)
         elif args.action == "set-challenger":
             version = None if args.version.lower() == "none" else args.version
             event = admin.set_challenger(settings, version, _token(), who, args.why, reg)
         else:
-            event = admin.rollback(settings, _token(), who, args.why, reg)
+            event = admin.rollback(settings, _token(), who, args.why, reg, allow_vocabulary_change=allow)
     except admin.NotAuthorised as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
+    except admin.VocabularyChange as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return EXIT_VOCABULARY
     except RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     row = event.as_row()
-    _print(row, args.json, f"{row['alias']}: {row['from'] or '-'} -> {row['to'] or '-'} ({row['action']} by {row['who']})")
+    text = f"{row['alias']}: {row['from'] or '-'} -> {row['to'] or '-'} ({row['action']} by {row['who']})"
+    if row.get("vocabulary"):
+        text += f"\nvocabulary change {row['vocabulary']}"
+    _print(row, args.json, text)
     return 0

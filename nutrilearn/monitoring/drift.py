@@ -362,6 +362,18 @@ class DriftReport:
         return next((r for r in self.results if r.signal == signal), None)
 
     @property
+    def model_versions(self) -> tuple[str, str]:
+        """The versions that served the reference and the current window ("" when unknown)."""
+        return str(self.reference.get("model_versions") or ""), str(self.current.get("model_versions") or "")
+
+    @property
+    def model_change(self) -> bool:
+        """True when the two windows were served by different model versions: then food and
+        confidence drift are the expected consequence of the change, not news about users."""
+        before, after = self.model_versions
+        return bool(before and after and before != after)
+
+    @property
     def recommendation(self) -> str:
         return recommend(self)
 
@@ -370,8 +382,16 @@ class DriftReport:
         rows = [{"signal": r.signal, "verdict": r.verdict, "severity": r.severity, "method": r.method,
                  "statistic": r.statistic, "p_value": r.p_value, "threshold": r.threshold,
                  "distance_name": r.distance_name, "distance": r.distance, "min_distance": r.min_distance,
-                 "n_reference": r.n_reference, "n_current": r.n_current, "note": r.note} for r in self.results]
+                 "n_reference": r.n_reference, "n_current": r.n_current,
+                 "note": self._note(r)} for r in self.results]
         return pd.DataFrame(rows)
+
+    def _note(self, r: DriftResult) -> str:
+        if self.model_change and r.drifted and r.signal in MODEL_OUTPUT_SIGNALS:
+            before, after = self.model_versions
+            expected = f"expected: the model changed (version {before} -> {after})"
+            return f"{expected}; {r.note}" if r.note else expected
+        return r.note
 
     def checks_frame(self) -> pd.DataFrame:
         """One row per individual test (image properties appear one by one)."""
@@ -382,6 +402,9 @@ class DriftReport:
         return jsonable({
             "verdict": self.verdict, "drifted": self.drifted, "severity": self.severity,
             "drifted_signals": self.drifted_signals, "recommendation": self.recommendation,
+            "model_change": self.model_change,
+            "expected_from_model_change": [r.signal for r in self.results
+                                           if self.model_change and r.drifted and r.signal in MODEL_OUTPUT_SIGNALS],
             "alpha": self.alpha, "correction": f"{self.correction} across signals; holm across image properties",
             "reference": self.reference, "current": self.current, "elapsed_s": self.elapsed_s,
             "signals": [r.to_dict() for r in self.results],
@@ -449,6 +472,10 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, alpha: float = 
 # --------------------------------------------------------------------------- what to do
 
 
+# Signals that describe the model's answers (not the photos): a version change moves them.
+MODEL_OUTPUT_SIGNALS = ("food", "confidence")
+
+
 def _pct(x: float) -> str:
     return f"{x:.0%}"
 
@@ -463,13 +490,23 @@ def recommend(report: DriftReport) -> str:
                 f"current version and reference, and check again on the next window.{tail}")
     drifted = sorted((r for r in report.results if r.drifted), key=lambda r: -SEVERITIES.index(r.severity))
     names = {r.signal for r in drifted}
+    if report.model_change:
+        before, after = report.model_versions
+        expected = [r.signal for r in drifted if r.signal in MODEL_OUTPUT_SIGNALS]
+        others = [r for r in drifted if r.signal not in MODEL_OUTPUT_SIGNALS]
+        lead = (f"The model changed: the reference was served by version {before}, the current window by version "
+                f"{after}. Compare like with like: take the reference since the current champion "
+                "(`--reference champion`, or \"Since the current champion\" on the page).")
+        if expected:
+            lead += (f" Drift in {' and '.join(expected)} is the expected consequence of the change (another "
+                     "version names other foods with other confidence), not a change in what users photograph.")
+        steps = [_ADVICE[r.signal](r, names) for r in others]
+        if others:
+            steps.insert(0, f"Beyond the model change: drift ({max((r.severity for r in others), key=SEVERITIES.index)}) "
+                            f"in {', '.join(r.signal for r in others)}.")
+        return " ".join([lead, *steps]) + tail
     steps = [_ADVICE[r.signal](r, names) for r in drifted]
     lead = f"Drift ({report.severity}) in {', '.join(r.signal for r in drifted)}."
-    before, after = report.reference.get("model_versions"), report.current.get("model_versions")
-    if before and after and before != after and names & {"food", "confidence"}:
-        lead += (f" The windows were answered by different model versions ({before} vs {after}), so output "
-                 "drift partly measures the model change: compare like with like with "
-                 "`--reference champion` (the first predictions after the current champion took over).")
     return " ".join([lead, *steps]) + tail
 
 

@@ -45,6 +45,19 @@ class Window:
     def n(self) -> int:
         return len(self.frame)
 
+    @property
+    def asked(self) -> int | None:
+        """How many predictions the spec asked for (None for time-based windows)."""
+        return self.params.get("asked")
+
+    def summary(self) -> str:
+        """What was asked and what was found, e.g. ``last 500: 307 found``."""
+        kind = self.params.get("kind", self.spec.partition(":")[0])
+        if self.asked is not None:
+            head = {"last": "last", "first": "first", "champion": "first after the champion took over"}.get(kind, kind)
+            return f"{head} {self.asked:,}: {self.n:,} found"
+        return f"{self.spec}: {self.n:,} found"
+
     def describe(self) -> dict:
         """Flat params for MLflow and JSON: spec, size and time span."""
         out = {"spec": self.spec, "n": self.n, **self.params}
@@ -79,6 +92,8 @@ def usable(frame: pd.DataFrame, ordered: bool = True) -> pd.DataFrame:
         from nutrilearn.monitoring.stats import is_shadow
 
         keep = keep & ~is_shadow(frame)
+    if "model_alias" in frame:  # served answers only, however the id was written
+        keep = keep & (frame["model_alias"].astype(object) != "challenger").to_numpy(dtype=bool, na_value=True)
     out = frame[keep] if keep is not True else frame
     if ordered and "timestamp" in out:
         out = out.sort_values("timestamp", kind="stable")
@@ -115,11 +130,22 @@ def date_range(frame: pd.DataFrame, start, end) -> pd.DataFrame:
 
 def after_champion(frame: pd.DataFrame, since, n: int = DEFAULT_N, version: str | None = None) -> pd.DataFrame:
     """The first ``n`` predictions at or after ``since`` (when a version became champion),
-    optionally only those the given ``version`` answered."""
+    optionally only those the given ``version`` answered.
+
+    Replayed traffic (``source = replay``) carries simulated times spread over past days, so
+    its time says nothing about when it was served: with a ``version``, replayed answers
+    that version served as champion count whatever their time."""
     data = usable(frame)
-    data = data[data["timestamp"] >= _utc(since)]
+    after = (data["timestamp"] >= _utc(since)).to_numpy(dtype=bool, na_value=False)
     if version is not None:
-        data = data[data["model_version"].astype(str) == str(version)]
+        mine = (data["model_version"].astype(str) == str(version)).to_numpy(dtype=bool, na_value=False)
+        keep = mine & after
+        if "source" in data:
+            replayed = (data["source"].astype(object) == "replay").to_numpy(dtype=bool, na_value=False)
+            keep |= mine & replayed
+        data = data[keep]
+    else:
+        data = data[after]
     return data.head(n)
 
 
@@ -203,6 +229,8 @@ def select(frame: pd.DataFrame, spec: str, name: str, now: datetime | None = Non
     else:
         raise WindowSpecError(f"{spec!r} names photos, not logged predictions: use folder_window")
     params = {"kind": kind}
+    if "n" in args:
+        params["asked"] = args["n"]
     if kind == "champion":
         params.update(since=str(args["since"]), version=args["version"] or "any")
     return Window(name, spec, part, params)

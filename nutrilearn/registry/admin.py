@@ -17,6 +17,61 @@ from nutrilearn.registry.store import (
 )
 
 TOKEN_VARIABLE = "NUTRILEARN_ADMIN_TOKEN"
+GUARD_DAYS_VARIABLE = "NUTRILEARN_VOCABULARY_GUARD_DAYS"  # "recent traffic" for the vocabulary guard (default 7)
+
+
+class VocabularyChange(RegistryError):
+    """A champion move that would stop naming foods users were recently given; allowed only
+    when asked for (``--allow-vocabulary-change``, the tick on the Models page)."""
+
+    def __init__(self, loss):
+        self.loss = loss
+        super().__init__(loss.message() + ". Pass --allow-vocabulary-change (the tick on the Models page) "
+                                          "to move the champion anyway.")
+
+
+def guard_days() -> float:
+    from nutrilearn.config import env_number
+
+    return float(env_number(GUARD_DAYS_VARIABLE, 7.0))
+
+
+def vocabulary_loss(settings: Settings, reg: Registry, candidate: str, traffic=None, days: float | None = None):
+    """``labels.VocabularyLoss`` of making ``candidate`` champion (None when there is no
+    champion or the candidate names everything the champion names). ``traffic``: the
+    predictions frame (read from the prediction log when not given and needed)."""
+    from nutrilearn.registry import labels
+
+    champion = reg.alias_version(CHAMPION)
+    if champion is None or champion == str(candidate):
+        return None
+    champ_vocab, cand_vocab = reg.vocabulary(champion), reg.vocabulary(candidate)
+    if not set(champ_vocab) - set(cand_vocab) - {labels.NOT_FOOD}:
+        return None
+    if traffic is None:
+        traffic = _read_traffic(settings)
+    return labels.lost_foods(champion, champ_vocab, str(candidate), cand_vocab, traffic,
+                             guard_days() if days is None else days)
+
+
+def _read_traffic(settings: Settings):
+    from nutrilearn.tracking.reader import PredictionReader
+
+    reader = PredictionReader(settings)
+    try:
+        return reader.predictions()
+    finally:
+        reader.close()
+
+
+def _vocabulary_note(settings, reg, version, allow: bool, traffic) -> str:
+    """Refuses (``VocabularyChange``) unless allowed; returns what the history records."""
+    loss = vocabulary_loss(settings, reg, version, traffic)
+    if loss is None:
+        return ""
+    if loss.blocks and not allow:
+        raise VocabularyChange(loss)
+    return loss.record()
 
 
 class NotAuthorised(PermissionError):
@@ -48,15 +103,20 @@ def _why(why: str) -> str:
 
 
 def promote(settings: Settings, version: str, token: str | None, who: str, why: str,
-            registry: Registry | None = None) -> AliasEvent:
-    """Make ``version`` the champion. If it was the challenger, the challenger alias is cleared."""
+            registry: Registry | None = None, allow_vocabulary_change: bool = False, traffic=None) -> AliasEvent:
+    """Make ``version`` the champion. If it was the challenger, the challenger alias is cleared.
+
+    Refused (``VocabularyChange``) when ``version`` cannot name foods the champion named in
+    recent traffic, unless ``allow_vocabulary_change``; the accepted change is recorded."""
     check_token(settings, token)
     why = _why(why)
     reg = registry or Registry(settings)
     current = reg.alias_version(CHAMPION)
     if current == str(version):
         raise RegistryError(f"version {version} is already the champion")
-    event = reg.move_alias(CHAMPION, str(version), who, why, PROMOTE)
+    reg.version(version)  # an unknown version fails before the guard reads traffic
+    note = _vocabulary_note(settings, reg, str(version), allow_vocabulary_change, traffic)
+    event = reg.move_alias(CHAMPION, str(version), who, why, PROMOTE, vocabulary=note)
     if reg.alias_version(CHALLENGER) == str(version):
         reg.move_alias(CHALLENGER, None, who, f"promoted to champion: {why}", CLEAR_CHALLENGER)
     return event
@@ -74,15 +134,18 @@ def set_challenger(settings: Settings, version: str | None, token: str | None, w
     return reg.move_alias(CHALLENGER, None if version is None else str(version), who, why, action)
 
 
-def rollback(settings: Settings, token: str | None, who: str, why: str, registry: Registry | None = None) -> AliasEvent:
-    """Give the champion alias back to the version that held it before the current one."""
+def rollback(settings: Settings, token: str | None, who: str, why: str, registry: Registry | None = None,
+             allow_vocabulary_change: bool = False, traffic=None) -> AliasEvent:
+    """Give the champion alias back to the version that held it before the current one
+    (guarded like ``promote`` against losing foods users were recently given)."""
     check_token(settings, token)
     why = _why(why)
     reg = registry or Registry(settings)
     previous = reg.previous_champion()
     if previous is None:
         raise RegistryError("nothing to roll back to: the champion has never been replaced")
-    return reg.move_alias(CHAMPION, previous, who, why, ROLLBACK)
+    note = _vocabulary_note(settings, reg, previous, allow_vocabulary_change, traffic)
+    return reg.move_alias(CHAMPION, previous, who, why, ROLLBACK, vocabulary=note)
 
 
 def bootstrap_champion(settings: Settings, version: str, registry: Registry | None = None) -> AliasEvent | None:

@@ -91,6 +91,7 @@ def train_version(
     who: str | None = None,
     progress: Progresses = Progresses(),
     registry: Registry | None = None,
+    allow_vocabulary_change: bool = False,
 ) -> dict:
     """Train a head on ``data`` (+ ``base`` folders, e.g. kept feedback photos), register it.
 
@@ -143,11 +144,12 @@ def train_version(
            "photos": len(train_ds.photos), "classes": list(train_ds.classes), "data_manifest": train_ds.manifest_hash,
            "skipped": [str(p) for p, _ in train_ds.skipped], "promoted": False}
     if promote_if_better:
-        out |= _promote_if_better(settings, reg, version, ev, eval_ds, token, who)
+        out |= _promote_if_better(settings, reg, version, ev, eval_ds, token, who, allow_vocabulary_change)
     return out
 
 
-def _promote_if_better(settings, reg: Registry, version: str, ev: Evaluation, eval_ds: Dataset, token, who) -> dict:
+def _promote_if_better(settings, reg: Registry, version: str, ev: Evaluation, eval_ds: Dataset, token, who,
+                       allow_vocabulary_change: bool = False) -> dict:
     champion = reg.alias_version(CHAMPION)
     out: dict = {"champion_before": champion}
     if champion is not None:
@@ -162,8 +164,9 @@ def _promote_if_better(settings, reg: Registry, version: str, ev: Evaluation, ev
         out["promotion"] = f"kept the champion: {verdict}"
         return out
     try:
-        admin.promote(settings, version, token, who, f"--promote-if-better: {verdict}", reg)
-    except admin.NotAuthorised as exc:
+        admin.promote(settings, version, token, who, f"--promote-if-better: {verdict}", reg,
+                      allow_vocabulary_change=allow_vocabulary_change)
+    except (admin.NotAuthorised, admin.VocabularyChange) as exc:
         out["promotion"] = f"better, but not promoted ({exc}): {verdict}"
         return out
     out |= {"promoted": True, "promotion": f"promoted: {verdict}"}
@@ -201,3 +204,20 @@ def load_evaluation(settings: Settings, info, registry: Registry | None = None) 
         return reg.read_json_artifact(run_id, "evaluation.json")
     except Exception:
         return None
+
+
+def compare_versions(settings: Settings, versions: Sequence[str], data: Sequence[Path], classifier,
+                     progress: Progress | None = None, registry: Registry | None = None) -> dict:
+    """Score versions on the same labelled photos (one feature pass): each one's vocabulary,
+    coverage (share of photos whose true label it can produce, label relations applied) and
+    metrics overall and on the labels every version can produce."""
+    from nutrilearn.registry.metrics import compare_evaluations
+
+    reg = registry or Registry(settings)
+    infos = [reg.version(v) for v in versions]  # unknown version: fail before any work
+    ds = _load(data, classifier, settings, progress)
+    evaluations = {info.version: evaluate_head(reg.load_head(info.version), ds.labels, ds.pooled, ds.logits)
+                   for info in infos}
+    out = compare_evaluations(evaluations)
+    return {"data": ds.describe(), "data_manifest": ds.manifest_hash, **out,
+            "skipped": [str(p) for p, _ in ds.skipped]}

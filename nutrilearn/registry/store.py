@@ -39,6 +39,9 @@ TRAINING_EXPERIMENT = "nutrilearn-training"
 EVALUATION_EXPERIMENT = "nutrilearn-evaluations"
 REGISTRY_EXPERIMENT = "nutrilearn-registry"
 METRIC_TAG_PREFIX = "metric."
+# A version's vocabulary (the labels it can answer), JSON, on the version itself.
+VOCABULARY_TAG = "nutrilearn.vocabulary"
+_MAX_TAG_CHARS = 5000
 # Alias actions recorded in the history.
 PROMOTE, ROLLBACK, SET_CHALLENGER, CLEAR_CHALLENGER, BOOTSTRAP = (
     "promote", "rollback", "set-challenger", "clear-challenger", "bootstrap")
@@ -73,6 +76,19 @@ class VersionInfo:
     def head_kind(self) -> str:
         return self.tags.get("nutrilearn.head_kind", "")
 
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """The labels this version can answer, from its vocabulary tag (None if not tagged:
+        ``Registry.vocabulary`` reads the head then)."""
+        raw = self.tags.get(VOCABULARY_TAG)
+        if not raw:
+            return None
+        try:
+            labels = json.loads(raw)
+        except ValueError:
+            return None
+        return tuple(str(x) for x in labels) if isinstance(labels, list) else None
+
 
 @dataclass(frozen=True)
 class AliasEvent:
@@ -86,10 +102,11 @@ class AliasEvent:
     who: str
     why: str
     run_id: str = ""
+    vocabulary: str = ""  # the vocabulary change a champion move accepted ("" when none)
 
     def as_row(self) -> dict[str, Any]:
         return {"when": self.when, "alias": self.alias, "action": self.action, "from": self.from_version or "",
-                "to": self.to_version or "", "who": self.who, "why": self.why}
+                "to": self.to_version or "", "who": self.who, "why": self.why, "vocabulary": self.vocabulary}
 
 
 def _is_missing(exc: Exception) -> bool:
@@ -218,6 +235,9 @@ class Registry:
         source = self.client.get_run(run_id).info.artifact_uri.rstrip("/") + "/head"
         all_tags = {"nutrilearn.head_kind": head.kind, "nutrilearn.backbone_sha256": WEIGHTS_SHA256,
                     "nutrilearn.classes": str(len(head.labels))} | tags
+        vocabulary = json.dumps(list(head.labels), separators=(",", ":"))
+        if len(vocabulary) <= _MAX_TAG_CHARS:  # longer ones are read from the head
+            all_tags[VOCABULARY_TAG] = vocabulary
         mv = self.client.create_model_version(self.name, source=source, run_id=run_id, tags=all_tags,
                                               description=description)
         return str(mv.version)
@@ -279,8 +299,24 @@ class Registry:
                 tmp_target.replace(local)
         return load_head(local)
 
+    def vocabulary(self, version: str) -> tuple[str, ...]:
+        """The labels ``version`` can answer: its vocabulary tag, or (older versions) its
+        head's labels, written back as the tag so the next look is one query."""
+        info = self.version(version)
+        if info.classes is not None:
+            return info.classes
+        labels = tuple(self.load_head(info.version).labels)
+        raw = json.dumps(list(labels), separators=(",", ":"))
+        if len(raw) <= _MAX_TAG_CHARS:
+            try:
+                self.set_version_tags(info.version, {VOCABULARY_TAG: raw})
+            except Exception:  # a read-only store still answers
+                pass
+        return labels
+
     # -- aliases and their history -------------------------------------------------------
-    def move_alias(self, alias: str, version: str | None, who: str, why: str, action: str) -> AliasEvent:
+    def move_alias(self, alias: str, version: str | None, who: str, why: str, action: str,
+                   vocabulary: str = "") -> AliasEvent:
         """Point ``alias`` at ``version`` (None: remove it) and record the move."""
         if alias not in ALIASES:
             raise RegistryError(f"unknown alias {alias!r}; use one of {', '.join(ALIASES)}")
@@ -293,12 +329,15 @@ class Registry:
         else:
             self.client.set_registered_model_alias(self.name, alias, str(version))
         when = datetime.now(timezone.utc)
-        event = AliasEvent(when, alias, action, before, None if version is None else str(version), who or "unknown", why)
-        with self.run(REGISTRY_EXPERIMENT, f"{action} {alias}: {before or '-'} -> {event.to_version or '-'}", {
-            "nutrilearn.event": "alias_move", "alias": alias, "action": action, "from_version": before or "",
-            "to_version": event.to_version or "", "who": event.who, "why": why[:4000],
-            "when": when.isoformat(timespec="microseconds"), "registered_model": self.name,
-        }) as run_id:
+        event = AliasEvent(when, alias, action, before, None if version is None else str(version), who or "unknown", why,
+                           vocabulary=vocabulary)
+        tags = {"nutrilearn.event": "alias_move", "alias": alias, "action": action, "from_version": before or "",
+                "to_version": event.to_version or "", "who": event.who, "why": why[:4000],
+                "when": when.isoformat(timespec="microseconds"), "registered_model": self.name}
+        if vocabulary:
+            tags["vocabulary_change"] = vocabulary[:4000]
+        with self.run(REGISTRY_EXPERIMENT, f"{action} {alias}: {before or '-'} -> {event.to_version or '-'}",
+                      tags) as run_id:
             pass
         return AliasEvent(**{**event.__dict__, "run_id": run_id})
 
@@ -319,7 +358,8 @@ class Registry:
             except (KeyError, ValueError):
                 when = _ms_to_datetime(run.info.start_time)
             events.append(AliasEvent(when, t.get("alias", ""), t.get("action", ""), t.get("from_version") or None,
-                                     t.get("to_version") or None, t.get("who", ""), t.get("why", ""), run.info.run_id))
+                                     t.get("to_version") or None, t.get("who", ""), t.get("why", ""), run.info.run_id,
+                                     t.get("vocabulary_change", "")))
         return sorted(events, key=lambda e: e.when)
 
     def previous_champion(self, events: list[AliasEvent] | None = None) -> str | None:
