@@ -24,13 +24,19 @@ def _registry(tracking_uri: str, models_dir: str) -> Registry:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _evaluation(tracking_uri: str, run_id: str) -> dict | None:
-    """A run's evaluation.json (never changes once written, so it is cached by run id)."""
+    """A run's evaluation.json (never changes once written, so it is cached by run id).
+    A failed read raises: st.cache_data keeps only results, so it is tried again next run."""
     if not run_id:
         return None
+    return _registry(cfg.tracking_uri, str(cfg.models_dir)).read_json_artifact(run_id, "evaluation.json")
+
+
+def _evaluation_of(version: str) -> tuple[dict | None, str | None]:
+    """(evaluation or None when the version has none, why reading it failed or None)."""
     try:
-        return _registry(cfg.tracking_uri, str(cfg.models_dir)).read_json_artifact(run_id, "evaluation.json")
-    except Exception:
-        return None
+        return _evaluation(cfg.tracking_uri, by_version[version].tags.get("eval.run_id", "")), None
+    except Exception as exc:  # a store hiccup or a missing artifact: show it, retry on the next run
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 if not registry_exists(cfg):
@@ -76,7 +82,7 @@ default_b = aliases.get(CHALLENGER) or next((n for n in numbers if n != default_
 col_a, col_b = st.columns(2)
 va = col_a.selectbox("Version A", numbers, index=numbers.index(default_a), key="cmp_a")
 vb = col_b.selectbox("Version B", numbers, index=numbers.index(default_b), key="cmp_b")
-ea, eb = (_evaluation(cfg.tracking_uri, by_version[v].tags.get("eval.run_id", "")) for v in (va, vb))
+(ea, fail_a), (eb, fail_b) = (_evaluation_of(v) for v in (va, vb))
 
 
 def _confusion_chart(ev: dict, title: str) -> alt.Chart:
@@ -90,10 +96,19 @@ def _confusion_chart(ev: dict, title: str) -> alt.Chart:
     return (cells + text).properties(title=title, width=alt.Step(19), height=alt.Step(19))
 
 
+failed = {v: why for v, why in ((va, fail_a), (vb, fail_b)) if why}
+for v, why in failed.items():
+    st.error(f"Could not read the evaluation of version {v} (run `{by_version[v].tags.get('eval.run_id')}`): "
+             f"{why}. Check that the tracking store `{cfg.tracking_uri}` is reachable and still holds the run's "
+             f"`evaluation.json`, or score the version again with `nutrilearn evaluate --version {v} --data DIR`. "
+             "It is read again on the next refresh.")
+if failed:
+    st.button("Retry reading the evaluations", key="models_eval_retry")
 if ea is None or eb is None:
-    missing = [v for v, e in ((va, ea), (vb, eb)) if e is None]
-    st.info(f"Version(s) {', '.join(missing)} have no evaluation yet: "
-            "`nutrilearn evaluate --version V --data DIR` scores them.")
+    missing = [v for v, e in ((va, ea), (vb, eb)) if e is None and v not in failed]
+    if missing:
+        st.info(f"Version(s) {', '.join(missing)} have no evaluation yet: "
+                "`nutrilearn evaluate --version V --data DIR` scores them.")
 else:
     if by_version[va].tags.get("eval.manifest") != by_version[vb].tags.get("eval.manifest"):
         st.warning("These versions were evaluated on different photos: the deltas compare different exams. "

@@ -336,3 +336,40 @@ def test_cli_train_without_eval_data_scores_a_held_out_split(store, tmp_path, mo
     assert not out["promoted"] and "NUTRILEARN_ADMIN_TOKEN is not set" in out["promotion"]
     assert reg.alias_version("champion") != out["version"]
     assert reg.version(out["version"]).tags["eval.data"].startswith("held-out validation split of ")
+
+
+def test_models_page_shows_a_failed_evaluation_and_reads_it_again(store, monkeypatch):
+    """A failed read of evaluation.json is shown as failed (why, what to do) and is not
+    cached: once the artifact is readable, the next run shows the comparison."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    settings, reg = store
+    version = _register_linear(reg, 6)
+    with reg.run("nutrilearn-evaluations", "evaluation written later") as run_id:
+        pass  # no evaluation.json yet: reading it fails
+    reg.set_version_tags(version, {"eval.run_id": run_id})
+    monkeypatch.setenv("NUTRILEARN_HOME", str(settings.home))
+    monkeypatch.setenv("NUTRILEARN_MODELS_DIR", str(settings.models_dir))
+    for var in ("MLFLOW_TRACKING_URI", "NUTRILEARN_ADMIN_TOKEN", "NUTRILEARN_SPOOL_DIR", "DATABASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    at = AppTest.from_file(str(ROOT / "pages" / "models.py"), default_timeout=120)
+    at.session_state["cmp_a"] = at.session_state["cmp_b"] = version
+    at.run()
+    assert not at.exception, at.exception
+    failed = [e.value for e in at.error if f"Could not read the evaluation of version {version}" in e.value]
+    assert failed and run_id in failed[0] and f"nutrilearn evaluate --version {version}" in failed[0]
+    assert not any("no evaluation yet" in i.value for i in at.info)  # failed is not the same as missing
+
+    x, labels, logits = _blobs(k=2)
+    head = LinearHead(("food_0", "food_1"), np.zeros((16, 2)), np.zeros(2))
+    reg.log_files(run_id, {"evaluation.json": json.dumps(evaluate_head(head, labels, x, logits).to_dict(),
+                                                          default=str)})
+    at.button(key="models_eval_retry").click().run()
+    assert not at.exception, at.exception
+    assert not [e.value for e in at.error if "Could not read the evaluation" in e.value]
+    assert any(m.label.endswith("(B)") for m in at.metric)  # the comparison is drawn
