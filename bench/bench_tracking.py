@@ -144,22 +144,28 @@ def bench_search(client, exp_id: str, tracking_uri: str) -> dict[str, float]:
     return out
 
 
+_NUMBERING = {"writer": __import__("uuid").uuid4().hex, "seq": 0}
+
+
 def write_batches(settings, start: int, n: int, batch: int = 500) -> None:
     """Log ``n`` predictions as batch runs, straight through the flusher's writer."""
     from nutrilearn.tracking.logger import prediction_group
     from nutrilearn.tracking.writer import BatchWriter
-    from nutrilearn.tracking.spool import Batch, SpooledRow, batch_id_for
+    from nutrilearn.tracking.spool import Batch, SpooledRow, WritePosition, batch_id_for
     from nutrilearn.tracking.store import artifact_location
     from nutrilearn.tracking.synthetic import make_record
 
     writer = BatchWriter(settings.tracking_uri, settings.predictions_experiment,
                          artifact_location(settings, settings.tracking_uri))
     for lo in range(start, start + n, batch):
+        _NUMBERING["seq"] += 1
         recs = [make_record(i, error=False) for i in range(lo, min(lo + batch, start + n))]
         ids = [r.request_id for r in recs]
         grp = prediction_group(recs[0])
         rows = tuple(SpooledRow(k, r.request_id, r.to_json()) for k, r in enumerate(recs))
-        writer.write(Batch(batch_id_for("predictions", grp, ids), "predictions", grp, rows))
+        seq = _NUMBERING["seq"]  # one writer numbering its runs in order, as a spool does
+        writer.write(Batch(batch_id_for("predictions", grp, ids), "predictions", grp, rows),
+                     WritePosition(_NUMBERING["writer"], seq, seq))
 
 
 COLD_SCRIPT = """
