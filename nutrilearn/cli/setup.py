@@ -50,4 +50,8 @@ def register_version_one(settings) -> int:
         return 1
     state = "registered" if created else "already registered"
     print(f"version {version} (ImageNet food head) {state} as nutrilearn-food-classifier")
+    # Download the served heads now, so serving reads its aliases without MLflow from the start.
+    from nutrilearn.serving import current_models
+
+    current_models(settings, force=True)
     return 0
