@@ -23,6 +23,11 @@ def env_number(name: str, default: float, kind: type = float):
         raise ValueError(f"{name} must be {what}, got {raw!r}") from exc
 
 
+def _env_list(name: str) -> tuple[str, ...]:
+    """A comma (or space) separated list, e.g. ``a@example.com, b@example.com``."""
+    return tuple(v for v in (os.environ.get(name) or "").replace(",", " ").split() if v)
+
+
 def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
     raw = (os.environ.get(name) or default).strip().lower()
     if raw not in choices:
@@ -51,7 +56,16 @@ class Settings:
     # The MLflow experiment that holds the prediction batches (one run per batch).
     predictions_experiment: str = "nutrilearn-predictions"
     # Guard for registry-changing actions (promote, rollback); empty means disabled.
-    admin_token: str = ""
+    # Never in repr: a Settings shown on a page or in a traceback must not show it.
+    admin_token: str = field(default="", repr=False)
+    # Roles for logged-in users (see nutrilearn.auth): emails and groups, comma separated.
+    admin_emails: tuple[str, ...] = ()
+    analyst_emails: tuple[str, ...] = ()
+    groups_claim: str = "groups"
+    admin_groups: tuple[str, ...] = ()
+    analyst_groups: tuple[str, ...] = ()
+    # A login older than this many hours is logged out.
+    session_max_age_h: float = 12.0
     mlflow_ui_url: str = "http://127.0.0.1:5000"
     # Which runtime runs the backbone when serving: "litert" (the converted model, no
     # TensorFlow) or "keras" (the original path, kept for comparison).
@@ -78,6 +92,12 @@ class Settings:
             predictions_experiment=os.environ.get("NUTRILEARN_PREDICTIONS_EXPERIMENT")
             or cls.predictions_experiment,
             admin_token=os.environ.get("NUTRILEARN_ADMIN_TOKEN", ""),
+            admin_emails=_env_list("NUTRILEARN_ADMIN_EMAILS"),
+            analyst_emails=_env_list("NUTRILEARN_ANALYST_EMAILS"),
+            groups_claim=os.environ.get("NUTRILEARN_GROUPS_CLAIM") or cls.groups_claim,
+            admin_groups=_env_list("NUTRILEARN_ADMIN_GROUPS"),
+            analyst_groups=_env_list("NUTRILEARN_ANALYST_GROUPS"),
+            session_max_age_h=env_number("NUTRILEARN_SESSION_MAX_AGE_H", cls.session_max_age_h),
             mlflow_ui_url=os.environ.get("NUTRILEARN_MLFLOW_UI_URL", cls.mlflow_ui_url),
             runtime=_env_choice("NUTRILEARN_RUNTIME", ("litert", "keras"), cls.runtime),
             replay_root=Path(os.environ.get("NUTRILEARN_REPLAY_ROOT") or home / "data" / "photos"),
