@@ -14,12 +14,40 @@ import pandas as pd
 import streamlit as st
 
 from nutrilearn import monitoring as mon
+from nutrilearn.monitoring import versions as mv
 from nutrilearn_app import state
 
 BAND_COLOURS = {"low": "#f8d7da", "medium": "#fff3cd", "high": "#d1e7dd"}
 STATUS_BOX = {mon.HEALTHY: st.success, mon.DEGRADED: st.warning, mon.UNHEALTHY: st.error}
 COUNT_AXIS = alt.Axis(format="d", tickMinStep=1)  # counts: no 0.2-prediction ticks
 AUTO_REFRESH = {"off": None, "every 30 s": 30, "every minute": 60, "every 5 minutes": 300}
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _alias_history(tracking_uri: str) -> list:
+    from nutrilearn.registry.routing import registry_exists
+    from nutrilearn.registry.store import Registry
+
+    cfg_ = state.settings()
+    if not registry_exists(cfg_):
+        return []
+    return Registry(cfg_).history()
+
+
+def _alias_moves() -> pd.DataFrame:
+    """Champion moves for chart markers (none when the registry cannot be read)."""
+    try:
+        return mv.alias_moves(_alias_history(state.settings().tracking_uri))
+    except Exception:
+        return mv.alias_moves([])
+
+
+def _move_rules(moves: pd.DataFrame) -> alt.LayerChart:
+    rules = alt.Chart(moves).mark_rule(strokeDash=[5, 4], color="#555").encode(
+        x="when:T", tooltip=[alt.Tooltip("when:T", title="when (UTC)", format="%Y-%m-%d %H:%M"), "text"])
+    labels = alt.Chart(moves).mark_text(align="left", dx=3, dy=-4, fontSize=10, color="#555").encode(
+        x="when:T", y=alt.value(8), text="text")
+    return rules + labels
 
 
 cfg = state.settings()
@@ -131,14 +159,19 @@ with st.sidebar:
     users = st.multiselect("User", options["users"], key="mon_users", placeholder="all users")
     hide_replayed = st.toggle("Hide replayed traffic", value=True, key="mon_hide_replayed",
                               help="Records made by `nutrilearn replay` (demos, tests) are left out")
+    include_shadow = st.toggle("Include challenger (shadow) answers", value=False, key="mon_include_shadow",
+                               help="A challenger's answers to photos the champion answered. Off: every figure "
+                                    "counts the answers people were given. On: the challenger's answers are "
+                                    "counted too (pick its version above to see them alone).")
     low = st.slider("Low-confidence threshold", 0.05, 0.95, mon.stats.LOW_CONFIDENCE, 0.05, key="mon_low")
 
 filters = mon.Filters.last(mon.TIME_RANGES[period], model_versions=tuple(versions), users=tuple(users),
-                           hide_replayed=hide_replayed)
+                           hide_replayed=hide_replayed, include_shadow=include_shadow)
 df = mon.filter_predictions(data, filters)
-# Versions compare on every answer, a challenger's shadow answers included.
+# Versions meet on purpose (accuracy by version, disagreement): shadow answers included there only.
 compare = mon.filter_predictions(data, replace(filters, include_shadow=True)) if options["shadow"] else df
 joined = mon.join_feedback(compare, feedback)
+pairs = mv.shadow_pairs(mon.filter_predictions(data, replace(filters, include_shadow=True, model_versions=())))
 
 if df.empty:
     if len(data) == 0:
@@ -147,6 +180,9 @@ if df.empty:
     elif hide_replayed and options["replayed"]:
         st.info(f"No live predictions match these filters; {options['replayed']:,} replayed predictions "
                 "are hidden. Turn off **Hide replayed traffic** in the sidebar to include them.")
+    elif not include_shadow and len(compare):
+        st.info(f"No served predictions match these filters; {len(compare):,} challenger (shadow) answers do. "
+                "Turn on **Include challenger (shadow) answers** in the sidebar to see them.")
     else:
         st.info("No predictions match these filters.")
     st.stop()
@@ -160,8 +196,12 @@ cols[2].metric("Unique users", ov.unique_users)
 cols[3].metric("Unique foods", ov.unique_foods)
 cols[4].metric("Errors", f"{ov.errors:,}")
 cols[5].metric("Error rate", f"{ov.error_rate:.1%}")
+n_shadow = int(mon.stats.is_shadow(df).sum())
 st.caption(f"{ov.first:%Y-%m-%d %H:%M} to {ov.last:%Y-%m-%d %H:%M} UTC · {ov.not_food:,} answered "
            "\"not a recognised food\"" + (f" · {ov.replayed:,} replayed" if ov.replayed else "")
+           + (f" · {n_shadow:,} challenger (shadow) answers included" if n_shadow else
+              " · served answers only" + (f" ({options['shadow']:,} challenger answers not counted)"
+                                          if options["shadow"] else ""))
            + f" · {reader.pending_count():,} record(s) not yet flushed to MLflow")
 
 volumes, recent_tab, confidence, health, trends = st.tabs(
@@ -209,6 +249,10 @@ with recent_tab:
     descending = c3.toggle("Descending", value=True, key="mon_desc")
     limit = c4.number_input("Rows", 10, 1000, 200, 50, key="mon_limit")
     rows = mon.recent(df, limit=int(limit), search=search, sort_by=sort_by, descending=descending, low=low)
+    show_both = bool(len(pairs)) and st.toggle("Show the challenger's answer beside", value=False,
+                                               key="mon_show_challenger")
+    if show_both:
+        rows = mv.with_challenger(rows, pairs)
     st.caption(f"{len(rows):,} shown of {int(mon.search_mask(df, search).sum()):,} matching")
     band_css = [f"background-color: {BAND_COLOURS[b]}" if b in BAND_COLOURS else "" for b in rows["band"]]
     styled = rows.style.apply(lambda _: band_css, subset=["confidence"]).apply(lambda _: band_css, subset=["band"])
@@ -218,6 +262,13 @@ with recent_tab:
             "time": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
             "confidence": st.column_config.NumberColumn(format="percent"),
             "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.0f"),
+            "model_version": st.column_config.TextColumn("model version"),
+            "error_type": st.column_config.TextColumn("error type"),
+            "filename": st.column_config.TextColumn("file"),
+            "request_id": st.column_config.TextColumn("request id"),
+            "challenger_food": st.column_config.TextColumn("challenger's answer"),
+            "challenger_confidence": st.column_config.NumberColumn("challenger confidence", format="percent"),
+            "challenger_version": st.column_config.TextColumn("challenger version"),
         },
     )
 
@@ -230,7 +281,7 @@ with confidence:
     c[2].metric("Std deviation", f"{summary.std:.3f}" if summary.count > 1 else "–")
     c[3].metric(f"Below {low:.0%}", f"{summary.low_share:.1%}" if summary.count else "–")
     bins = st.slider("Bins", 5, 50, 20, key="mon_bins")
-    hist = mon.confidence_histogram(compare, bins=bins)
+    hist = mon.confidence_histogram(df, bins=bins)
     several = hist["model_version"].nunique() > 1
     bars = alt.Chart(hist).mark_bar(
         opacity=0.55 if several else 0.9, binSpacing=0).encode(
@@ -246,10 +297,10 @@ with confidence:
         x="threshold:Q")
     title = "Confidence distribution" + (" by model version" if several else "")
     st.altair_chart((bars + rule).properties(title=title), width="stretch")
-    if options["shadow"]:
-        st.caption("The distributions include the challenger's shadow answers to the same photos.")
+    st.caption("Served answers only." if not n_shadow else
+               "Served and challenger (shadow) answers, as chosen in the sidebar.")
     if several:
-        st.dataframe(mon.confidence_by_version(compare, low), hide_index=True,
+        st.dataframe(mon.confidence_by_version(df, low), hide_index=True,
                      column_config={k: st.column_config.NumberColumn(format="%.3f")
                                     for k in ("mean", "median", "std")}
                      | {"low_share": st.column_config.NumberColumn(f"below {low:.0%}", format="percent")})
@@ -284,8 +335,8 @@ with health:
                  column_config={k: st.column_config.NumberColumn(format="%.1f") for k in ("mean", "p50", "p95", "p99")})
     left, right = st.columns(2)
     with left:
-        st.metric("Error rate", f"{report.error_rate:.2%}", f"{report.errors:,} of {report.requests:,}",
-                  delta_color="off")
+        st.metric("Error rate", f"{report.error_rate:.1%}")
+        st.caption(f"{report.errors:,} errors of {report.requests:,} requests")
         if len(report.errors_by_type):
             st.altair_chart(
                 alt.Chart(report.errors_by_type, title="Errors by type").mark_bar(color="#d9534f").encode(
@@ -301,8 +352,9 @@ with health:
         t = report.traffic
         a, b = st.columns(2)
         a.metric("Requests / min (mean)", f"{t.mean_rpm:.2f}")
-        b.metric("Peak requests / min", t.peak_rpm, f"{t.peak_minute:%Y-%m-%d %H:%M} UTC" if t.peak_minute is not None
-                 else None, delta_color="off")
+        b.metric("Peak requests / min", t.peak_rpm)
+        if t.peak_minute is not None:
+            b.caption(f"at {t.peak_minute:%Y-%m-%d %H:%M} UTC")
         freq = mon.rate_frequency(df["timestamp"].max() - df["timestamp"].min())
         st.altair_chart(
             alt.Chart(mon.request_rate(df, freq), title=f"Requests per minute ({freq} buckets)").mark_area(
@@ -352,23 +404,60 @@ with trends:
                 help="Share of feedback whose true label equals the model's label")
     c[2].metric("Corrected", f"{fb.feedback - fb.correct:,}")
     daily = mon.daily_trends(df, mon.join_feedback(df, feedback))
-    measures = {"mean_confidence": "Mean confidence", "error_rate": "Error rate",
-                "realized_accuracy": "Realized accuracy"}
+    served_joined = mon.join_feedback(df[~mon.stats.is_shadow(df)], feedback)
+    by_day = mv.daily_accuracy(served_joined)
+    measures = {"mean_confidence": "Mean confidence", "error_rate": "Error rate"}
     long = daily.rename(columns=measures).melt("day", list(measures.values()), var_name="measure",
                                                value_name="value").dropna(subset=["value"])
-    st.altair_chart(
-        alt.Chart(long, title="Daily trends (UTC days)").mark_line(point=True).encode(
-            x=alt.X("day:T", title=None), y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%")),
-            color=alt.Color("measure:N", title=None),
-            tooltip=["day:T", "measure", alt.Tooltip("value:Q", format=".1%")],
-        ),
-        width="stretch",
+    if len(by_day):
+        long = pd.concat([long, pd.DataFrame({
+            "day": by_day["day"], "value": by_day["accuracy"],
+            "measure": "Realized accuracy, version " + by_day["model_version"].astype(str),
+            "judged": by_day["judged"], "low": by_day["low"], "high": by_day["high"]})], ignore_index=True)
+    moves = _alias_moves()
+    if len(long):
+        lo, hi = long["day"].min() - pd.Timedelta(days=1), long["day"].max() + pd.Timedelta(days=1)
+        moves = moves[(moves["when"] >= lo) & (moves["when"] <= hi)]
+    layers = alt.Chart(long, title="Daily trends (UTC days; served answers)").mark_line(point=True).encode(
+        x=alt.X("day:T", title=None), y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%")),
+        color=alt.Color("measure:N", title=None),
+        tooltip=["day:T", "measure", alt.Tooltip("value:Q", format=".1%")]
+        + ([alt.Tooltip("judged:Q", title="judged answers"), alt.Tooltip("low:Q", format=".1%", title="95% low"),
+            alt.Tooltip("high:Q", format=".1%", title="95% high")] if len(by_day) else []),
     )
+    if len(moves):
+        layers += _move_rules(moves)
+    st.altair_chart(layers, width="stretch")
+    st.caption("Realized accuracy is drawn per model version (never pooled across versions); hover a point for "
+               "the number of judged answers and the 95% Wilson interval."
+               + (" Dashed lines: champion moves (promotions, rollbacks)." if len(moves) else ""))
+    if len(pairs):
+        dis = mv.disagreement_daily(pairs[pairs["timestamp"] >= df["timestamp"].min()] if len(df) else pairs)
+        st.markdown("**Champion and challenger disagreement** (same photos, no labels needed)")
+        chart = alt.Chart(dis).mark_line(point=True).encode(
+            x=alt.X("day:T", title=None), y=alt.Y("rate:Q", title="Share of photos answered differently",
+                                                   axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+            tooltip=["day:T", "pairs", "disagreements", alt.Tooltip("rate:Q", format=".1%"),
+                     alt.Tooltip("low:Q", format=".1%", title="95% low"),
+                     alt.Tooltip("high:Q", format=".1%", title="95% high")])
+        band = alt.Chart(dis).mark_area(opacity=0.2).encode(x="day:T", y="low:Q", y2="high:Q")
+        st.altair_chart(band + chart, width="stretch")
+        total_pairs, total_dis = int(dis["pairs"].sum()), int(dis["disagreements"].sum())
+        st.caption(f"{total_dis:,} of {total_pairs:,} photos ({total_dis / total_pairs:.1%}) got a different answer "
+                   "from the challenger than from the champion; band: 95% Wilson interval per day.")
     if fb.feedback:
-        st.caption("Realized accuracy compares labels as written: a version whose vocabulary lacks a "
-                   "food (version 1 knows ImageNet's 46) can never be right about it.")
-        st.dataframe(mon.accuracy_by_version(joined), hide_index=True,
-                     column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+        st.markdown("**Realized accuracy by model version**")
+        st.dataframe(mv.accuracy_by_version(joined), hide_index=True,
+                     column_config={"model_version": st.column_config.TextColumn("version"),
+                                    "answers": st.column_config.TextColumn("answers"),
+                                    "judged": st.column_config.NumberColumn("judged answers"),
+                                    "correct": st.column_config.NumberColumn("correct"),
+                                    "accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
+                                    "low": st.column_config.NumberColumn("95% low", format="percent"),
+                                    "high": st.column_config.NumberColumn("95% high", format="percent")})
+        st.caption("Served: answers people were given; shadow: the challenger's answers to the same photos. "
+                   "Intervals are 95% Wilson intervals. Labels are compared as written: a version whose "
+                   "vocabulary lacks a food (version 1 knows ImageNet's 46) can never be right about it.")
     else:
         st.caption("No feedback on these predictions yet: realized accuracy appears once people confirm "
                    "or correct labels (or `nutrilearn replay --feedback-share`).")

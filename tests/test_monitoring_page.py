@@ -138,10 +138,13 @@ def test_all_traffic_charts_carry_the_logged_values(logged):
         day = by_id[fb.request_id].timestamp.date()
         seen[day] += 1
         right[day] += fb.label == by_id[fb.request_id].label
-    trends = data["Daily trends (UTC days)"][0]
-    acc = trends[trends["measure"] == "Realized accuracy"]
+    trends = data["Daily trends (UTC days; served answers)"][0]
+    versions = {by_id[fb.request_id].model_version for fb in logged.feedback}
+    assert len(versions) == 1  # one version here: its line is the day's realized accuracy
+    acc = trends[trends["measure"] == f"Realized accuracy, version {versions.pop()}"]
     assert {d.date(): v for d, v in zip(acc["day"], acc["value"])} == pytest.approx(
         {d: right[d] / seen[d] for d in seen})
+    assert {d.date(): n for d, n in zip(acc["day"], acc["judged"])} == dict(seen)
     assert metrics(at)["Predictions with feedback"] == str(len(logged.feedback)) == "12"
 
 

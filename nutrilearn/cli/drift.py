@@ -113,9 +113,16 @@ def _accuracy_line(perf: dict) -> str:
     return "accuracy: " + "; ".join(parts) + " (estimate = mean confidence, valid as far as the model is calibrated)"
 
 
+def _found(info: dict) -> str:
+    asked = info.get("asked")
+    found = f"n={info.get('n')}" if asked is None else f"asked {asked}, {info.get('n')} found"
+    versions = info.get("model_versions")
+    return f"{info.get('spec')} ({found}" + (f"; version {versions})" if versions else ")")
+
+
 def _text(report, run_id, over_time, perf: dict) -> str:
-    lines = [f"{report.verdict.upper()} (severity {report.severity}); reference {report.reference.get('spec')} "
-             f"n={report.reference.get('n')}, current {report.current.get('spec')} n={report.current.get('n')}"]
+    lines = [f"{report.verdict.upper()} (severity {report.severity}); reference {_found(report.reference)}, "
+             f"current {_found(report.current)}" + ("; the model changed between them" if report.model_change else "")]
     for r in report.results:
         p = "-" if r.p_value != r.p_value else f"{r.p_value:.3g}"
         lines.append(f"  {r.signal:<11}{r.verdict:<11}p={p:<10} (alpha {r.threshold:g})  "
@@ -145,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     except WindowSpecError as exc:
         return _fail(str(exc))
     except Exception as exc:  # the tracking store is unreachable, a folder unreadable...
-        return _fail(f"could not read the windows: {type(exc).__name__}: {exc}")
+        return _fail(f"could not read the windows: {exc}")
     for w in (reference, current):
         if w.n == 0:
             return _fail(f"the {w.name} window {w.spec!r} has no successful predictions")
@@ -163,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             run_id = log_drift_check(report, settings, detectors=monitor.detectors, extra_metrics=extra)
         except Exception as exc:  # the verdict still stands; say why it is not in MLflow
-            print(f"warning: drift check not logged to MLflow: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"warning: drift check not logged to MLflow: {exc}", file=sys.stderr)
     payload = {**report.to_dict(), "run_id": run_id, "performance": perf}
     if over_time is not None:
         payload["over_time"] = json.loads(over_time.to_json(orient="records", date_format="iso"))
