@@ -11,6 +11,7 @@ Typical use (sidebar, Analyze page, Meals page, CLI)::
     findings = dietary_patterns(df, store.targets_for("ana"), today=today_in(tz))
 """
 
+from nutrilearn.auth import AccessDenied
 from nutrilearn.meals.daily import DAILY_COLUMNS, daily_totals
 from nutrilearn.meals.export import meals_to_csv
 from nutrilearn.meals.patterns import (
@@ -38,7 +39,7 @@ from nutrilearn.meals.streak import Streak, streak
 from nutrilearn.meals.targets import DEFAULT_TARGETS, NUTRIENTS, Targets, compare_to_targets
 
 __all__ = [
-    "DAILY_COLUMNS", "DEFAULT_TARGETS", "DietaryRule", "LATEST_VERSION", "MANUAL_SOURCE",
+    "AccessDenied", "DAILY_COLUMNS", "DEFAULT_TARGETS", "DietaryRule", "LATEST_VERSION", "MANUAL_SOURCE",
     "MEAL_COLUMNS", "MEAL_TYPES", "Meal", "MealEntry", "MealStore", "NOT_ENOUGH_DATA",
     "NUTRIENTS", "NotFoundError", "PatternFinding", "RULES", "SchemaError", "StoreBusyError",
     "Streak", "Targets", "UnknownFoodError", "User", "compare_to_targets", "daily_totals",

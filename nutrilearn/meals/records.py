@@ -171,6 +171,8 @@ class User:
     name: str
     time_zone: str
     targets: Targets
+    # How the login provider names the person (the name is their key: "sub:<subject>").
+    display_name: str | None = None
 
     @property
     def zone(self) -> ZoneInfo:

@@ -74,10 +74,15 @@ def _user_targets_columns_v3() -> list[sa.Column]:
     ]
 
 
+def _users_columns_v4() -> list[sa.Column]:
+    """The login provider's display name of a user (their name is then ``sub:<subject>``)."""
+    return [sa.Column("display_name", sa.String(128), nullable=True)]
+
+
 # The tables as the current code reads and writes them (schema version LATEST_VERSION).
 metadata = sa.MetaData()
 schema_version = sa.Table("schema_version", metadata, *_schema_version_columns())
-users = sa.Table("users", metadata, *_users_columns_v1())
+users = sa.Table("users", metadata, *_users_columns_v1(), *_users_columns_v4())
 meals = sa.Table("meals", metadata, *_meals_columns_v1(), *_meals_columns_v2())
 user_targets = sa.Table("user_targets", metadata, *_user_targets_columns_v3())
 
@@ -120,8 +125,13 @@ def _to_v3(conn: Connection) -> None:
     sa.Table("user_targets", md, *_user_targets_columns_v3()).create(conn)
 
 
+def _to_v4(conn: Connection) -> None:
+    for column in _users_columns_v4():
+        _add_column(conn, "users", column)
+
+
 #: MIGRATIONS[i] takes the schema from version i to version i + 1.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_to_v1, _to_v2, _to_v3)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_to_v1, _to_v2, _to_v3, _to_v4)
 LATEST_VERSION: int = len(MIGRATIONS)
 
 

@@ -5,6 +5,12 @@ locked database. Writes therefore start with ``BEGIN IMMEDIATE`` (take the write
 up front instead of failing half way), the file runs in WAL mode (readers never wait for
 a writer), and every operation is retried with backoff on a lock error until
 ``lock_timeout_s`` has passed; then ``StoreBusyError`` says so in plain words.
+
+Who may read and change a meal log is decided here, not by the pages: every user-scoped
+method takes the acting identity (``actor``, a ``nutrilearn.auth.Identity``) and refuses
+(``AccessDenied``) any log but the actor's own. The app opens its store with
+``guarded=True``, where a call without an actor is refused too; the CLI and tests open it
+unguarded, as the operator who owns the database file.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
+from nutrilearn.auth import AccessDenied, Identity, may_use_meal_log
 from nutrilearn.nutrition import NutritionFacts, facts_for, validate_portion
 
 from nutrilearn.meals import schema
@@ -116,10 +123,11 @@ class MealStore:
     """Users, their meals and targets. Every meal query is scoped to one user name."""
 
     def __init__(self, url: str, *, lock_timeout_s: float = 15.0, busy_timeout_s: float = 2.0,
-                 migrate: bool = True) -> None:
+                 migrate: bool = True, guarded: bool = False) -> None:
         if lock_timeout_s < 0 or busy_timeout_s < 0:
             raise ValueError("timeouts must not be negative")
         self.url = url
+        self.guarded = guarded
         self.lock_timeout_s = lock_timeout_s
         self.engine = _make_engine(url, busy_timeout_s)
         if migrate:
@@ -139,6 +147,18 @@ class MealStore:
 
     def __repr__(self) -> str:
         return f"MealStore({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    # -- who may -------------------------------------------------------------------------
+
+    def _authorise(self, owner: str, actor: Identity | None) -> None:
+        """Refuse unless ``actor`` owns the log called ``owner`` (or, unguarded, no actor)."""
+        if actor is None:
+            if self.guarded:
+                raise AccessDenied("the meal log needs the acting user: nothing was read or changed")
+            return
+        if not may_use_meal_log(actor, owner):
+            raise AccessDenied(f"{actor.record_as} may not read or change the meal log of {owner!r}: "
+                               "a meal log is its owner's alone")
 
     # -- transactions ------------------------------------------------------------------
 
@@ -176,8 +196,11 @@ class MealStore:
 
     # -- users ---------------------------------------------------------------------------
 
-    def list_users(self) -> list[str]:
-        """All user names, sorted case-insensitively."""
+    def list_users(self, *, actor: Identity | None = None) -> list[str]:
+        """All user names, sorted case-insensitively (unguarded, or local mode only: with a
+        login, who else has a meal log is nobody's business)."""
+        if (actor is None and self.guarded) or (actor is not None and not actor.is_local):
+            raise AccessDenied("the list of users is not shown to logged-in users")
         rows = self._run(lambda c: c.execute(sa.select(schema.users.c.name)).scalars().all(),
                          write=False)
         return sorted(rows, key=str.casefold)
@@ -201,43 +224,52 @@ class MealStore:
             raise NotFoundError(f"no user named {name!r}")
         return row
 
-    def get_user(self, name: str) -> User | None:
+    def get_user(self, name: str, *, actor: Identity | None = None) -> User | None:
         clean = validate_user_name(name)
+        self._authorise(clean, actor)
 
         def work(conn: Connection) -> User | None:
             row = self._user_row(conn, clean)
             if row is None:
                 return None
-            return User(row.id, row.name, row.time_zone, self._targets_for_id(conn, row.id))
+            return _user(row, self._targets_for_id(conn, row.id))
 
         return self._run(work, write=False)
 
-    def ensure_user(self, name: str, time_zone: str = "UTC") -> User:
-        """The user called ``name``, created with ``time_zone`` if new (existing zone kept)."""
+    def ensure_user(self, name: str, time_zone: str = "UTC", *, actor: Identity | None = None,
+                    display_name: str | None = None) -> User:
+        """The user called ``name``, created with ``time_zone`` if new (existing zone kept).
+        ``display_name`` (the login provider's name) is stored, and updated when it changed."""
         clean = validate_user_name(name)
         validate_time_zone(time_zone)
-        existing = self.get_user(clean)  # a read: pages call this on every rerun
-        if existing is not None:
+        shown = display_name.strip()[:128] if display_name and display_name.strip() else None
+        existing = self.get_user(clean, actor=actor)  # a read: pages call this on every rerun
+        if existing is not None and (shown is None or existing.display_name == shown):
             return existing
 
         def work(conn: Connection) -> User:
             row = self._user_row(conn, clean)
             if row is None:
                 conn.execute(sa.insert(schema.users).values(
-                    name=clean, time_zone=time_zone, created_at=_utcnow()))
+                    name=clean, time_zone=time_zone, created_at=_utcnow(), display_name=shown))
                 row = self._user_row(conn, clean)
-            return User(row.id, row.name, row.time_zone, self._targets_for_id(conn, row.id))
+            elif shown is not None and row.display_name != shown:
+                conn.execute(sa.update(schema.users).where(schema.users.c.id == row.id)
+                             .values(display_name=shown))
+                row = self._user_row(conn, clean)
+            return _user(row, self._targets_for_id(conn, row.id))
 
         try:
             return self._run(work, write=True)
         except sa.exc.IntegrityError:
             # Another session created the same user between our read and insert.
-            found = self.get_user(clean)
+            found = self.get_user(clean, actor=actor)
             if found is None:
                 raise
             return found
 
-    def set_time_zone(self, name: str, time_zone: str) -> User:
+    def set_time_zone(self, name: str, time_zone: str, *, actor: Identity | None = None) -> User:
+        self._authorise(name, actor)
         validate_time_zone(time_zone)
 
         def work(conn: Connection) -> None:
@@ -246,14 +278,17 @@ class MealStore:
                          .values(time_zone=time_zone))
 
         self._run(work, write=True)
-        return self.get_user(name)  # type: ignore[return-value]
+        return self.get_user(name, actor=actor)  # type: ignore[return-value]
 
-    def targets_for(self, name: str) -> Targets:
+    def targets_for(self, name: str, *, actor: Identity | None = None) -> Targets:
         """The user's daily targets (the documented defaults until they set their own)."""
+        self._authorise(name, actor)
         return self._run(lambda c: self._targets_for_id(c, self._require_user(c, name).id),
                          write=False)
 
-    def set_targets(self, name: str, targets: Targets) -> None:
+    def set_targets(self, name: str, targets: Targets, *, actor: Identity | None = None) -> None:
+        self._authorise(name, actor)
+
         def work(conn: Connection) -> None:
             user_id = self._require_user(conn, name).id
             values = {**targets.as_dict(), "updated_at": _utcnow()}
@@ -264,8 +299,9 @@ class MealStore:
 
         self._run(work, write=True)
 
-    def reset_targets(self, name: str) -> None:
+    def reset_targets(self, name: str, *, actor: Identity | None = None) -> None:
         """Go back to the documented defaults."""
+        self._authorise(name, actor)
         self._run(lambda c: c.execute(sa.delete(schema.user_targets).where(
             schema.user_targets.c.user_id == self._require_user(c, name).id)), write=True)
 
@@ -291,11 +327,13 @@ class MealStore:
             "fat_g": facts.fat_g, "fibre_g": facts.fibre_g, "nutrition_source": facts.source[:400],
         }
 
-    def log_meal(self, entry: MealEntry) -> int:
+    def log_meal(self, entry: MealEntry, *, actor: Identity | None = None) -> int:
         """Store a meal with a snapshot of its nutrition now; returns the meal id.
 
-        Raises UnknownFoodError for a label outside the table without ``entry.nutrition``.
+        Raises UnknownFoodError for a label outside the table without ``entry.nutrition``,
+        AccessDenied when ``entry.user`` is not the actor.
         """
+        self._authorise(entry.user, actor)
         facts, manual = self._facts(entry.label, entry.nutrition)
         if facts.label != entry.label:
             facts = replace(facts, label=entry.label)
@@ -316,7 +354,9 @@ class MealStore:
 
         return self._run(work, write=True)
 
-    def get_meal(self, user: str, meal_id: int) -> Meal:
+    def get_meal(self, user: str, meal_id: int, *, actor: Identity | None = None) -> Meal:
+        self._authorise(user, actor)
+
         def work(conn: Connection) -> Meal:
             owner = self._require_user(conn, user)
             row = conn.execute(sa.select(schema.meals).where(
@@ -337,9 +377,11 @@ class MealStore:
         eaten_at: dt.datetime | None = None,
         label: str | None = None,
         nutrition: NutritionFacts | None = None,
+        actor: Identity | None = None,
     ) -> Meal:
         """Change a meal. A new label (or new manual nutrition) takes a fresh snapshot;
         other edits keep the snapshot taken at logging time."""
+        self._authorise(user, actor)
         values: dict[str, Any] = {}
         if portion is not None:
             values["portion"] = validate_portion(portion)
@@ -363,10 +405,12 @@ class MealStore:
                 raise NotFoundError(f"no meal {meal_id} for user {user!r}")
 
         self._run(work, write=True)
-        return self.get_meal(user, meal_id)
+        return self.get_meal(user, meal_id, actor=actor)
 
-    def delete_meal(self, user: str, meal_id: int) -> None:
+    def delete_meal(self, user: str, meal_id: int, *, actor: Identity | None = None) -> None:
         """Delete one of the user's meals (NotFoundError if it is not theirs or gone)."""
+        self._authorise(user, actor)
+
         def work(conn: Connection) -> None:
             owner = self._require_user(conn, user)
             done = conn.execute(sa.delete(schema.meals).where(
@@ -376,12 +420,14 @@ class MealStore:
 
         self._run(work, write=True)
 
-    def meals(self, user: str, start: dt.date | None = None, end: dt.date | None = None) -> pd.DataFrame:
+    def meals(self, user: str, start: dt.date | None = None, end: dt.date | None = None, *,
+              actor: Identity | None = None) -> pd.DataFrame:
         """The user's meals eaten on local dates ``start``..``end`` (inclusive), oldest first.
 
         Dates are calendar days in the user's time zone; amounts are portion totals.
         Columns: MEAL_COLUMNS.
         """
+        self._authorise(user, actor)
         def work(conn: Connection) -> tuple[Any, list[Any]]:
             owner = self._require_user(conn, user)
             zone = ZoneInfo(owner.time_zone)
@@ -399,8 +445,10 @@ class MealStore:
         return meals_frame([_meal_from_row(r, owner.name) for r in rows], owner.time_zone)
 
 
-    def logged_dates(self, user: str) -> list[dt.date]:
+    def logged_dates(self, user: str, *, actor: Identity | None = None) -> list[dt.date]:
         """Distinct local dates with at least one meal (reads only the times)."""
+        self._authorise(user, actor)
+
         def work(conn: Connection) -> tuple[str, list[dt.datetime]]:
             owner = self._require_user(conn, user)
             times = conn.execute(sa.select(schema.meals.c.eaten_at)
@@ -411,13 +459,17 @@ class MealStore:
         zone = ZoneInfo(time_zone)
         return sorted({t.replace(tzinfo=dt.UTC).astimezone(zone).date() for t in times})
 
-    def streak(self, user: str, today: dt.date | None = None) -> Streak:
+    def streak(self, user: str, today: dt.date | None = None, *, actor: Identity | None = None) -> Streak:
         """The user's logging streak; ``today`` defaults to today in their time zone."""
-        dates = self.logged_dates(user)
+        dates = self.logged_dates(user, actor=actor)
         if today is None:
-            found = self.get_user(user)
+            found = self.get_user(user, actor=actor)
             today = today_in(found.time_zone if found else "UTC")
         return streak(dates, today)
+
+
+def _user(row: Any, targets: Targets) -> User:
+    return User(row.id, row.name, row.time_zone, targets, getattr(row, "display_name", None))
 
 
 def _meal_from_row(row: Any, user: str) -> Meal:
