@@ -4,12 +4,17 @@ Each needs the admin token (``NUTRILEARN_ADMIN_TOKEN`` on the machine that runs 
 the CLI). With no token configured every action is refused: the registry cannot be
 changed by accident from a UI that anyone on the network can open. Every action that
 goes through is recorded as an alias move (who, when, from, to, why).
+
+In the app with a login provider the logged-in identity (``actor``) decides instead: only
+the ``admin`` role may move aliases, no token is asked for, and the move is recorded under
+the actor (whatever ``who`` says).
 """
 
 from __future__ import annotations
 
 import hmac
 
+from nutrilearn.auth import Identity, can
 from nutrilearn.config import Settings
 from nutrilearn.registry.store import (
     BOOTSTRAP, CHALLENGER, CHAMPION, CLEAR_CHALLENGER, PROMOTE, ROLLBACK, SET_CHALLENGER, AliasEvent, Registry,
@@ -78,8 +83,17 @@ class NotAuthorised(PermissionError):
     """A guarded action without a valid admin token."""
 
 
-def admin_status(settings: Settings, token: str | None) -> tuple[bool, str]:
-    """(allowed, reason): the reason says why actions are off, for buttons and errors."""
+def admin_status(settings: Settings, token: str | None, actor: Identity | None = None,
+                 action: str = "promote") -> tuple[bool, str]:
+    """(allowed, reason): the reason says why actions are off, for buttons and errors.
+
+    A logged-in ``actor`` (not local mode) is decided by role alone; otherwise the token is
+    compared with ``NUTRILEARN_ADMIN_TOKEN`` in constant time."""
+    if actor is not None and not actor.is_local:
+        if can(actor, action):
+            return True, f"admin actions enabled for {actor.display_name} (admin)"
+        return False, (f"only admins may {action.replace('_', ' ')}: {actor.display_name} is "
+                       f"{'an' if actor.role[0] in 'aeiou' else 'a'} {actor.role}")
     if not settings.admin_token:
         return False, f"admin actions are off: {TOKEN_VARIABLE} is not set where the app runs"
     if not token:
@@ -89,10 +103,16 @@ def admin_status(settings: Settings, token: str | None) -> tuple[bool, str]:
     return True, "admin actions enabled"
 
 
-def check_token(settings: Settings, token: str | None) -> None:
-    allowed, reason = admin_status(settings, token)
+def check_token(settings: Settings, token: str | None, actor: Identity | None = None,
+                action: str = "promote") -> None:
+    allowed, reason = admin_status(settings, token, actor, action)
     if not allowed:
         raise NotAuthorised(reason)
+
+
+def _who(who: str, actor: Identity | None) -> str:
+    """A logged-in actor is recorded as themselves, never as a typed name."""
+    return actor.record_as if actor is not None and not actor.is_local else who
 
 
 def _why(why: str) -> str:
@@ -103,12 +123,14 @@ def _why(why: str) -> str:
 
 
 def promote(settings: Settings, version: str, token: str | None, who: str, why: str,
-            registry: Registry | None = None, allow_vocabulary_change: bool = False, traffic=None) -> AliasEvent:
+            registry: Registry | None = None, allow_vocabulary_change: bool = False, traffic=None,
+            actor: Identity | None = None) -> AliasEvent:
     """Make ``version`` the champion. If it was the challenger, the challenger alias is cleared.
 
     Refused (``VocabularyChange``) when ``version`` cannot name foods the champion named in
     recent traffic, unless ``allow_vocabulary_change``; the accepted change is recorded."""
-    check_token(settings, token)
+    check_token(settings, token, actor, "promote")
+    who = _who(who, actor)
     why = _why(why)
     reg = registry or Registry(settings)
     current = reg.alias_version(CHAMPION)
@@ -123,9 +145,10 @@ def promote(settings: Settings, version: str, token: str | None, who: str, why: 
 
 
 def set_challenger(settings: Settings, version: str | None, token: str | None, who: str, why: str,
-                   registry: Registry | None = None) -> AliasEvent:
+                   registry: Registry | None = None, actor: Identity | None = None) -> AliasEvent:
     """Point the challenger alias at ``version`` (None clears it)."""
-    check_token(settings, token)
+    check_token(settings, token, actor, "set_challenger")
+    who = _who(who, actor)
     why = _why(why)
     reg = registry or Registry(settings)
     if version is not None and reg.alias_version(CHAMPION) == str(version):
@@ -135,10 +158,11 @@ def set_challenger(settings: Settings, version: str | None, token: str | None, w
 
 
 def rollback(settings: Settings, token: str | None, who: str, why: str, registry: Registry | None = None,
-             allow_vocabulary_change: bool = False, traffic=None) -> AliasEvent:
+             allow_vocabulary_change: bool = False, traffic=None, actor: Identity | None = None) -> AliasEvent:
     """Give the champion alias back to the version that held it before the current one
     (guarded like ``promote`` against losing foods users were recently given)."""
-    check_token(settings, token)
+    check_token(settings, token, actor, "rollback")
+    who = _who(who, actor)
     why = _why(why)
     reg = registry or Registry(settings)
     previous = reg.previous_champion()
