@@ -8,6 +8,7 @@ import streamlit as st
 from nutrilearn.registry import admin, views
 from nutrilearn.registry.routing import registry_exists
 from nutrilearn.registry.store import CHALLENGER, CHAMPION, Registry, RegistryError
+from nutrilearn.vision.vocabulary import display_name
 from nutrilearn_app import state
 
 st.title("🏷️ Models")
@@ -48,7 +49,8 @@ reg = _registry(cfg.tracking_uri, str(cfg.models_dir))
 try:
     versions = reg.versions()
 except Exception as exc:  # the store is down: say so, do not crash the app
-    st.error(f"Cannot read the model registry at `{cfg.tracking_uri}`: {type(exc).__name__}: {exc}")
+    st.error(f"Cannot read the model registry at `{cfg.tracking_uri}`: the tracking store did not answer. "
+             "Check that it is running and reachable, then reload.")
     st.stop()
 if not versions:
     st.info("No versions registered yet. Run `nutrilearn setup`.")
@@ -57,22 +59,41 @@ by_version = {v.version: v for v in versions}
 aliases = {a: v.version for v in versions for a in v.aliases}
 
 # -- versions table -----------------------------------------------------------------------
-live, live_note = None, None
+live, live_note, traffic = None, None, None
 try:
     from nutrilearn.registry.live import live_figures
 
     reader = state.prediction_reader()
-    live = live_figures(reader.predictions(), reader.feedback())
-except Exception as exc:  # monitoring data is a bonus here, never a reason to fail
-    live_note = f"Live figures unavailable ({type(exc).__name__}: {exc})."
+    traffic = reader.predictions()
+    live = live_figures(traffic, reader.feedback())
+except Exception:  # monitoring data is a bonus here, never a reason to fail
+    live_note = "Live figures are unavailable: the prediction log cannot be read right now."
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _vocabulary(tracking_uri: str, version: str, run_id: str) -> tuple[str, ...]:
+    """A version's vocabulary (never changes: cached by version and run)."""
+    return reg.vocabulary(version)
+
+
+def _vocab(version: str) -> tuple[str, ...]:
+    return _vocabulary(cfg.tracking_uri, version, by_version[version].run_id)
+
 
 st.subheader("Versions")
 st.dataframe(views.versions_table(versions, live), hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in views.NUMBER_COLUMNS})
-st.caption("Precision, recall and F1 are macro averages over the evaluation photos' classes "
-           "(`nutrilearn evaluate --version V --data DIR`). Live figures come from the prediction log; "
-           "realized accuracy is the share of predictions that users' feedback agreed with."
-           + (f" {live_note}" if live_note else ""))
+             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in views.NUMBER_COLUMNS}
+             | {c: st.column_config.NumberColumn(format="percent") for c in views.PERCENT_COLUMNS}
+             | {"foods": st.column_config.NumberColumn("foods it knows"),
+                "training data": st.column_config.TextColumn("training data"),
+                "evaluated on": st.column_config.TextColumn("evaluated on")})
+st.caption("Foods it knows: the size of the version's vocabulary (the labels it can answer). Coverage: the share of "
+           "the evaluation photos whose true label the version can produce (label relations such as "
+           "breakfast burrito → burrito applied). Precision, recall and F1 are macro averages over the evaluation "
+           "photos' classes (`nutrilearn evaluate --version V --data DIR`). Live figures come from the prediction "
+           "log, replayed traffic left out: served answers are what people were given, shadow answers the "
+           "challenger's to the same photos; realized accuracy is the share of judged answers that feedback "
+           "agreed with, with its 95% Wilson interval." + (f" {live_note}" if live_note else ""))
 
 # -- two versions side by side -----------------------------------------------------------------
 st.subheader("Compare two versions")
@@ -84,16 +105,45 @@ va = col_a.selectbox("Version A", numbers, index=numbers.index(default_a), key="
 vb = col_b.selectbox("Version B", numbers, index=numbers.index(default_b), key="cmp_b")
 (ea, fail_a), (eb, fail_b) = (_evaluation_of(v) for v in (va, vb))
 
+try:
+    diff = views.vocabulary_difference(_vocab(va), _vocab(vb))
+except Exception:
+    diff = None
+    st.warning("Cannot read these versions' vocabularies right now.")
+if diff is not None:
+    if diff["same"]:
+        st.info(f"Both versions know the same {diff['a']} foods.")
+    else:
+        def _names(labels: list[str], limit: int = 40) -> str:
+            shown = ", ".join(display_name(l) for l in labels[:limit])
+            return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
+
+        st.warning(f"The label sets differ: version {va} knows {diff['a']} foods, version {vb} knows {diff['b']}; "
+                   f"{len(diff['common'])} in common.")
+        la, lb = st.columns(2)
+        la.markdown(f"**Only version {va} can name** ({len(diff['only_a'])}): {_names(diff['only_a']) or 'none'}")
+        lb.markdown(f"**Only version {vb} can name** ({len(diff['only_b'])}): {_names(diff['only_b']) or 'none'}")
+
 
 def _confusion_chart(ev: dict, title: str) -> alt.Chart:
     columns = ev["labels"] + ["other"]
-    base = alt.Chart(views.confusion_frame(ev)).encode(
-        x=alt.X("predicted:N", sort=columns, axis=alt.Axis(labelOverlap=False, labelAngle=-90)),
-        y=alt.Y("true:N", sort=ev["labels"], axis=alt.Axis(labelOverlap=False)))
-    cells = base.mark_rect().encode(color=alt.Color("count:Q", scale=alt.Scale(scheme="blues"), legend=None),
-                                    tooltip=["true", "predicted", "count"])
-    text = base.mark_text(fontSize=8).encode(text=alt.condition("datum.count > 0", "count:Q", alt.value("")))
-    return (cells + text).properties(title=title, width=alt.Step(19), height=alt.Step(19))
+    frame = views.confusion_frame(ev)
+    frame["predicted"] = frame["predicted"].map(lambda l: "other" if l == "other" else display_name(l))
+    frame["true"] = frame["true"].map(display_name)
+    x_sort = [display_name(l) if l != "other" else "other" for l in columns]
+    y_sort = [display_name(l) for l in ev["labels"]]
+    base = alt.Chart(frame).encode(
+        x=alt.X("predicted:N", sort=x_sort, title="predicted", axis=alt.Axis(labelOverlap=False, labelAngle=-45,
+                                                                              labelLimit=160)),
+        y=alt.Y("true:N", sort=y_sort, title="true", axis=alt.Axis(labelOverlap=False, labelLimit=160)))
+    cells = base.mark_rect().encode(
+        color=alt.Color("count:Q", scale=alt.Scale(scheme="blues"), title="photos",
+                        legend=alt.Legend(orient="bottom", gradientLength=200)),
+        tooltip=["true", "predicted", "count"])
+    text = base.mark_text(fontSize=12).encode(
+        text=alt.condition("datum.count > 0", "count:Q", alt.value("")),
+        color=alt.condition("datum.count > 30", alt.value("white"), alt.value("black")))
+    return (cells + text).properties(title=title, width=alt.Step(34), height=alt.Step(30))
 
 
 failed = {v: why for v, why in ((va, fail_a), (vb, fail_b)) if why}
@@ -113,7 +163,18 @@ else:
     if by_version[va].tags.get("eval.manifest") != by_version[vb].tags.get("eval.manifest"):
         st.warning("These versions were evaluated on different photos: the deltas compare different exams. "
                    "Evaluate both on the same folder for a fair comparison.")
-    st.caption(f"Version B ({vb}) against version A ({va}); arrows show B minus A.")
+    ground = views.common_ground(ea, eb)
+    cov = lambda x: "not recorded (evaluate again)" if x is None else f"{x:.0%}"  # noqa: E731
+    st.markdown(f"**Coverage** (share of the evaluation photos whose true label the version can produce): "
+                f"version {va} {cov(ground['coverage_a'])}, version {vb} {cov(ground['coverage_b'])}.")
+    if ground["common"] and ground["accuracy_a"] is not None:
+        st.markdown(f"**On the {len(ground['common'])} labels both can produce** ({ground['photos']} photos): "
+                    f"accuracy version {va} {ground['accuracy_a']:.3f}, version {vb} {ground['accuracy_b']:.3f}. "
+                    "`nutrilearn compare A B --data DIR` gives every metric on this common ground.")
+    elif ea.get("covered_labels") is not None and eb.get("covered_labels") is not None:
+        st.info("No label of the evaluation photos can be produced by both versions: the overall figures "
+                "below compare different vocabularies, not skill.")
+    st.caption(f"Overall figures: version B ({vb}) against version A ({va}); the small figure under each is B minus A.")
     deltas = views.metric_deltas(ea, eb)
     for start in range(0, len(deltas), 4):
         for col, d in zip(st.columns(4), deltas[start : start + 4]):
@@ -130,10 +191,10 @@ else:
         ).properties(height=max(160, 26 * len(per_class))),
         width="stretch")
     with st.expander("Per-class table"):
-        st.dataframe(per_class, hide_index=True, width="stretch")
-    ca, cb = st.columns(2)
-    ca.altair_chart(_confusion_chart(ea, f"Version {va}: confusion matrix"), width="content")
-    cb.altair_chart(_confusion_chart(eb, f"Version {vb}: confusion matrix"), width="content")
+        st.dataframe(per_class.assign(label=per_class["label"].map(display_name)).rename(columns={"label": "food"}),
+                     hide_index=True, width="stretch")
+    st.altair_chart(_confusion_chart(ea, f"Version {va}: confusion matrix"), width="content")
+    st.altair_chart(_confusion_chart(eb, f"Version {vb}: confusion matrix"), width="content")
 
 # -- guarded actions -----------------------------------------------------------------------
 st.subheader("Promote, challenge, roll back")
@@ -149,9 +210,9 @@ previous = reg.previous_champion(events)
 champion = aliases.get(CHAMPION)
 
 
-def _act(fn, *args) -> None:
+def _act(fn, *args, **kwargs) -> None:
     try:
-        event = fn(cfg, *args, registry=reg)
+        event = fn(cfg, *args, registry=reg, **kwargs)
     except (admin.NotAuthorised, RegistryError) as exc:
         st.session_state["models_flash"] = ("error", str(exc))
         return
@@ -159,7 +220,31 @@ def _act(fn, *args) -> None:
 
     current_models(cfg, force=True)  # this process serves the move at once; others within the refresh interval
     st.session_state["models_flash"] = ("success", f"{event.alias}: {event.from_version or '-'} → "
-                                                   f"{event.to_version or '-'} ({event.action} by {event.who})")
+                                                   f"{event.to_version or '-'} ({event.action} by {event.who})"
+                                        + (f"; vocabulary change {event.vocabulary}" if event.vocabulary else ""))
+
+
+def _guard_note(candidate: str | None) -> None:
+    """Say before the click what a champion move to ``candidate`` would stop naming."""
+    if candidate is None or champion is None or candidate == champion:
+        return
+    try:
+        loss = admin.vocabulary_loss(cfg, reg, candidate, traffic if traffic is not None else _empty_traffic())
+    except Exception:
+        return
+    if loss is None:
+        return
+    if loss.blocks:
+        st.warning(loss.message() + ". Tick the box to move the champion anyway.")
+    else:
+        st.caption(f"Version {candidate} lacks {len(loss.not_in_candidate)} of version {champion}'s labels; "
+                   f"none of them was named in the last {loss.days:g} days of traffic.")
+
+
+def _empty_traffic():
+    import pandas as pd
+
+    return pd.DataFrame(columns=["timestamp", "status", "model_version", "request_id", "label"])
 
 
 flash = st.session_state.pop("models_flash", None)
@@ -171,9 +256,13 @@ with c1.form("promote"):
     st.markdown(f"**Promote to champion** (now: {champion or 'none'})")
     candidates = [n for n in numbers if n != champion] or numbers
     v = st.selectbox("Version", candidates, key="promote_version")
+    _guard_note(v)
     why = st.text_input("Why", key="promote_why", placeholder="e.g. beats v1 on food10/test by 4 points")
+    allow_p = st.checkbox("Allow vocabulary change", key="promote_allow_vocab",
+                          help="Move the champion even if the new one cannot name foods the current one named in "
+                               "recent traffic (recorded in the alias history)")
     if st.form_submit_button("Promote", disabled=not allowed, help=None if allowed else reason):
-        _act(admin.promote, v, token, who, why)
+        _act(admin.promote, v, token, who, why, allow_vocabulary_change=allow_p, traffic=traffic)
         st.rerun()
 with c2.form("challenger"):
     st.markdown(f"**Set challenger** (now: {aliases.get(CHALLENGER) or 'none'})")
@@ -184,10 +273,14 @@ with c2.form("challenger"):
         st.rerun()
 with c3.form("rollback"):
     st.markdown(f"**Roll back** (to: {previous or 'nothing to roll back to'})")
+    _guard_note(previous)
     why = st.text_input("Why", key="rollback_why", placeholder="e.g. realized accuracy dropped")
+    allow_r = st.checkbox("Allow vocabulary change", key="rollback_allow_vocab",
+                          help="Roll back even if the earlier version cannot name foods the current one named in "
+                               "recent traffic (recorded in the alias history)")
     if st.form_submit_button("Roll back", disabled=not allowed or previous is None,
                              help=None if allowed else reason):
-        _act(admin.rollback, token, who, why)
+        _act(admin.rollback, token, who, why, allow_vocabulary_change=allow_r, traffic=traffic)
         st.rerun()
 
 # -- alias history -------------------------------------------------------------------------------

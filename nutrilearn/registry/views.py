@@ -9,7 +9,8 @@ from nutrilearn.registry.store import VersionInfo
 METRICS = [("accuracy", "Accuracy"), ("precision_macro", "Precision"), ("recall_macro", "Recall"),
            ("f1_macro", "F1"), ("top5_accuracy", "Top-5"), ("ece", "ECE"), ("log_loss", "Log loss")]
 LOWER_IS_BETTER = frozenset({"ece", "log_loss"})
-NUMBER_COLUMNS = ("accuracy", "precision", "recall", "F1", "top-5", "ECE", "mean confidence", "realized accuracy")
+NUMBER_COLUMNS = ("accuracy", "precision", "recall", "F1", "top-5", "ECE", "coverage")
+PERCENT_COLUMNS = ("mean confidence", "realized accuracy", "95% low", "95% high")
 
 
 def versions_table(versions: list[VersionInfo], live: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -25,11 +26,17 @@ def versions_table(versions: list[VersionInfo], live: pd.DataFrame | None = None
         m = v.metrics
         rows.append({
             "version": int(v.version), "created": v.created.strftime("%Y-%m-%d %H:%M"), "aliases": ", ".join(v.aliases),
+            "foods": len(v.classes) if v.classes is not None else int(v.tags.get("nutrilearn.classes", 0)) or None,
+            "coverage": m.get("coverage"),
             "accuracy": m.get("accuracy"), "precision": m.get("precision_macro"), "recall": m.get("recall_macro"),
             "F1": m.get("f1_macro"), "top-5": m.get("top5_accuracy"), "ECE": m.get("ece"),
-            "live predictions": from_live(v.version, "live_predictions"),
+            "served answers": from_live(v.version, "live_predictions"),
+            "shadow answers": from_live(v.version, "shadow_answers"),
             "mean confidence": from_live(v.version, "mean_confidence"),
+            "judged": from_live(v.version, "with_feedback"),
             "realized accuracy": from_live(v.version, "realized_accuracy"),
+            "95% low": from_live(v.version, "realized_low"),
+            "95% high": from_live(v.version, "realized_high"),
             "training data": v.tags.get("nutrilearn.training_data", ""),
             "evaluated on": v.tags.get("eval.data", "not evaluated yet"),
         })
@@ -65,10 +72,37 @@ def confusion_frame(ev: dict) -> pd.DataFrame:
                         columns=["true", "predicted", "count"])
 
 
+def vocabulary_difference(vocab_a, vocab_b) -> dict:
+    """What two versions can name: counts, the labels only one knows, and the common ones."""
+    from nutrilearn.registry.labels import VocabularyDiff
+
+    d = VocabularyDiff(tuple(vocab_a), tuple(vocab_b))
+    return {"a": len(set(d.a)), "b": len(set(d.b)), "only_a": d.only_a, "only_b": d.only_b, "common": d.common,
+            "same": d.same}
+
+
+def common_ground(ev_a: dict, ev_b: dict) -> dict:
+    """From two evaluations on the same photos: each one's coverage, the data labels both can
+    produce, and accuracy (recall of the rows) on those labels' photos from the confusion matrices."""
+    covered_a, covered_b = set(ev_a.get("covered_labels") or []), set(ev_b.get("covered_labels") or [])
+    common = sorted(covered_a & covered_b)
+
+    def on_common(ev: dict) -> tuple[float | None, int]:
+        rows = {label: row for label, row in zip(ev.get("labels", []), ev.get("confusion", []))}
+        n = sum(sum(rows[l]) for l in common if l in rows)
+        right = sum(rows[l][ev["labels"].index(l)] for l in common if l in rows)
+        return (right / n if n else None), n
+
+    acc_a, n_a = on_common(ev_a)
+    acc_b, n_b = on_common(ev_b)
+    return {"common": common, "coverage_a": ev_a.get("coverage"), "coverage_b": ev_b.get("coverage"),
+            "accuracy_a": acc_a, "accuracy_b": acc_b, "photos": n_a}
+
+
 def history_table(events) -> pd.DataFrame:
     """Alias moves, newest first."""
     hist = pd.DataFrame([e.as_row() for e in reversed(events)],
-                        columns=["when", "alias", "action", "from", "to", "who", "why"])
+                        columns=["when", "alias", "action", "from", "to", "who", "why", "vocabulary"])
     if not hist.empty:
         hist["when"] = pd.to_datetime(hist["when"], utc=True).dt.strftime("%Y-%m-%d %H:%M:%S UTC")
     return hist
