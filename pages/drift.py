@@ -83,7 +83,7 @@ with st.sidebar:
         start, end = (days[0], days[-1]) if len(days) else (first_day, first_day + timedelta(days=7))
         ref_spec = f"range:{start.isoformat()}..{end.isoformat()}"
     else:
-        day = st.date_input("Champion since (UTC day)", key="drift_champ_day")
+        day = st.date_input("Champion since (UTC day)", datetime.now(timezone.utc).date(), key="drift_champ_day")
         at = st.time_input("at (UTC)", time(0, 0), key="drift_champ_time")
         n = st.number_input("N (reference)", 20, 1_000_000, 500, 100, key="drift_champ_n")
         versions = sorted(data["model_version"].dropna().astype(str).unique()) if len(data) else []
