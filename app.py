@@ -4,22 +4,24 @@ from pathlib import Path
 
 import streamlit as st
 
-from nutrilearn_app import state
+from nutrilearn_app import login, state
 
 st.set_page_config(page_title="NutriLearn", page_icon="🥗", layout="wide")
 
 HERE = Path(__file__).parent
-PAGES = [  # (file, title, icon); pages that are not there yet are simply not listed
-    ("pages/analyze.py", "Analyze", "📷"),
-    ("pages/meals.py", "Meals", "🍽️"),
-    ("pages/monitoring.py", "Monitoring", "📈"),
-    ("pages/drift.py", "Drift", "🧭"),
-    ("pages/models.py", "Models", "🏷️"),
+PAGES = [  # (file, title, icon, what it needs: nutrilearn.auth.PERMISSIONS); missing files are not listed
+    ("pages/analyze.py", "Analyze", "📷", "analyze"),
+    ("pages/meals.py", "Meals", "🍽️", "own_meals"),
+    ("pages/monitoring.py", "Monitoring", "📈", "view_monitoring"),
+    ("pages/drift.py", "Drift", "🧭", "view_monitoring"),
+    ("pages/models.py", "Models", "🏷️", "view_monitoring"),
 ]
 
+login.login_gate()  # with a login provider and nobody (valid) logged in: the login screen only
 state.sidebar()
 navigation = st.navigation(
-    [st.Page(str(HERE / f), title=t, icon=i) for f, t, i in PAGES if (HERE / f).is_file()]
+    [st.Page(str(HERE / f), title=t, icon=i) for f, t, i, need in PAGES
+     if (HERE / f).is_file() and state.may(need)]
 )
 navigation.run()
 with st.sidebar:

@@ -62,11 +62,12 @@ def prediction_reader():
 def _meal_store(url: str):
     from nutrilearn.meals import MealStore
 
-    return MealStore(url)
+    return MealStore(url, guarded=True)
 
 
 def meal_store():
-    """One meal store (engine and pool) per database per process."""
+    """One meal store (engine and pool) per database per process. It is guarded: every call
+    names the acting identity (``meal_actor()``), and the store refuses other users' logs."""
     return _meal_store(settings().database_url)
 
 
@@ -80,9 +81,56 @@ def valid_user_name(name: str) -> bool:
     return bool(_USER_NAME.match(name.strip()))
 
 
+def identity():
+    """Who is acting (``nutrilearn.auth.Identity``): the logged-in user, or in local mode the
+    user picked in the sidebar. None only when a provider is configured and nobody is in."""
+    from nutrilearn_app import login
+
+    return login.identity()
+
+
 def current_user() -> str:
-    """The user picked in the sidebar (pages run alone in tests fall back to a default)."""
+    """The name predictions, feedback and alias moves are recorded under: the login's display
+    name and provider subject, or in local mode the user picked in the sidebar (pages run
+    alone in tests fall back to a default)."""
+    ident = identity()
+    if ident is not None and not ident.is_local:
+        return ident.record_as
     return st.session_state.get("user") or DEFAULT_USER
+
+
+def meal_actor(name: str | None = None):
+    """The identity the meal store is called with. In local mode ``name`` (a user picked on
+    a page run alone) acts for itself; with a login it is always the logged-in user."""
+    from nutrilearn.auth import Identity
+
+    ident = identity()
+    if ident is None or not ident.is_local:
+        return ident
+    return Identity.local(name or current_user())
+
+
+def meal_owner() -> str:
+    """Whose meal log the pages show and write: the actor's own."""
+    ident = meal_actor()
+    return ident.key if ident is not None else current_user()
+
+
+def may(action: str) -> bool:
+    """Whether the acting identity may do ``action`` (see ``nutrilearn.auth.PERMISSIONS``)."""
+    from nutrilearn.auth import can
+
+    return can(identity(), action)
+
+
+def require(action: str) -> None:
+    """Stop the page with a plain message unless the acting identity may do ``action``
+    (the navigation already hides such pages; this covers a page opened some other way)."""
+    if not may(action):
+        from nutrilearn_app import login
+
+        st.error(login.denied(action, identity()))
+        st.stop()
 
 
 NEW_USER = "➕ New user…"
@@ -90,16 +138,28 @@ NEW_USER = "➕ New user…"
 
 def _known_users() -> list[str]:
     try:
-        return meal_store().list_users()
+        return meal_store().list_users(actor=meal_actor())
     except Exception as exc:  # a busy or unreachable meal log must not hide the app
         st.caption(f"Users unavailable: {type(exc).__name__}")
         return []
 
 
 def sidebar() -> None:
-    """Who am I (pick or create), and where predictions go."""
+    """Who am I: the logged-in user with a logout button, or in local mode a user picker
+    under a plain "local mode: no login"."""
+    from nutrilearn_app import login
+
+    if login.login_enabled():
+        ident = identity()
+        if ident is not None:
+            with st.sidebar:
+                login.sidebar_identity(ident)
+        return
     with st.sidebar:
         st.subheader("Who am I")
+        st.caption("🔓 **local mode: no login**. Anyone who can open this app can pick any user "
+                   "and read their meals. Configure a login provider to make meal logs private "
+                   "(README, \"Logins and roles\").")
         me = current_user()
         options = [*sorted(set(_known_users()) | {me}), NEW_USER]
         choice = st.selectbox("User", options, index=options.index(me), key="user_pick",
@@ -109,7 +169,7 @@ def sidebar() -> None:
             if name and not valid_user_name(name):
                 st.warning("Use 1-64 letters, digits, spaces or . @ ' - _")
             elif name and st.button("Create user", key="user_create"):
-                meal_store().ensure_user(name)
+                meal_store().ensure_user(name, actor=meal_actor(name))
                 st.session_state["user"] = name
                 st.session_state.pop("user_pick", None)
                 st.rerun()

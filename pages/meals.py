@@ -1,13 +1,16 @@
 """Meals: history, daily totals against targets, streak, dietary patterns, CSV export.
 
 Thin on purpose: it reads inputs, calls ``nutrilearn.meals`` and draws with altair.
-Runs under ``st.navigation`` (the user comes from the sidebar's ``st.session_state["user"]``)
-and alone (then it offers its own user selector).
+With a login it shows the logged-in user's own log and nobody else's (the store refuses
+any other: every call names the acting identity). In local mode it runs under
+``st.navigation`` (the user comes from the sidebar's ``st.session_state["user"]``) and alone
+(then it offers its own user selector).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import available_timezones
 
 import altair as alt
@@ -34,16 +37,20 @@ from nutrilearn.meals import (
 from nutrilearn.nutrition import MAX_PORTION, facts_for, known_labels
 from nutrilearn_app import state
 
-USER_ERRORS = (ValueError, StoreBusyError, NotFoundError, UnknownFoodError)
+USER_ERRORS = (ValueError, StoreBusyError, NotFoundError, UnknownFoodError, PermissionError)
 SEVERITY_ICON = {"warning": "🔴", "caution": "🟠", "ok": "🟢", "not enough data": "⚪"}
 
 
 def _pick_user(store: MealStore) -> str | None:
-    """The sidebar's user, or a selector when the page runs on its own."""
+    """The logged-in user's own log; in local mode the sidebar's user, or a selector when the
+    page runs on its own."""
+    me = state.identity()
+    if me is not None and not me.is_local:
+        return me.key
     user = st.session_state.get("user")
     if user:
         return str(user)
-    users = store.list_users()
+    users = store.list_users(actor=state.meal_actor())
     choice = st.selectbox("User", [*users, "New user…"], key="meals_user_pick")
     if choice != "New user…":
         return choice
@@ -62,9 +69,11 @@ name = _pick_user(store)
 if not name:
     st.info("Pick or create a user to see their meals.")
     st.stop()
+actor = state.meal_actor(name)  # every store call below names who is acting
 try:
     browser_tz = getattr(st.context, "timezone", None)
-    user = store.ensure_user(name, browser_tz if browser_tz in available_timezones() else "UTC")
+    user = store.ensure_user(name, browser_tz if browser_tz in available_timezones() else "UTC", actor=actor,
+                             display_name=None if actor is None or actor.is_local else actor.display_name)
 except USER_ERRORS as exc:
     st.error(str(exc))
     st.stop()
@@ -72,14 +81,15 @@ except USER_ERRORS as exc:
 tz = user.time_zone
 today = today_in(tz)
 targets = user.targets
-st.caption(f"User **{user.name}** · times shown in **{tz}** · today is {today:%a %d %b %Y}")
+shown_name = user.display_name or user.name
+st.caption(f"User **{shown_name}** · times shown in **{tz}** · today is {today:%a %d %b %Y}")
 
 # -- settings: time zone and targets -----------------------------------------------------------
 with st.expander("Time zone and daily targets"):
     zones = sorted(available_timezones())
     new_tz = st.selectbox("Time zone", zones, index=zones.index(tz) if tz in zones else 0, key="meals_tz")
     if new_tz != tz and st.button("Save time zone", key="meals_save_tz"):
-        store.set_time_zone(user.name, new_tz)
+        store.set_time_zone(user.name, new_tz, actor=actor)
         st.rerun()
     with st.form("meals_targets"):
         st.caption("Defaults: FDA Daily Values for a 2,000 kcal diet (see docs/meals.md).")
@@ -92,12 +102,12 @@ with st.expander("Time zone and daily targets"):
         save, reset = st.columns(2)
         if save.form_submit_button("Save targets"):
             try:
-                store.set_targets(user.name, Targets(**entered))
+                store.set_targets(user.name, Targets(**entered), actor=actor)
                 st.rerun()
             except USER_ERRORS as exc:
                 st.error(str(exc))
         if reset.form_submit_button("Reset to defaults"):
-            store.reset_targets(user.name)
+            store.reset_targets(user.name, actor=actor)
             st.rerun()
 
 # -- log a meal by hand (foods the classifier missed, or not in the table) ---------------------
@@ -127,7 +137,7 @@ with st.expander("Log a meal by hand"):
                     manual = manual_facts(clean, serving_g=serving_g, **values)
                 meal_id = store.log_meal(MealEntry(
                     user=user.name, label=clean, meal_type=meal_type, portion=portion,
-                    eaten_at=dt.datetime.combine(eaten_day, eaten_time), nutrition=manual))
+                    eaten_at=dt.datetime.combine(eaten_day, eaten_time), nutrition=manual), actor=actor)
                 st.success(f"Logged meal #{meal_id}.")
             except USER_ERRORS as exc:
                 st.error(str(exc))
@@ -137,9 +147,9 @@ picked = st.date_input("Dates", value=(today - dt.timedelta(days=13), today), ke
 start, end = (picked if isinstance(picked, (tuple, list)) and len(picked) == 2
               else (picked[0], picked[0]) if isinstance(picked, (tuple, list)) and picked
               else (picked, picked))
-meals = store.meals(user.name, start, end)
+meals = store.meals(user.name, start, end, actor=actor)
 totals = daily_totals(meals)
-run = store.streak(user.name, today)
+run = store.streak(user.name, today, actor=actor)
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Current streak", f"{run.current} day{'s' * (run.current != 1)}",
@@ -194,7 +204,7 @@ else:
 # -- dietary patterns ---------------------------------------------------------------------------
 st.subheader("Dietary patterns")
 days = st.slider("Look back (days)", min_value=3, max_value=90, value=14, key="meals_pattern_days")
-window = store.meals(user.name, today - dt.timedelta(days=days - 1), today)
+window = store.meals(user.name, today - dt.timedelta(days=days - 1), today, actor=actor)
 findings = dietary_patterns(window, targets, today=today, days=days)
 found = findings_frame(findings)
 if (found["severity"] == "not enough data").all():
@@ -239,7 +249,7 @@ if not meals.empty:
                 store.update_meal(
                     user.name, meal_id, portion=new_portion, meal_type=new_type,
                     eaten_at=dt.datetime.combine(new_day, new_time),
-                    label=new_label if new_label != current["label"] else None,
+                    label=new_label if new_label != current["label"] else None, actor=actor,
                 )
                 st.rerun()
             except USER_ERRORS as exc:
@@ -247,12 +257,13 @@ if not meals.empty:
     confirm = st.checkbox("Yes, delete this meal", key="meals_delete_confirm")
     if st.button("Delete meal", disabled=not confirm, key="meals_delete"):
         try:
-            store.delete_meal(user.name, meal_id)
+            store.delete_meal(user.name, meal_id, actor=actor)
             st.rerun()
         except USER_ERRORS as exc:
             st.error(str(exc))
 
 st.download_button(
-    "Download meals as CSV", data=meals_to_csv(meals), file_name=f"meals-{user.name}-{start}-{end}.csv",
+    "Download meals as CSV", data=meals_to_csv(meals),
+    file_name=f"meals-{re.sub(r'[^A-Za-z0-9._-]+', '_', shown_name)}-{start}-{end}.csv",
     mime="text/csv", key="meals_download", disabled=meals.empty,
 )

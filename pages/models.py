@@ -198,12 +198,17 @@ else:
 
 # -- guarded actions -----------------------------------------------------------------------
 st.subheader("Promote, challenge, roll back")
+me = state.identity()  # with a login its role decides and no token is asked for; in local mode, the token
+logged_in = me is not None and not me.is_local
 token = ""
-if cfg.admin_token:
+if cfg.admin_token and not logged_in:
     token = st.text_input("Admin token", type="password", key="admin_token",
                           help="The value of NUTRILEARN_ADMIN_TOKEN on the machine running the app.")
-allowed, reason = admin.admin_status(cfg, token)
-(st.success if allowed else st.warning)(reason if allowed else f"Buttons are off: {reason}.")
+allowed, reason = admin.admin_status(cfg, token, me)
+if logged_in and not allowed:
+    st.info(f"{reason[0].upper()}{reason[1:]}. Ask an admin to move an alias; the history is below.")
+else:
+    (st.success if allowed else st.warning)(reason if allowed else f"Buttons are off: {reason}.")
 who = state.current_user()
 events = reg.history()
 previous = reg.previous_champion(events)
@@ -212,7 +217,7 @@ champion = aliases.get(CHAMPION)
 
 def _act(fn, *args, **kwargs) -> None:
     try:
-        event = fn(cfg, *args, registry=reg, **kwargs)
+        event = fn(cfg, *args, registry=reg, actor=me, **kwargs)  # the guard checks the actor again
     except (admin.NotAuthorised, RegistryError) as exc:
         st.session_state["models_flash"] = ("error", str(exc))
         return
@@ -251,37 +256,38 @@ flash = st.session_state.pop("models_flash", None)
 if flash:
     (st.success if flash[0] == "success" else st.error)(flash[1])
 
-c1, c2, c3 = st.columns(3)
-with c1.form("promote"):
-    st.markdown(f"**Promote to champion** (now: {champion or 'none'})")
-    candidates = [n for n in numbers if n != champion] or numbers
-    v = st.selectbox("Version", candidates, key="promote_version")
-    _guard_note(v)
-    why = st.text_input("Why", key="promote_why", placeholder="e.g. beats v1 on food10/test by 4 points")
-    allow_p = st.checkbox("Allow vocabulary change", key="promote_allow_vocab",
-                          help="Move the champion even if the new one cannot name foods the current one named in "
-                               "recent traffic (recorded in the alias history)")
-    if st.form_submit_button("Promote", disabled=not allowed, help=None if allowed else reason):
-        _act(admin.promote, v, token, who, why, allow_vocabulary_change=allow_p, traffic=traffic)
-        st.rerun()
-with c2.form("challenger"):
-    st.markdown(f"**Set challenger** (now: {aliases.get(CHALLENGER) or 'none'})")
-    v = st.selectbox("Version", ["none"] + [n for n in numbers if n != champion], key="challenger_version")
-    why = st.text_input("Why", key="challenger_why", placeholder="e.g. shadow test before promoting")
-    if st.form_submit_button("Set challenger", disabled=not allowed, help=None if allowed else reason):
-        _act(admin.set_challenger, None if v == "none" else v, token, who, why)
-        st.rerun()
-with c3.form("rollback"):
-    st.markdown(f"**Roll back** (to: {previous or 'nothing to roll back to'})")
-    _guard_note(previous)
-    why = st.text_input("Why", key="rollback_why", placeholder="e.g. realized accuracy dropped")
-    allow_r = st.checkbox("Allow vocabulary change", key="rollback_allow_vocab",
-                          help="Roll back even if the earlier version cannot name foods the current one named in "
-                               "recent traffic (recorded in the alias history)")
-    if st.form_submit_button("Roll back", disabled=not allowed or previous is None,
-                             help=None if allowed else reason):
-        _act(admin.rollback, token, who, why, allow_vocabulary_change=allow_r, traffic=traffic)
-        st.rerun()
+if allowed or not logged_in:  # a logged-in non-admin gets no controls at all
+    c1, c2, c3 = st.columns(3)
+    with c1.form("promote"):
+        st.markdown(f"**Promote to champion** (now: {champion or 'none'})")
+        candidates = [n for n in numbers if n != champion] or numbers
+        v = st.selectbox("Version", candidates, key="promote_version")
+        _guard_note(v)
+        why = st.text_input("Why", key="promote_why", placeholder="e.g. beats v1 on food10/test by 4 points")
+        allow_p = st.checkbox("Allow vocabulary change", key="promote_allow_vocab",
+                              help="Move the champion even if the new one cannot name foods the current one named in "
+                                   "recent traffic (recorded in the alias history)")
+        if st.form_submit_button("Promote", disabled=not allowed, help=None if allowed else reason):
+            _act(admin.promote, v, token, who, why, allow_vocabulary_change=allow_p, traffic=traffic)
+            st.rerun()
+    with c2.form("challenger"):
+        st.markdown(f"**Set challenger** (now: {aliases.get(CHALLENGER) or 'none'})")
+        v = st.selectbox("Version", ["none"] + [n for n in numbers if n != champion], key="challenger_version")
+        why = st.text_input("Why", key="challenger_why", placeholder="e.g. shadow test before promoting")
+        if st.form_submit_button("Set challenger", disabled=not allowed, help=None if allowed else reason):
+            _act(admin.set_challenger, None if v == "none" else v, token, who, why)
+            st.rerun()
+    with c3.form("rollback"):
+        st.markdown(f"**Roll back** (to: {previous or 'nothing to roll back to'})")
+        _guard_note(previous)
+        why = st.text_input("Why", key="rollback_why", placeholder="e.g. realized accuracy dropped")
+        allow_r = st.checkbox("Allow vocabulary change", key="rollback_allow_vocab",
+                              help="Roll back even if the earlier version cannot name foods the current one named in "
+                                   "recent traffic (recorded in the alias history)")
+        if st.form_submit_button("Roll back", disabled=not allowed or previous is None,
+                                 help=None if allowed else reason):
+            _act(admin.rollback, token, who, why, allow_vocabulary_change=allow_r, traffic=traffic)
+            st.rerun()
 
 # -- alias history -------------------------------------------------------------------------------
 st.subheader("Alias history")

@@ -69,12 +69,17 @@ def _replay_panel() -> None:
     """Replay labelled photos as demo traffic (admin only: it writes to the shared store)."""
     from nutrilearn.registry.admin import admin_status
 
+    me = state.identity()  # with a login only admins see the panel (no token); in local mode the token decides
+    logged_in = me is not None and not me.is_local
+    if logged_in and not admin_status(cfg, None, me, "replay")[0]:
+        return
     with st.expander("Replay demo traffic"):
         st.caption("Real predictions on photos in class folders (`DIR/<label>/*.jpg`), logged as "
                    "`source=replay` over simulated days and users; see docs/monitoring.md. "
                    f"Folders are read only under the replay root `{cfg.replay_root}` (`NUTRILEARN_REPLAY_ROOT`).")
-        token = st.text_input("Admin token", type="password", key="mon_replay_token") if cfg.admin_token else ""
-        allowed, reason = admin_status(cfg, token)
+        token = (st.text_input("Admin token", type="password", key="mon_replay_token")
+                 if cfg.admin_token and not logged_in else "")
+        allowed, reason = admin_status(cfg, token, me, "replay")
         with st.form("mon_replay"):
             folder = st.text_input("Photos folder (inside the replay root)", key="mon_replay_dir",
                                    placeholder="food10/test")
