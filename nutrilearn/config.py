@@ -44,6 +44,8 @@ class Settings:
     database_url: str = ""
     models_dir: Path = Path("models")
     spool_dir: Path = Path("mlruns/spool")
+    # The local copy of the prediction batches that monitoring queries (see tracking/mirror.py).
+    mirror_dir: Path = Path("mlruns/mirror")
     # Uploads: bytes on the wire and decoded pixels (decompression bombs).
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
@@ -84,6 +86,7 @@ class Settings:
             database_url=os.environ.get("DATABASE_URL") or default_db,
             models_dir=Path(os.environ.get("NUTRILEARN_MODELS_DIR") or home / "models"),
             spool_dir=Path(os.environ.get("NUTRILEARN_SPOOL_DIR") or home / "mlruns" / "spool"),
+            mirror_dir=Path(os.environ.get("NUTRILEARN_MIRROR_DIR") or home / "mlruns" / "mirror"),
             max_upload_bytes=env_number("NUTRILEARN_MAX_UPLOAD_BYTES", cls.max_upload_bytes, int),
             max_pixels=env_number("NUTRILEARN_MAX_PIXELS", cls.max_pixels, int),
             batch_max_records=env_number("NUTRILEARN_BATCH_MAX_RECORDS", cls.batch_max_records, int),

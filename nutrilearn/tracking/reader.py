@@ -22,7 +22,6 @@ import logging
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable
@@ -39,21 +38,10 @@ from nutrilearn.tracking.records import (
     rows_to_table,
 )
 from nutrilearn.tracking.spool import KINDS, Spool, SpoolError, open_existing
-from nutrilearn.tracking.writer import WRITE_SEQ_METRIC
+from nutrilearn.tracking.runs import BatchRun, RunFinder
 
 log = logging.getLogger(__name__)
 _SCHEMAS = {"predictions": prediction_schema, "feedback": feedback_schema}
-
-
-@dataclass(frozen=True)
-class BatchRun:
-    run_id: str
-    kind: str
-    batch_id: str
-    run_name: str
-    end_time_ms: int
-    artifact_uri: str
-    tags: dict
 
 
 def _conform(table, schema):
@@ -132,15 +120,12 @@ class PredictionReader:
         self.experiment_name = experiment_name or settings.predictions_experiment
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.max_workers = max_workers
-        self._client = None
-        self._experiment_id: str | None = None
+        self._finder = RunFinder(self.tracking_uri, self.experiment_name)
         self._spool: Spool | None = None
         self._lock = threading.RLock()
         self._runs: dict[str, BatchRun] = {}
         self.last_error: str | None = None  # why the last refresh could not reach MLflow
         self._retry: dict[str, BatchRun] = {}  # runs whose rows could not be read yet
-        self._listed_all = False  # the first full listing happened
-        self._floors: dict[str, int] = {}  # writer id -> lowest write number that may still appear
         self._frames: dict[str, pd.DataFrame] = {k: self._empty(k) for k in KINDS}
         self._seen: dict[str, set[str]] = {k: set() for k in KINDS}
         self._pending_key: dict[str, tuple] = {}
@@ -250,55 +235,7 @@ class PredictionReader:
     # -- MLflow side -------------------------------------------------------------------
 
     def _new_runs(self) -> list[BatchRun]:
-        if self._client is None:
-            self._client = store.make_client(self.tracking_uri)
-        if self._experiment_id is None:
-            self._experiment_id = store.get_experiment_id(self._client, self.experiment_name, None, False)
-            if self._experiment_id is None:
-                return []
-        # Only ids and numbers we checked go into the filter strings.
-        finished = "attributes.status = 'FINISHED'"
-        if not self._listed_all:
-            found = self._search(finished)
-            self._listed_all = True
-        else:
-            found = []
-            for writer in self._writers():
-                found += self._search(f"{finished} AND tags.`{store.TAG_WRITER}` = '{writer}' "
-                                      f"AND metrics.`{WRITE_SEQ_METRIC}` >= {int(self._floors.get(writer, 0))}")
-        for run in found:
-            writer, open_from = run.tags.get(store.TAG_WRITER), run.tags.get(store.TAG_OPEN_FROM, "")
-            if writer and open_from.isdigit():
-                self._floors[writer] = max(self._floors.get(writer, 0), int(open_from))
-        return [run for run in found if run.run_id not in self._runs]
-
-    def _writers(self) -> list[str]:
-        """The spools that write to this experiment (each lists itself on the experiment)."""
-        tags = self._client.get_experiment(self._experiment_id).tags or {}
-        writers = []
-        for key in tags:
-            if key.startswith(store.WRITER_TAG_PREFIX):
-                try:
-                    writers.append(store.check_writer_id(key[len(store.WRITER_TAG_PREFIX):]))
-                except ValueError:
-                    log.warning("ignoring experiment tag %r: not a writer id", key)
-        return sorted(writers)
-
-    def _search(self, flt: str) -> list[BatchRun]:
-        found: list[BatchRun] = []
-        token = None
-        while True:
-            page = self._client.search_runs([self._experiment_id], filter_string=flt, max_results=10_000,
-                                            order_by=["attributes.end_time ASC"], page_token=token)
-            for run in page:
-                kind = run.data.tags.get(store.TAG_KIND)
-                if kind in KINDS:
-                    found.append(BatchRun(run.info.run_id, kind, run.data.tags.get(store.TAG_BATCH_ID, ""),
-                                          run.info.run_name or "", int(run.info.end_time or 0),
-                                          run.info.artifact_uri, dict(run.data.tags)))
-            token = page.token
-            if not token:
-                return found
+        return self._finder.new_runs(self._runs.keys())
 
     def _read_runs(self, runs: list[BatchRun]) -> tuple[dict[str, list], list[BatchRun]]:
         """Arrow tables by kind for ``runs``, and the runs that could not be read now.
@@ -368,7 +305,7 @@ class PredictionReader:
         if local is not None:
             return _conform(pq.read_table(local), _SCHEMAS[run.kind]()) if local.exists() else None
         with tempfile.TemporaryDirectory(prefix="nutrilearn-read-") as tmp:
-            path = Path(self._client.download_artifacts(run.run_id, name, tmp))
+            path = Path(self._finder.client.download_artifacts(run.run_id, name, tmp))
             table = pq.read_table(path)
             if cached is not None:
                 self.cache_dir.mkdir(parents=True, exist_ok=True)

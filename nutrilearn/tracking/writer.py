@@ -26,7 +26,7 @@ from nutrilearn.tracking import store
 from nutrilearn.tracking.records import STATUS_OK, check_row, row_from_json, rows_to_table
 from nutrilearn.tracking.spool import Batch, WritePosition
 
-WRITE_SEQ_METRIC = "write_seq"
+from nutrilearn.tracking.runs import WRITE_SEQ_METRIC
 
 
 class PoisonRows(ValueError):
