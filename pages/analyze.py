@@ -6,6 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from nutrilearn.answers import error_text, unsure_below
 from nutrilearn.meals import MEAL_TYPES, MealEntry, StoreBusyError, UnknownFoodError
 from nutrilearn.nutrition import MAX_PORTION, facts_for, known_labels
 from nutrilearn.pipeline import Photo
@@ -19,12 +20,15 @@ st.caption("Upload one or many photos (JPEG, PNG or WebP). Each is checked, clas
 
 uploads = st.file_uploader("Food photos", accept_multiple_files=True, key="uploads")
 results: dict[str, object] = st.session_state.setdefault("analyze_results", {})
+shadows: dict[str, object] = st.session_state.setdefault("analyze_shadows", {})  # request id -> challenger record
+UNSURE_BELOW = unsure_below()
 
 # Predict only what is new: reruns (every click) must neither recompute nor log twice.
 new = [u for u in uploads or [] if u.file_id not in results]
 if new:
     bar = st.progress(0.0, text=f"Analyzing {len(new)} photo(s)…")
-    records = state.analyzer().analyze(
+    serving = state.analyzer()
+    records = serving.analyze(
         [Photo(u.name, u.getvalue()) for u in new],
         user=state.current_user(),
         source="app",
@@ -33,6 +37,27 @@ if new:
     bar.empty()
     for upload, record in zip(new, records):
         results[upload.file_id] = record
+    for shadow in getattr(serving, "last_challenger_records", None) or []:
+        shadows[shadow.request_id.removesuffix(".challenger")] = shadow
+
+
+def _served_models() -> str:
+    """'Version 2 answers; it knows 10 foods' (+ the challenger), from what serves now."""
+    try:
+        served = state.analyzer().served
+    except Exception:
+        return ""
+    champ = served.champion
+    text = (f"Answers come from model version {champ.info.version or '1'}: this model knows "
+            f"{len(champ.head.labels)} foods")
+    if served.challenger is not None:
+        text += (f". Version {served.challenger.info.version} runs beside it as challenger "
+                 f"({len(served.challenger.head.labels)} foods); its answer is shown for comparison")
+    return text + "."
+
+
+if note := _served_models():
+    st.caption(note)
 
 shown = [(u, results[u.file_id]) for u in uploads or [] if u.file_id in results]
 if not shown:
@@ -95,9 +120,12 @@ def _label_and_log(record, key: str, photo: bytes) -> None:
         st.success(done[record.request_id])
         return
     options = sorted(known_labels(), key=display_name)
+    sure = record.label != NOT_FOOD and (record.confidence or 0.0) >= UNSURE_BELOW
+    preselect = options.index(record.label) if sure and record.label in options else None
     truth = st.selectbox(
-        "What is it really?", options, index=options.index(record.label) if record.label in options else None,
-        format_func=display_name, key=f"truth-{key}", placeholder="Choose the food",
+        "What is it really?", options, index=preselect,
+        format_func=display_name, key=f"truth-{key}",
+        placeholder="Choose the food (type to search all foods)",
     )
     if truth is None:
         return
@@ -106,14 +134,13 @@ def _label_and_log(record, key: str, photo: bytes) -> None:
     meal_type = cols[0].selectbox("Meal", MEAL_TYPES, key=f"meal-{key}", label_visibility="collapsed")
     if cols[1].button("Log meal", key=f"log-{key}", type="primary"):
         try:
-            store, me = state.meal_store(), state.meal_actor()
-            store.ensure_user(state.meal_owner(), actor=me,
-                              display_name=me.display_name if me and not me.is_local else None)
+            store = state.meal_store()
+            store.ensure_user(state.current_user())
             store.log_meal(MealEntry(
-                user=state.meal_owner(), label=truth, meal_type=meal_type, portion=portion,
+                user=state.current_user(), label=truth, meal_type=meal_type, portion=portion,
                 predicted_label=record.label, request_id=record.request_id,
-            ), actor=me)
-        except (ValueError, StoreBusyError, UnknownFoodError, PermissionError) as exc:
+            ))
+        except (ValueError, StoreBusyError, UnknownFoodError) as exc:
             st.error(f"The meal was not logged: {exc}")
             return
         _save_feedback(record, truth, photo)
@@ -131,16 +158,29 @@ for upload, record in shown:
         left, right = st.columns([1, 2])
         if not record.ok:
             left.markdown(f"**{upload.name}**")
-            right.error(f"Could not use this file: {record.error_message}")
+            right.error(f"Could not use this file. {error_text(record.error_type)}")
             continue
         left.image(upload.getvalue(), caption=upload.name, width="stretch")
         with right:
             if record.label == NOT_FOOD:
                 st.subheader("Not a recognised food")
-                st.caption(f"{record.confidence:.0%} sure this is not one of the foods the model knows. "
-                           "Closest foods below.")
+                closest = ", ".join(display_name(l) for l in record.top5_labels[:5])
+                st.caption("This does not look like any of the foods the model knows"
+                           + (f". If it is food, the closest it knows are: {closest}." if closest else "."))
+            elif (record.confidence or 0.0) < UNSURE_BELOW:
+                st.subheader(f"Not sure — maybe {display_name(record.label)}")
+                st.warning(f"The model is unsure ({record.confidence:.0%} for its best guess, below "
+                           f"{UNSURE_BELOW:.0%}). Pick the food from the top 5 below, or search all foods.")
+                st.altair_chart(_top5_chart(record), width="stretch")
             else:
                 st.subheader(f"{display_name(record.label)} — {record.confidence:.0%}")
-            st.altair_chart(_top5_chart(record), width="stretch")
-            st.caption(f"{record.total_ms:.0f} ms · model v{record.model_version} ({record.model_alias})")
+                st.altair_chart(_top5_chart(record), width="stretch")
+            shadow = shadows.get(record.request_id)
+            if shadow is not None and shadow.label is not None:
+                said = ("not a recognised food" if shadow.label == NOT_FOOD
+                        else f"{display_name(shadow.label)} — {shadow.confidence:.0%}")
+                agree = "agrees" if shadow.label == record.label else "disagrees"
+                st.info(f"Challenger (model version {shadow.model_version}) {agree}: **{said}**")
+            st.caption(f"{record.total_ms:.0f} ms · model version {record.model_version} "
+                       f"({'served' if record.model_alias in ('champion', '') else record.model_alias})")
             _label_and_log(record, key, upload.getvalue())
