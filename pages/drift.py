@@ -18,6 +18,14 @@ from nutrilearn.monitoring import performance, windows
 from nutrilearn.monitoring.drift import IMAGE_PROPERTIES, DriftMonitor
 from nutrilearn_app import state
 
+EFFECT_NAMES = {"js_distance": "Jensen-Shannon distance", "psi": "PSI", "ks_d": "KS D", "max_ks_d": "largest KS D",
+                "domain_auc": "witness AUC"}
+
+
+def views_effect_name(name) -> str:
+    return EFFECT_NAMES.get(str(name), str(name).replace("_", " "))
+
+
 BANNER = {"none": st.success, "low": st.info, "medium": st.warning, "high": st.error}
 WINDOW_COLOURS = alt.Scale(domain=list(views.WINDOWS), range=["#4c78a8", "#f58518"])
 P_COLUMNS = {"statistic": st.column_config.NumberColumn(format="%.3g"),
@@ -51,8 +59,9 @@ try:
         reader = state.prediction_reader()
         raw = reader.predictions()
         feedback = reader.feedback(refresh=False)
-except Exception as exc:  # an unreachable tracking server must not take the page down
-    st.error(f"Cannot read predictions from `{cfg.tracking_uri}`: {type(exc).__name__}: {exc}")
+except Exception:  # an unreachable tracking server must not take the page down
+    st.error(f"Cannot read predictions from `{cfg.tracking_uri}`: the tracking store did not answer. "
+             "Check that it is running and reachable, then reload.")
     st.stop()
 
 with st.sidebar:
@@ -70,12 +79,13 @@ with st.sidebar:
         ref_spec = f"champion:@{st.number_input('N (reference)', 20, 1_000_000, 500, 100, key='drift_since_n')}"
         try:
             champion = windows.champion_start(cfg)
-        except Exception as exc:
-            st.warning(f"Cannot read the registry's alias history: {type(exc).__name__}: {exc}")
+        except Exception:
+            st.warning("Cannot read the registry's alias history right now: pick a time instead.")
         if champion is None:
             st.info("No champion move recorded yet: promote a version on the Models page, or pick a time.")
         else:
-            st.caption(f"Version {champion[1]} became champion at {champion[0]:%Y-%m-%d %H:%M} UTC.")
+            st.caption(f"Version {champion[1]} became champion at {champion[0]:%Y-%m-%d %H:%M} UTC. The window "
+                       f"holds its served answers from then on; replayed ones count whatever their simulated time.")
     elif ref_kind == "Date range":
         first_day = data["timestamp"].min().date() if len(data) else datetime.now(timezone.utc).date()
         days = st.date_input("From - to (UTC, end exclusive)", (first_day, first_day + timedelta(days=7)),
@@ -107,8 +117,8 @@ except windows.WindowSpecError as exc:
     st.stop()
 current = windows.without(windows.select(raw, cur_spec, "current"), reference)
 if min(reference.n, current.n) < 20:
-    st.info(f"Not enough predictions to test: the reference ({ref_spec}) has {reference.n} and the current "
-            f"window ({cur_spec}) {current.n}; each needs at least 20. Log more predictions (Analyze page, "
+    st.info(f"Not enough predictions to test: reference {reference.summary()}, current {current.summary()} "
+            "(served answers; each window needs at least 20). Log more predictions (Analyze page, "
             "`nutrilearn predict`, or `nutrilearn replay`) or widen the windows.")
     st.stop()
 
@@ -119,12 +129,21 @@ result = _analysis((key[0], key[1], key_hash), reference.frame, current.frame, l
 report = result["report"]
 
 # ------------------------------------------------------------------------- verdict
-BANNER[report.severity](f"**{report.verdict.upper()}** (severity {report.severity}) - "
-                        f"reference `{ref_spec}` ({reference.n}) vs current `{cur_spec}` ({current.n}). "
-                        f"{report.recommendation}")
+def _window_text(w, info: dict) -> str:
+    versions = info.get("model_versions")
+    return f"{w.summary()}" + (f", version {versions}" if versions else "")
+
+
+BANNER[report.severity](f"**{report.verdict.upper()}** (severity {report.severity}) — "
+                        f"reference `{ref_spec}` ({_window_text(reference, key[0])}) vs current `{cur_spec}` "
+                        f"({_window_text(current, key[1])}). {report.recommendation}")
+st.caption("Windows hold served answers only (a challenger's shadow answers never enter them); "
+           "\"asked\" is what the window asked for, \"found\" what the log holds.")
 table = report.to_frame()[["signal", "verdict", "severity", "p_value", "threshold", "distance_name", "distance",
                            "min_distance", "method", "note"]]
+table = table.assign(distance_name=table["distance_name"].map(lambda x: views_effect_name(x)))
 st.dataframe(table, hide_index=True, width="stretch", column_config={
+    "distance_name": st.column_config.TextColumn("effect size"),
     "p_value": st.column_config.NumberColumn("p (Holm)", format="%.2e"),
     "threshold": st.column_config.NumberColumn("alpha", format="%.2f"),
     "distance": st.column_config.NumberColumn("effect", format="%.3f"),
@@ -135,8 +154,8 @@ if st.button("Record this check in MLflow", help="Logs a run in experiment nutri
     try:
         run_id = log_drift_check(report, cfg, tags={"source": "drift page", "user": state.current_user()})
         st.success(f"Logged as run `{run_id}`.")
-    except Exception as exc:
-        st.error(f"Could not log the check: {type(exc).__name__}: {exc}")
+    except Exception:
+        st.error("Could not record the check: the tracking store did not answer. Try again later.")
 
 tabs = st.tabs(["Foods", "Confidence", "Image properties", "Over time", "Embeddings", "Accuracy", "History"])
 
@@ -194,17 +213,21 @@ with tabs[3]:
     if series.empty:
         st.info("No predictions after the reference window yet.")
     else:
-        base = alt.Chart(series).encode(x=alt.X("start:T", title="chunk start"))
-        points = base.mark_line(point=True).encode(
-            y=alt.Y("p_value:Q", scale=alt.Scale(type="log"), title="p-value (Holm across signals)"),
-            color="signal:N", shape=alt.Shape("drifted:N"),
-            tooltip=["signal", "start:T", "n", alt.Tooltip("p_value:Q", format=".2e"), "drifted", "severity"])
-        rule = alt.Chart(pd.DataFrame({"alpha": [alpha]})).mark_rule(strokeDash=[6, 3], color="red").encode(y="alpha:Q")
-        st.altair_chart(points + rule, width="stretch")
-        st.caption("Each chunk is tested against the reference (UTC times; p-values below 1e-16 drawn at 1e-16); "
-                   "below the red line (alpha) a signal drifted "
-                   "if its effect also passes the floor. With many chunks, expect about alpha of them to "
-                   "alarm by chance.")
+        series = series.assign(effect=series["distance_name"].map(views_effect_name))
+        line = alt.Chart().mark_line(point=True).encode(
+            x=alt.X("start:T", title="chunk start (UTC)"), y=alt.Y("distance:Q", title="effect size"),
+            shape=alt.Shape("drifted:N", title="drifted"),
+            tooltip=["signal", "effect", "start:T", "n", alt.Tooltip("distance:Q", format=".3f", title="effect"),
+                     alt.Tooltip("min_distance:Q", format=".2f", title="floor"),
+                     alt.Tooltip("p_value:Q", format=".2e", title="p (Holm)"), "drifted", "severity"])
+        floor = alt.Chart().mark_rule(strokeDash=[6, 3], color="red").encode(y="mean(min_distance):Q")
+        st.altair_chart(alt.layer(line, floor, data=series).properties(height=110, width=600).facet(
+            row=alt.Row("signal:N", title=None)).resolve_scale(y="independent"))
+        st.caption("Each chunk is tested against the reference. Drawn: each signal's effect size (food: "
+                   "Jensen-Shannon distance; confidence: KS D; image: largest KS D; embedding: witness AUC) with "
+                   "its materiality floor as the red line; a chunk drifted when its effect passes the floor *and* "
+                   "its Holm-adjusted p-value is at most alpha (hover for it). With many chunks, expect about "
+                   "alpha of them to alarm by chance.")
 
 with tabs[4]:
     projection = views.embedding_projection(reference.frame, current.frame)
@@ -266,10 +289,15 @@ with tabs[6]:
 
     try:
         history = drift_history(cfg)
-    except Exception as exc:
-        st.warning(f"Cannot read past checks: {type(exc).__name__}: {exc}")
+    except Exception:
+        st.warning("Cannot read past checks right now: the tracking store did not answer.")
     else:
         if history.empty:
             st.info("No drift checks logged yet (`nutrilearn drift`, or the button above).")
         else:
-            st.dataframe(history, hide_index=True, width="stretch")
+            p_config = {f"{sig}.p_value": st.column_config.NumberColumn(f"{sig} p (Holm)", format="%.2e")
+                        for sig in ("food", "confidence", "image", "embedding")}
+            st.dataframe(history, hide_index=True, width="stretch", column_config=p_config | {
+                "run_id": st.column_config.TextColumn("MLflow run"),
+                "time": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm"),
+                "drifted_signals": st.column_config.TextColumn("drifted signals")})
