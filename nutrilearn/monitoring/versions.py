@@ -39,6 +39,8 @@ def wilson(k, n, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
         centre = (p + z * z / (2 * n)) / denom
         half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
         low, high = np.where(n > 0, centre - half, np.nan), np.where(n > 0, centre + half, np.nan)
+    low = np.where((k == 0) & (n > 0), 0.0, low)  # exact ends (no 1e-17 left by rounding)
+    high = np.where((k == n) & (n > 0), 1.0, high)
     return np.clip(low, 0, 1), np.clip(high, 0, 1)
 
 
