@@ -30,6 +30,7 @@ import numpy as np
 from nutrilearn.pipeline import IMAGE_SUFFIXES, Photo
 from nutrilearn.tracking.records import (
     REPLAY_SOURCE,
+    SHADOW_SUFFIX,
     FeedbackRecord,
     PredictionRecord,
     as_utc,
@@ -42,7 +43,6 @@ HOUR_WEIGHTS = np.array([0.5, 0.3, 0.2, 0.2, 0.3, 0.8, 2.0, 4.5, 6.0, 4.0, 2.5, 
                          7.0, 6.5, 3.0, 2.0, 2.0, 3.0, 5.5, 7.5, 5.0, 3.0, 1.8, 1.0])
 WEEKEND_FACTOR = 0.7  # Saturdays and Sundays see this share of a weekday's traffic
 FEEDBACK_DELAY_S = (5.0, 600.0)  # feedback follows its prediction by 5 s to 10 min
-SHADOW_SUFFIX = ".challenger"  # nutrilearn.registry.routing.CHALLENGER_SUFFIX (a challenger's shadow record)
 
 
 class Sink(Protocol):

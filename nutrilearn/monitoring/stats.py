@@ -25,13 +25,11 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from nutrilearn.tracking.records import STATUS_ERROR, STATUS_OK, FeedbackRecord, PredictionRecord, as_utc
+from nutrilearn.tracking.records import REPLAY_SOURCE, SHADOW_SUFFIX, STATUS_ERROR, STATUS_OK, FeedbackRecord, PredictionRecord, as_utc
 
 # A challenger running in shadow logs a second record for the same photo, with this suffix
 # on the champion's request id (``nutrilearn.registry.routing.CHALLENGER_SUFFIX``).
-SHADOW_SUFFIX = ".challenger"
 NOT_FOOD = "not_food"  # nutrilearn.vision.vocabulary.NOT_FOOD (not imported: keeps numpy-only deps light)
-REPLAY_SOURCE = "replay"
 PREDICTION_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(PredictionRecord))
 FEEDBACK_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(FeedbackRecord)) + ("kind",)
 

@@ -29,11 +29,11 @@ from typing import Sequence
 from nutrilearn.config import Settings
 from nutrilearn.pipeline import Analyzer, ModelInfo, Photo, RecordSink
 from nutrilearn.registry.config import RegistrySettings
-from nutrilearn.tracking.records import STATUS_OK, PredictionRecord
+from nutrilearn.tracking.records import SHADOW_SUFFIX, STATUS_OK, PredictionRecord
 
 log = logging.getLogger(__name__)
 
-CHALLENGER_SUFFIX = ".challenger"
+CHALLENGER_SUFFIX = SHADOW_SUFFIX  # the records module's name for it
 
 
 def shadowed_request_id(request_id: str) -> str:

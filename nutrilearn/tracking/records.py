@@ -27,6 +27,8 @@ STATUS_OK = "ok"
 STATUS_ERROR = "error"
 SOURCES = ("app", "cli", "replay", "api")
 REPLAY_SOURCE = "replay"
+# A challenger's answer to a photo the champion answered: the champion's request id plus this.
+SHADOW_SUFFIX = ".challenger"
 
 
 MAX_TEXT = 1_000  # characters in any one text field (error messages are cut, not refused)

@@ -654,6 +654,10 @@ class Spool:
         return SpoolStats(int(pending), int(claimed), oldest, int(retrying), int(dead_batches),
                           int(dead_records), self.wal_bytes())
 
+    def pending_rows(self, kind: str) -> list[tuple[str | None, bytes]]:
+        """``(batch_id, payload)`` of every live record not yet completed, oldest first."""
+        return self._read(f"SELECT batch_id, payload FROM records WHERE kind = ? AND {_LIVE} ORDER BY seq", (kind,))
+
     def pending_payloads(self, kind: str) -> list[bytes]:
         """Payloads of every live record not yet completed, oldest first (for the reader)."""
         rows = self._read(f"SELECT payload FROM records WHERE kind = ? AND {_LIVE} ORDER BY seq", (kind,))

@@ -1,0 +1,262 @@
+"""Scale bench: monitoring over millions of predictions (issue 12).
+
+Builds (or extends) a store of N realistic predictions through the real write path (spool
+rows -> ``BatchWriter.write``: the record checks, one MLflow run per batch with its
+Parquet), leaves it in DIR with an ``env`` file to source, then times, each in a new
+process with the mirror up to date:
+
+* ``nutrilearn monitor --days 7 --json`` and ``nutrilearn monitor --json`` (all history):
+  wall time and peak memory (max RSS of the process);
+* in one warm process (the app's case): every Monitoring/Drift question the pages ask,
+  and picking up 1,000 new predictions (sync + overview).
+
+    .venv/bin/python bench/bench_scale.py --n 1000000 --dir /tmp/scale          # build + time
+    .venv/bin/python bench/bench_scale.py --n 3000000 --dir /tmp/scale          # extends to 3M
+    .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-time          # time what is there
+
+Records spread over ``--days`` (default 120) ending now, with meal-time peaks, 60 users,
+three model versions (promotions along the way), 2% errors, 5% replayed. Batches hold
+``--batch`` records (default 5,000: NUTRILEARN_BATCH_MAX_RECORDS for a busy deployment;
+the write path is the same at 500).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+NUTRILEARN = str(Path(sys.executable).with_name("nutrilearn"))
+LABELS = ["pizza", "hamburger", "sushi", "apple_pie", "burrito", "ice_cream", "bagel", "espresso",
+          "guacamole", "carbonara", "hotdog", "pretzel", "cheeseburger", "strawberry", "banana"]
+
+
+def env_for(directory: Path) -> dict[str, str]:
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{directory / 'mlruns' / 'mlflow.db'}",
+            "NUTRILEARN_HOME": str(directory), "NUTRILEARN_SPOOL_DIR": str(directory / "mlruns" / "spool"),
+            "NUTRILEARN_MIRROR_DIR": str(directory / "mlruns" / "mirror")}
+
+
+def _payloads(start: int, n: int, days: float, total: int, seed: int) -> list[tuple[str, bytes]]:
+    """``n`` realistic records numbered ``start..`` of ``total``, as spool payloads (JSON)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed + start)
+    now = time.time()
+    # Record k of total sits at a time proportional to k: history grows oldest to newest.
+    base = now - days * 86400 + (np.arange(start, start + n) / max(total, 1)) * days * 86400
+    hour_jitter = rng.normal(0, 1800, n)
+    ts = np.minimum(base + hour_jitter, now - 1)
+    out = []
+    labels = rng.choice(len(LABELS), n, p=np.linspace(2, 0.5, len(LABELS)) / np.linspace(2, 0.5, len(LABELS)).sum())
+    conf = rng.beta(5, 2, n)
+    errors = rng.random(n) < 0.02
+    users = rng.integers(0, 60, n)
+    replayed = rng.random(n) < 0.05
+    latency = rng.gamma(4, 8, n)
+    for k in range(n):
+        frac = (start + k) / max(total, 1)
+        version = "1" if frac < 0.3 else "2" if frac < 0.75 else "3"
+        rid = uuid.UUID(int=int(rng.integers(0, 2**62)) << 64 | (start + k)).hex
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts[k])) + f".{int(ts[k] % 1 * 1e6):06d}+00:00"
+        ok = not errors[k]
+        label = LABELS[labels[k]]
+        row = {
+            "request_id": rid, "timestamp": when, "user": f"analyst{users[k]:02d}",
+            "model_name": "nutrilearn-food-classifier", "model_version": version, "model_alias": "champion",
+            "status": "ok" if ok else "error", "source": "replay" if replayed[k] else "app",
+            "filename": f"photo{start + k}.jpg", "error_type": None if ok else "UnreadableImage",
+            "error_message": None if ok else "not an image", "label": label if ok else None,
+            "confidence": float(conf[k]) if ok else None, "is_food": True if ok else None,
+            "top5_labels": [label, "pizza", "bagel", "sushi", "banana"] if ok else [],
+            "top5_probs": [float(conf[k]), 0.1, 0.05, 0.02, 0.01] if ok else [],
+            "decode_ms": 3.0, "preprocess_ms": 2.0, "inference_ms": float(latency[k]),
+            "total_ms": float(latency[k]) + 5.0, "image_width": 640, "image_height": 480,
+            "image_format": "JPEG", "image_bytes": 90_000, "brightness": 0.5, "contrast": 0.2,
+            "saturation": 0.4, "sharpness": 0.1, "aspect": 1.33, "embedding": None,
+        }
+        out.append((rid, json.dumps(row, separators=(",", ":")).encode()))
+    return out
+
+
+def _write_worker(args) -> int:
+    directory, start, count, batch, days, total, seed = args
+    os.environ.update(env_for(Path(directory)))
+    from nutrilearn.config import Settings
+    from nutrilearn.tracking.logger import _GROUP_SEP
+    from nutrilearn.tracking.spool import Batch, SpooledRow, WritePosition, batch_id_for
+    from nutrilearn.tracking.store import artifact_location
+    from nutrilearn.tracking.writer import BatchWriter
+
+    settings = Settings.from_env()
+    writer = BatchWriter(settings.tracking_uri, settings.predictions_experiment,
+                         artifact_location(settings, settings.tracking_uri))
+    writer_id = uuid.uuid4().hex  # one numbering per worker, as one spool numbers its batches
+    seq = 0
+    for lo in range(start, start + count, batch):
+        rows = _payloads(lo, min(batch, start + count - lo), days, total, seed)
+        grp = _GROUP_SEP.join(("nutrilearn-food-classifier", json.loads(rows[0][1])["model_version"],
+                               "champion", json.loads(rows[0][1])["source"]))
+        spooled = tuple(SpooledRow(k, rid, payload) for k, (rid, payload) in enumerate(rows))
+        seq += 1
+        writer.write(Batch(batch_id_for("predictions", grp, [r for r, _ in rows]), "predictions", grp, spooled),
+                     WritePosition(writer_id, seq, seq))
+    return count
+
+
+def _init_store(directory: Path) -> None:
+    os.environ.update(env_for(directory))
+    from nutrilearn.config import Settings
+    from nutrilearn.tracking import store
+
+    settings = Settings.from_env()
+    client = store.make_client(settings.tracking_uri)
+    store.get_experiment_id(client, settings.predictions_experiment,
+                            store.artifact_location(settings, settings.tracking_uri), True)
+
+
+def build(directory: Path, n: int, batch: int, days: float, seed: int) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "mlruns").mkdir(exist_ok=True)
+    meta_path = directory / "scale.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"n": 0, "days": days, "total": n}
+    have = meta["n"]
+    if have >= n:
+        print(f"store already holds {have:,} predictions", flush=True)
+        return
+    # Records keep their place on a timeline sized for the largest N asked for so far.
+    total = max(n, meta.get("total", n))
+    lines = "\n".join(f"export {k}={v}" for k, v in env_for(directory).items())
+    (directory / "env").write_text(lines + "\n")
+    _init_store(directory)  # MLflow migrates a new sqlite store: once, before the workers race to
+    todo = n - have
+    workers = 2
+    share = -(-todo // workers)
+    share = -(-share // batch) * batch
+    jobs = [(str(directory), have + i * share, min(share, n - have - i * share), batch, meta["days"], total, seed)
+            for i in range(workers) if have + i * share < n]
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(len(jobs)) as pool:
+        done = sum(pool.map(_write_worker, jobs))
+    meta.update(n=have + done, total=total)
+    meta_path.write_text(json.dumps(meta))
+    print(f"wrote {done:,} predictions ({done // batch:,} batch runs) in {time.perf_counter() - t0:.0f} s; "
+          f"store holds {meta['n']:,}", flush=True)
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds and peak RSS (MB) of ``cmd`` in a new process."""
+    wrapper = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+               "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "w = time.perf_counter() - t; "
+               "print(p.stdout); print(p.stderr[-2000:], file=sys.stderr); "
+               "print('@@', w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, p.returncode)")
+    p = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env)
+    tail = p.stdout.strip().splitlines()[-1].split()
+    assert tail[0] == "@@" and tail[3] == "0", p.stdout[-2000:] + p.stderr[-2000:]
+    return float(tail[1]), int(tail[2]) / 1024, p.stdout
+
+
+def time_store(directory: Path, repeats: int) -> dict:
+    env = dict(os.environ, **env_for(directory))
+    out: dict = {}
+    t, rss, _ = timed([NUTRILEARN, "monitor", "--json"], env)  # brings the mirror up to date
+    out["first_sync_and_overview_s"] = round(t, 2)
+    for name, extra in (("week", ["--days", "7"]), ("all", [])):
+        walls, peaks = [], []
+        for _ in range(repeats):
+            t, rss, stdout = timed([NUTRILEARN, "monitor", "--json", *extra], env)
+            walls.append(t)
+            peaks.append(rss)
+        count = json.loads(stdout[: stdout.rindex("}") + 1])["count"]
+        out[name] = {"median_s": round(statistics.median(walls), 2), "max_s": round(max(walls), 2),
+                     "peak_rss_mb": round(max(peaks)), "count": count}
+    out["warm"] = warm_questions(directory)
+    return out
+
+
+def warm_questions(directory: Path) -> dict:
+    """A warm process (the app): each page question over the last 7 days and over everything."""
+    code = f"""
+import json, os, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+os.environ.update({env_for(directory)!r})
+from datetime import datetime, timedelta, timezone
+from nutrilearn.config import Settings
+from nutrilearn.monitoring.history import History
+from nutrilearn.monitoring.stats import Filters
+from nutrilearn.tracking.mirror import Mirror
+s = Settings.from_env(); m = Mirror(s); m.sync(); h = History(m, s.spool_dir)
+out = {{}}
+for name, f in (("week", Filters(start=datetime.now(timezone.utc) - timedelta(days=7), hide_replayed=False)),
+                ("all", Filters(hide_replayed=False))):
+    h.overview(f)  # warm
+    times = {{}}
+    for q, fn in (("overview", lambda: h.overview(f)), ("top_foods", lambda: h.top_foods(f)),
+                  ("daily", lambda: h.daily(f)), ("by_user", lambda: h.counts_by("user", f)),
+                  ("by_version", lambda: h.counts_by("model_version", f)),
+                  ("recent_200", lambda: h.rows(f, limit=200, newest_first=True)),
+                  ("drift_sample_1000", lambda: h.sample(f, 1000, ("label", "confidence", "brightness")))):
+        t = time.perf_counter(); fn(); times[q] = round(time.perf_counter() - t, 3)
+    out[name] = times
+print(json.dumps(out))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def pickup(directory: Path) -> dict:
+    """Warm process: write 1,000 new predictions (two batches), then time sync + overview."""
+    code = f"""
+import json, os, sys, time
+sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'bench')!r})
+os.environ.update({env_for(directory)!r})
+from nutrilearn.config import Settings
+from nutrilearn.monitoring.history import History
+from nutrilearn.monitoring.stats import Filters
+from nutrilearn.tracking.mirror import Mirror
+import bench_scale
+s = Settings.from_env(); m = Mirror(s); m.sync(); h = History(m, s.spool_dir)
+before = h.overview(Filters(hide_replayed=False)).count
+meta = json.load(open({str(directory / 'scale.json')!r}))
+bench_scale._write_worker(({str(directory)!r}, meta["n"], 1000, 500, meta["days"], meta["total"], 7))
+meta["n"] += 1000; json.dump(meta, open({str(directory / 'scale.json')!r}, "w"))
+t = time.perf_counter(); r = m.sync(); after = h.overview(Filters(hide_replayed=False)).count
+print(json.dumps({{"new_runs": r.new_runs, "picked_up": after - before, "seconds": round(time.perf_counter() - t, 3)}}))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--dir", type=Path, required=True)
+    ap.add_argument("--batch", type=int, default=5_000)
+    ap.add_argument("--days", type=float, default=120.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only-time", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    print(f"load: {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    if not args.only_time:
+        build(args.dir, args.n, args.batch, args.days, args.seed)
+    result = time_store(args.dir, args.repeats)
+    result["pickup_1000"] = pickup(args.dir)
+    result["load_after"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,253 @@
+"""``History``: monitoring questions over every prediction ever logged, answered in DuckDB.
+
+The rows live in the mirror's day files (``tracking.mirror``) plus whatever still waits in
+this machine's spool. Every question takes a ``Filters`` (time window, versions, users,
+replayed, shadow) and is answered by an embedded DuckDB query that reads only the days of
+the window and only the columns it needs; aggregates stay in the engine and come back as
+small frames, and rows are materialised only where a figure shows rows (a page of recent
+predictions, a drift window's sample). Memory follows what is shown, not the history.
+
+User-chosen values (versions, users, search text) are always bound parameters; the only
+text spliced into SQL is column names from this module and file paths from the mirror.
+DuckDB runs with ``TimeZone = 'UTC'`` so days are UTC days on any machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from nutrilearn.monitoring.stats import Filters
+from nutrilearn.tracking.records import (
+    REPLAY_SOURCE,
+    SHADOW_SUFFIX,
+    as_utc,
+    feedback_schema,
+    prediction_schema,
+    row_from_json,
+    rows_to_table,
+)
+from nutrilearn.tracking.mirror import Mirror
+from nutrilearn.tracking.spool import SpoolError, open_existing
+
+log = logging.getLogger(__name__)
+
+# Everything a figure may ask for except the embedding (read only by drift, on purpose).
+FIGURE_COLUMNS = (
+    "request_id", "timestamp", "user", "model_name", "model_version", "model_alias", "status", "source",
+    "filename", "error_type", "error_message", "label", "confidence", "is_food", "top5_labels", "top5_probs",
+    "decode_ms", "preprocess_ms", "inference_ms", "total_ms", "image_width", "image_height", "image_format",
+    "image_bytes", "brightness", "contrast", "saturation", "sharpness", "aspect",
+)
+MEMORY_LIMIT = "512MB"
+
+
+@dataclass(frozen=True)
+class Overview:
+    count: int
+    errors: int
+    error_rate: float
+    mean_confidence: float | None
+    latency_ms: dict[str, float | None]  # p50, p95, p99 of total latency
+    users: int
+    first: datetime | None
+    last: datetime | None
+
+
+def _quote_path(path: str) -> str:
+    return "'" + path.replace("'", "''") + "'"
+
+
+class History:
+    """Questions over the mirror (+ this machine's spool); thread-safe, one per process."""
+
+    def __init__(self, mirror: Mirror, spool_dir: Path | str | None = None, *, threads: int = 2):
+        import duckdb
+
+        self.mirror = mirror
+        self.spool_dir = Path(spool_dir) if spool_dir else None
+        self._con = duckdb.connect(config={"threads": threads, "memory_limit": MEMORY_LIMIT,
+                                           "preserve_insertion_order": False})
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._lock = threading.Lock()
+        self._spool = None
+        self._pending_key: dict[str, tuple] = {}
+        self._pending: dict[str, Any] = {}
+
+    # -- sources -----------------------------------------------------------------------
+
+    def _pending_table(self, kind: str):
+        """Spool rows not in the mirror yet, as an Arrow table (cached until the spool changes)."""
+        if self.spool_dir is None:
+            return None
+        try:
+            if self._spool is None:
+                self._spool = open_existing(self.spool_dir)
+            if self._spool is None:
+                return None
+            key = (self._spool.max_seq(), self._spool.pending_count(), self.mirror.stats()["runs"])
+            if self._pending_key.get(kind) == key:
+                return self._pending[kind]
+            rows = self._spool.pending_rows(kind)
+        except (SpoolError, OSError) as exc:
+            log.warning("not reading the spool at %s: %s", self.spool_dir, exc)
+            return None
+        mirrored = self.mirror.batch_ids(b for b, _ in rows if b)
+        decoded = []
+        for batch_id, payload in rows:
+            if batch_id in mirrored:
+                continue
+            try:
+                decoded.append(row_from_json(payload))
+            except (ValueError, KeyError, TypeError):
+                continue  # the flusher sets it aside
+        table = rows_to_table(decoded, kind) if decoded else None
+        self._pending_key[kind], self._pending[kind] = key, table
+        return table
+
+    def _source(self, cur, kind: str, filters: Filters | None, columns: Sequence[str]) -> tuple[str, list]:
+        """``(sql, params)`` of a relation with ``columns`` of the rows ``filters`` selects."""
+        f = filters or Filters()
+        start = as_utc(f.start) if f.start is not None else None
+        end = as_utc(f.end) if f.end is not None else None
+        needed = ("timestamp", "user") + (("request_id", "model_version", "source") if kind == "predictions" else ())
+        cols = ", ".join(f'"{c}"' for c in dict.fromkeys([*columns, *needed]))
+        parts = []
+        files = self.mirror.files(kind, start, end)
+        if files:
+            parts.append(f"SELECT {cols} FROM read_parquet([{', '.join(map(_quote_path, files))}], "
+                         "union_by_name = true)")
+        pending = self._pending_table(kind)
+        if pending is not None:
+            cur.register(f"pending_{kind}", pending)
+            parts.append(f"SELECT {cols} FROM pending_{kind}")
+        if not parts:
+            schema = prediction_schema() if kind == "predictions" else feedback_schema()
+            cur.register(f"empty_{kind}", schema.empty_table())
+            parts.append(f"SELECT {cols} FROM empty_{kind}")
+        where, params = ["TRUE"], []
+        if start is not None:
+            where.append("timestamp >= ?")
+            params.append(start)
+        if end is not None:
+            where.append("timestamp < ?")
+            params.append(end)
+        if kind == "predictions":
+            if f.model_versions:
+                where.append("list_contains(?, model_version)")
+                params.append([str(v) for v in f.model_versions])
+            if f.hide_replayed:
+                where.append("source IS DISTINCT FROM ?")
+                params.append(REPLAY_SOURCE)
+            if not f.include_shadow:
+                where.append("NOT ends_with(request_id, ?)")
+                params.append(SHADOW_SUFFIX)
+        if f.users:
+            where.append("list_contains(?, \"user\")")
+            params.append(list(f.users))
+        union = " UNION ALL ".join(parts)
+        return f"(SELECT * FROM ({union}) WHERE {' AND '.join(where)})", params
+
+    def query(self, kind: str, filters: Filters | None, columns: Sequence[str], sql: str,
+              params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run ``sql`` where ``src`` is the filtered relation; retried once if a day file was
+        compacted away under the query (another process synced meanwhile)."""
+        for attempt in (1, 2):
+            with self._lock:
+                cur = self._con.cursor()
+            try:
+                cur.execute("SET TimeZone = 'UTC'")  # a cursor is its own session: days are UTC days
+                source, source_params = self._source(cur, kind, filters, columns)
+                return cur.execute(sql.replace("{src}", source), [*source_params, *params]).df()
+            except Exception as exc:  # duckdb.IOException when a file vanished under us
+                if attempt == 2 or "No files found" not in str(exc) and "IO Error" not in str(exc):
+                    raise
+            finally:
+                cur.close()
+        raise AssertionError("unreachable")
+
+    # -- questions ---------------------------------------------------------------------
+
+    def overview(self, filters: Filters | None = None) -> Overview:
+        df = self.query("predictions", filters, ("timestamp", "user", "status", "confidence", "total_ms"), """
+            SELECT count(*) AS n,
+                   count(*) FILTER (WHERE status <> 'ok') AS errors,
+                   avg(confidence) FILTER (WHERE status = 'ok') AS mean_confidence,
+                   quantile_cont(total_ms, [0.5, 0.95, 0.99]) AS latency,
+                   count(DISTINCT "user") AS users, min(timestamp) AS first, max(timestamp) AS last
+            FROM {src}""")
+        row = df.iloc[0]
+        n = int(row["n"])
+        lat = row["latency"] if n and row["latency"] is not None else [None, None, None]
+        return Overview(
+            count=n, errors=int(row["errors"]), error_rate=(int(row["errors"]) / n) if n else 0.0,
+            mean_confidence=None if pd.isna(row["mean_confidence"]) else float(row["mean_confidence"]),
+            latency_ms={k: (None if v is None or pd.isna(v) else float(v)) for k, v in zip(("p50", "p95", "p99"), lat)},
+            users=int(row["users"]),
+            first=None if pd.isna(row["first"]) else row["first"].to_pydatetime(),
+            last=None if pd.isna(row["last"]) else row["last"].to_pydatetime(),
+        )
+
+    def top_foods(self, filters: Filters | None = None, n: int = 10) -> pd.DataFrame:
+        """``label, count, share`` of the ok predictions, most common first."""
+        return self.query("predictions", filters, ("label", "status"), """
+            SELECT label, count(*) AS count, count(*) / sum(count(*)) OVER () AS share
+            FROM {src} WHERE status = 'ok' AND label IS NOT NULL
+            GROUP BY label ORDER BY count DESC, label LIMIT ?""", [int(n)])
+
+    def daily(self, filters: Filters | None = None) -> pd.DataFrame:
+        """``day, count, errors`` per UTC day."""
+        return self.query("predictions", filters, ("timestamp", "status"), """
+            SELECT CAST(date_trunc('day', timestamp) AS DATE) AS day, count(*) AS count,
+                   count(*) FILTER (WHERE status <> 'ok') AS errors
+            FROM {src} GROUP BY day ORDER BY day""")
+
+    def counts_by(self, column: str, filters: Filters | None = None) -> pd.DataFrame:
+        """``<column>, count, errors, mean_confidence`` for a column of ours (user, model_version, source...)."""
+        if column not in FIGURE_COLUMNS:
+            raise ValueError(f"not a column: {column!r}")
+        return self.query("predictions", filters, (column, "status", "confidence"), f"""
+            SELECT "{column}", count(*) AS count, count(*) FILTER (WHERE status <> 'ok') AS errors,
+                   avg(confidence) FILTER (WHERE status = 'ok') AS mean_confidence
+            FROM {{src}} GROUP BY "{column}" ORDER BY count DESC""")
+
+    def rows(self, filters: Filters | None = None, columns: Sequence[str] = FIGURE_COLUMNS,
+             limit: int | None = None, newest_first: bool = False) -> pd.DataFrame:
+        """Materialised rows (only ``columns``), oldest first unless ``newest_first``; ``limit`` caps them."""
+        for c in columns:
+            if c not in FIGURE_COLUMNS and c != "embedding":
+                raise ValueError(f"not a column: {c!r}")
+        order = "DESC" if newest_first else "ASC"
+        sql = f"SELECT * FROM {{src}} ORDER BY timestamp {order}, request_id"
+        params: list[Any] = []
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        df = self.query("predictions", filters, columns, sql, params)
+        return df.drop_duplicates("request_id") if "request_id" in df else df
+
+    def sample(self, filters: Filters | None, n: int, columns: Sequence[str], seed: int = 0) -> pd.DataFrame:
+        """At most ``n`` rows drawn uniformly from the window (reservoir sampling, repeatable)."""
+        return self.query("predictions", filters, columns,
+                          f"SELECT * FROM {{src}} USING SAMPLE reservoir({int(n)} ROWS) REPEATABLE ({int(seed)})")
+
+    def feedback(self, filters: Filters | None = None) -> pd.DataFrame:
+        """Feedback rows, the latest word per request id, oldest first."""
+        fb = Filters(start=filters.start, end=filters.end, users=filters.users) if filters else None
+        cols = tuple(feedback_schema().names)
+        return self.query("feedback", fb, cols, """
+            SELECT * FROM {src}
+            QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY timestamp DESC) = 1
+            ORDER BY timestamp""")
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+        self._con.close()

@@ -1,0 +1,311 @@
+"""``Mirror``: a local, day-partitioned copy of every prediction batch, for queries over history.
+
+MLflow keeps one Parquet file per batch run, wherever its artifact store is. Monitoring
+over millions of predictions needs two things that layout cannot give: a time window
+that reads only its days, and files few enough to open quickly. The mirror copies each
+batch once (read from a local artifact store, or downloaded once through an
+``mlflow server``), splits its rows by UTC day, and lays them out as::
+
+    <mirror>/predictions/day=2026-11-27/<run id>.parquet
+    <mirror>/feedback/day=2026-11-27/<run id>.parquet
+    <mirror>/manifest.db      runs copied, files per day, the run finder's memory
+
+A day that gathers many small files is compacted into one (sorted by time), so a day is
+one or a few files however many batches it had. Closed batches never change, so a run is
+copied once; a batch id seen before (the same batch written twice after a crash) is not
+copied again. Files are written to a temporary name and renamed, and the manifest changes
+in one transaction, so a reader in another process sees a file list that is whole.
+
+Which runs are new comes from ``runs.RunFinder``, whose state is kept here: a new process
+asks MLflow only for what it has not copied, never for the whole history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Callable, Iterable
+
+from nutrilearn.config import Settings
+from nutrilearn.tracking import store
+from nutrilearn.tracking.records import feedback_schema, prediction_schema
+from nutrilearn.tracking.runs import BatchRun, FinderState, RunFinder
+from nutrilearn.tracking.spool import KINDS
+
+log = logging.getLogger(__name__)
+
+COMPACT_AT = 8  # files in a day before they are merged into one
+_SCHEMAS = {"predictions": prediction_schema, "feedback": feedback_schema}
+_MANIFEST = """
+CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, kind TEXT NOT NULL, batch_id TEXT NOT NULL,
+                                 rows INTEGER NOT NULL, copied INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_batch ON runs (batch_id);
+CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, kind TEXT NOT NULL, day TEXT NOT NULL,
+                                  rows INTEGER NOT NULL, compacted INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS files_by_day ON files (kind, day);
+CREATE TABLE IF NOT EXISTS retry (run_id TEXT PRIMARY KEY, run TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    new_runs: int
+    new_rows: int
+    failed_runs: int  # could not be copied now; tried again at the next sync
+    error: str | None = None  # the tracking store could not be reached
+
+
+def conform(table, schema):
+    """Cast a batch table to the current schema (missing columns become nulls)."""
+    import pyarrow as pa
+
+    if table.schema.equals(schema):
+        return table
+    columns = []
+    for f in schema:
+        if f.name in table.column_names:
+            columns.append(table.column(f.name).cast(f.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _day(value: datetime | date | str) -> str:
+    if isinstance(value, str):
+        return value[:10]
+    return value.strftime("%Y-%m-%d")
+
+
+class Mirror:
+    """The mirror of one predictions experiment; thread-safe, and safe to share between processes."""
+
+    def __init__(self, settings: Settings | None = None, *, directory: Path | str | None = None,
+                 tracking_uri: str | None = None, experiment_name: str | None = None):
+        settings = settings or Settings.from_env()
+        self.directory = Path(directory or settings.mirror_dir)
+        self.tracking_uri = tracking_uri or settings.tracking_uri
+        self.experiment_name = experiment_name or settings.predictions_experiment
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._db() as db:
+            db.executescript(_MANIFEST)
+        self.finder = RunFinder(self.tracking_uri, self.experiment_name, self._load_state())
+        self.last_error: str | None = None
+
+    # -- manifest ----------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        """A short-lived connection (one per call: cheap, and never shared across threads)."""
+        conn = sqlite3.connect(self.directory / "manifest.db", timeout=30.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    def _load_state(self) -> FinderState:
+        with self._db() as db:
+            raw = db.execute("SELECT value FROM state WHERE key = 'finder'").fetchone()
+        if raw is None:
+            return FinderState()
+        data = json.loads(raw[0])
+        return FinderState(bool(data.get("listed_all")), {str(k): int(v) for k, v in data.get("floors", {}).items()})
+
+    def _save_state(self, db: sqlite3.Connection) -> None:
+        state = {"listed_all": self.finder.state.listed_all, "floors": self.finder.state.floors}
+        db.execute("INSERT OR REPLACE INTO state (key, value) VALUES ('finder', ?)", (json.dumps(state),))
+
+    def known_runs(self) -> set[str]:
+        with self._db() as db:
+            return {row[0] for row in db.execute("SELECT run_id FROM runs")}
+
+    def batch_ids(self, candidates: Iterable[str]) -> set[str]:
+        """Which of these batch ids are mirrored (for leaving spool rows already here out)."""
+        wanted = list(set(candidates))
+        found: set[str] = set()
+        with self._db() as db:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(r[0] for r in db.execute(f"SELECT batch_id FROM runs WHERE batch_id IN ({marks})", chunk))
+        return found
+
+    def files(self, kind: str, start: datetime | None = None, end: datetime | None = None) -> list[str]:
+        """The files holding ``kind`` rows of the days that ``[start, end)`` touches (UTC)."""
+        sql, params = "SELECT path FROM files WHERE kind = ?", [kind]
+        if start is not None:
+            sql += " AND day >= ?"
+            params.append(_day(start))
+        if end is not None:
+            sql += " AND day <= ?"
+            params.append(_day(end))
+        with self._db() as db:
+            return [str(self.directory / row[0]) for row in db.execute(sql + " ORDER BY day, path", params)]
+
+    def days(self, kind: str = "predictions") -> list[tuple[str, int]]:
+        """``(day, rows)`` for every day mirrored, oldest first."""
+        with self._db() as db:
+            return db.execute("SELECT day, SUM(rows) FROM files WHERE kind = ? GROUP BY day ORDER BY day",
+                              (kind,)).fetchall()
+
+    # -- syncing -----------------------------------------------------------------------
+
+    def sync(self, progress: Callable[[int, int], None] | None = None) -> SyncResult:
+        """Copy every batch run not mirrored yet; ``progress(done, total)`` after each run."""
+        with self._lock:
+            problem = store.probe(self.tracking_uri)
+            if problem:
+                self.last_error = problem
+                return SyncResult(0, 0, 0, problem)
+            fingerprint = self._store_fingerprint()
+            if fingerprint is not None and fingerprint == self._state_value("store_fingerprint") \
+                    and not self._has_retries():
+                return SyncResult(0, 0, 0)  # the store's files did not change: nothing new (and no MLflow import)
+            try:
+                runs = self.finder.new_runs(self.known_runs())
+            except Exception as exc:  # the store answered badly: keep what we have
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                return SyncResult(0, 0, 0, self.last_error)
+            self.last_error = None
+            with self._db() as db:
+                retry = [BatchRun(**json.loads(r[0])) for r in db.execute("SELECT run FROM retry")]
+                self._save_state(db)
+            runs += [r for r in retry if r.run_id not in {n.run_id for n in runs}]
+            new_rows = failed = 0
+            touched: set[tuple[str, str]] = set()
+            for done, run in enumerate(runs, 1):
+                try:
+                    rows, days = self._copy(run)
+                    new_rows += rows
+                    touched.update((run.kind, d) for d in days)
+                except Exception as exc:  # a download that failed, a damaged file: next sync
+                    log.warning("could not mirror batch run %s (%s); will retry", run.run_id, exc)
+                    failed += 1
+                    with self._db() as db:
+                        db.execute("INSERT OR REPLACE INTO retry (run_id, run) VALUES (?, ?)",
+                                   (run.run_id, json.dumps(run.__dict__)))
+                if progress is not None:
+                    progress(done, len(runs))
+            for kind, day in sorted(touched):
+                self._compact(kind, day)
+            if fingerprint is not None and not failed:
+                with self._db() as db:
+                    db.execute("INSERT OR REPLACE INTO state (key, value) VALUES ('store_fingerprint', ?)",
+                               (fingerprint,))
+            return SyncResult(len(runs) - failed, new_rows, failed)
+
+    def _store_fingerprint(self) -> str | None:
+        """Size and change time of a local sqlite store's files (None for a server).
+
+        Equal fingerprints mean no run can have been written since the last sync, so an
+        up-to-date mirror answers at once. Only equality is tested: no clocks are compared.
+        """
+        if not self.tracking_uri.startswith("sqlite:"):
+            return None
+        path = Path(self.tracking_uri.split(":///", 1)[-1].split("?", 1)[0])
+        parts = []
+        for p in (path, path.with_name(path.name + "-wal")):
+            try:
+                st = p.stat()
+                parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+            except FileNotFoundError:
+                parts.append("-")
+        return "|".join(parts)
+
+    def _state_value(self, key: str) -> str | None:
+        with self._db() as db:
+            row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _has_retries(self) -> bool:
+        with self._db() as db:
+            return db.execute("SELECT 1 FROM retry LIMIT 1").fetchone() is not None
+
+    def _copy(self, run: BatchRun) -> tuple[int, list[str]]:
+        """Split one run's rows by day into the mirror; returns ``(rows, days)``."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        with self._db() as db:
+            twin = db.execute("SELECT 1 FROM runs WHERE batch_id = ? AND batch_id != ''", (run.batch_id,)).fetchone()
+        if twin:  # the same batch written twice (a crash between write and bookkeeping): once is enough
+            with self._db() as db:
+                db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, 0, 0)", (run.run_id, run.kind, run.batch_id))
+                db.execute("DELETE FROM retry WHERE run_id = ?", (run.run_id,))
+            return 0, []
+        table = self._fetch(run)
+        written: list[tuple[str, str, int]] = []
+        if table is not None and table.num_rows:
+            table = table.sort_by("timestamp")
+            days = pc.strftime(table.column("timestamp"), format="%Y-%m-%d", locale="C")
+            for day in pc.unique(days).to_pylist():
+                part = table.filter(pc.equal(days, day))
+                rel = Path(run.kind) / f"day={day}" / f"{run.run_id}.parquet"
+                self._write(part, rel)
+                written.append((rel.as_posix(), day, part.num_rows))
+        rows = sum(n for _, _, n in written)
+        with self._db() as db:
+            db.executemany("INSERT OR REPLACE INTO files (path, kind, day, rows) VALUES (?, ?, ?, ?)",
+                           [(path, run.kind, day, n) for path, day, n in written])
+            db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, 1)", (run.run_id, run.kind, run.batch_id, rows))
+            db.execute("DELETE FROM retry WHERE run_id = ?", (run.run_id,))
+        return rows, [day for _, day, _ in written]
+
+    def _fetch(self, run: BatchRun):
+        import pyarrow.parquet as pq
+
+        name = store.ARTIFACTS[run.kind]
+        local = store.local_artifact_dir(run.artifact_uri)
+        if local is not None:
+            path = local / name
+            return conform(pq.read_table(path), _SCHEMAS[run.kind]()) if path.exists() else None
+        with tempfile.TemporaryDirectory(prefix="nutrilearn-mirror-") as tmp:
+            path = Path(self.finder.client.download_artifacts(run.run_id, name, tmp))
+            return conform(pq.read_table(path), _SCHEMAS[run.kind]())
+
+    def _write(self, table, rel: Path) -> None:
+        import pyarrow.parquet as pq
+
+        target = self.directory / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+        # Row groups of 64k rows: a day file is read by column and pruned by time statistics.
+        pq.write_table(table, tmp, compression="snappy", row_group_size=65_536)
+        tmp.replace(target)
+
+    def _compact(self, kind: str, day: str) -> None:
+        """Merge a day's small files into one, once there are ``COMPACT_AT`` of them."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        with self._db() as db:
+            small = [r[0] for r in db.execute(
+                "SELECT path FROM files WHERE kind = ? AND day = ? ORDER BY path", (kind, day))]
+        if len(small) < COMPACT_AT:
+            return
+        schema = _SCHEMAS[kind]()
+        merged = pa.concat_tables([conform(pq.read_table(self.directory / p), schema) for p in small])
+        merged = merged.sort_by("timestamp")
+        rel = Path(kind) / f"day={day}" / f"c-{uuid.uuid4().hex[:16]}.parquet"
+        self._write(merged, rel)
+        with self._db() as db:  # one transaction: readers see the old files or the new one
+            db.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in small])
+            db.execute("INSERT INTO files (path, kind, day, rows, compacted) VALUES (?, ?, ?, ?, 1)",
+                       (rel.as_posix(), kind, day, merged.num_rows))
+        for p in small:
+            try:
+                (self.directory / p).unlink()
+            except FileNotFoundError:
+                pass
+
+    def stats(self) -> dict[str, int]:
+        with self._db() as db:
+            runs, = db.execute("SELECT COUNT(*) FROM runs").fetchone()
+            files, rows = db.execute("SELECT COUNT(*), COALESCE(SUM(rows), 0) FROM files "
+                                     "WHERE kind = 'predictions'").fetchone()
+        return {"runs": runs, "files": files, "prediction_rows": rows}
