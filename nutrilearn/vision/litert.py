@@ -13,9 +13,11 @@ chunk in another thread overlaps the forward pass.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -28,6 +30,27 @@ from nutrilearn.vision.model_files import read_checked_tflite
 BATCH_MODES = ("per_photo", "resize")
 DEFAULT_BATCH_MODE = "per_photo"
 LOGITS_DIM, POOLED_DIM = 1000, 1280
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Hide the runtime's one-line "INFO: Created TensorFlow Lite XNNPACK delegate" (printed
+    by C++ to fd 2 on every start, whatever the log level) from CLI users. Construction
+    errors still arrive as Python exceptions with their message."""
+    with _STDERR_LOCK:  # fd 2 is the process's: one swap at a time
+        try:
+            saved = os.dup(2)
+        except OSError:
+            yield
+            return
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+                yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def cpu_threads() -> int:
@@ -51,8 +74,9 @@ class LiteRTBackbone:
         self._model = model  # the interpreter reads from this buffer: keep it alive
         self.threads = threads or cpu_threads()
         self.batch_mode = batch_mode
-        self._interpreter = Interpreter(model_content=model, num_threads=self.threads)
-        self._interpreter.allocate_tensors()
+        with _quiet_native_stderr():
+            self._interpreter = Interpreter(model_content=model, num_threads=self.threads)
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         outputs = {int(d["shape"][-1]): d["index"] for d in self._interpreter.get_output_details()}
         if set(outputs) != {LOGITS_DIM, POOLED_DIM}:
