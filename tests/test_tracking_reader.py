@@ -62,8 +62,8 @@ def test_incremental_refresh_reads_only_new_runs(tracking, logged, monkeypatch):
     reader = PredictionReader(tracking)
     assert len(reader.predictions()) == 30
     loads = []
-    real = reader._read_files
-    monkeypatch.setattr(reader, "_read_files", lambda kind, paths: loads.extend(paths) or real(kind, paths))
+    real = reader.mirror._fetch
+    monkeypatch.setattr(reader.mirror, "_fetch", lambda run: loads.append(run.run_id) or real(run))
     assert reader.refresh() == 0 and loads == []
     for i in range(30, 40):
         logger.submit(make_record(i))
@@ -136,12 +136,12 @@ def test_no_experiment_yet_gives_empty_typed_frames(tracking):
 def test_batches_lists_runs(tracking, logged):
     batches = PredictionReader(tracking).batches()
     assert len(batches) == 6 and set(batches["kind"]) == {"predictions"}
-    assert pd.api.types.is_datetime64_any_dtype(batches["end_time"])
+    assert batches["rows"].sum() == 30 and batches["run_id"].is_unique
 
 
 def test_a_batch_that_cannot_be_read_now_is_retried(tracking, logged, monkeypatch):
-    reader = PredictionReader(tracking)
-    real = reader._load_table
+    reader = PredictionReader(tracking, include_spool=False)
+    real = reader.mirror._fetch
     failing = {"on": True}
 
     def flaky(run):
@@ -149,8 +149,7 @@ def test_a_batch_that_cannot_be_read_now_is_retried(tracking, logged, monkeypatc
             raise OSError("connection reset while downloading")
         return real(run)
 
-    monkeypatch.setattr(reader, "_local_file", lambda run: None)  # as with a remote store: one at a time
-    monkeypatch.setattr(reader, "_load_table", flaky)
+    monkeypatch.setattr(reader.mirror, "_fetch", flaky)
     assert set(reader.predictions()["model_version"]) == {"1"}
     failing["on"] = False
     df = reader.predictions()
@@ -194,8 +193,7 @@ def test_two_writers_whose_clocks_differ_by_ten_minutes_are_both_read_exactly_on
             df = reader.predictions(include_pending=False)
             assert set(df["request_id"]) == expected  # within one refresh
             assert df["request_id"].is_unique
-    ends = {run.tags.get(store.TAG_WRITER): run.end_time_ms for run in reader._runs.values()}
-    assert len(ends) == 2  # two writers, found by their write numbers, not their clocks
+    assert len(reader.mirror.finder.state.floors) == 2  # two writers, found by their write numbers, not clocks
     assert len(raw_rows(tracking)) == len(expected)
 
 

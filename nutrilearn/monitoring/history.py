@@ -246,6 +246,11 @@ class History:
             QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY timestamp DESC) = 1
             ORDER BY timestamp""")
 
+    def pending_count(self) -> int:
+        """Prediction records in this machine's spool not mirrored yet."""
+        table = self._pending_table("predictions")
+        return 0 if table is None else table.num_rows
+
     def close(self) -> None:
         if self._spool is not None:
             self._spool.close()

@@ -303,6 +303,14 @@ class Mirror:
             except FileNotFoundError:
                 pass
 
+    def runs_frame(self):
+        """One row per mirrored batch run: ``run_id, kind, batch_id, rows``."""
+        import pandas as pd
+
+        with self._db() as db:
+            rows = db.execute("SELECT run_id, kind, batch_id, rows FROM runs ORDER BY rowid").fetchall()
+        return pd.DataFrame(rows, columns=["run_id", "kind", "batch_id", "rows"])
+
     def stats(self) -> dict[str, int]:
         with self._db() as db:
             runs, = db.execute("SELECT COUNT(*) FROM runs").fetchone()
