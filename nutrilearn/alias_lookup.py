@@ -12,11 +12,14 @@ per alias, the version and the run that made it (which names the head's folder u
   ``model-versions/get``).
 
 Anything else (another store, credentials in the environment, a schema this does not
-know, a head not downloaded yet) answers None, and the caller takes the MLflow path.
+know, a head not downloaded yet) answers None, and the caller takes the MLflow path. A
+tracking server that cannot be reached raises ``ConnectionError`` at once: MLflow's own
+client would retry it for minutes, so serving keeps what it had and says why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -81,8 +84,10 @@ def _get_json(base: str, endpoint: str, params: dict[str, str]) -> dict | None:
         if exc.code == 404:
             return {}
         return None
-    except (OSError, ValueError):
+    except ValueError:
         return None
+    except OSError as exc:  # refused, timed out, no route: the server is down
+        raise ConnectionError(f"tracking server {base} unreachable: {getattr(exc, 'reason', exc)}") from exc
 
 
 def _from_rest(uri: str, name: str) -> dict[str, AliasTarget] | None:
@@ -101,7 +106,9 @@ def _from_rest(uri: str, name: str) -> dict[str, AliasTarget] | None:
 
 
 def read_alias_targets(settings: Settings, name: str = REGISTERED_MODEL_NAME) -> dict[str, AliasTarget] | None:
-    """``{alias: AliasTarget}`` ({} when nothing is registered); None: ask MLflow instead."""
+    """``{alias: AliasTarget}`` ({} when nothing is registered); None: ask MLflow instead.
+
+    Raises ``ConnectionError`` when a tracking server does not answer."""
     uri = settings.tracking_uri
     path = _sqlite_path(uri)
     if path is not None:
@@ -117,7 +124,11 @@ class QuickAliasResolver(AliasResolver):
     def _look(self, now: float) -> Served:
         if not registry_exists(self.settings):
             return super()._look(now)
-        targets = read_alias_targets(self.settings)
+        try:
+            targets = read_alias_targets(self.settings)
+        except ConnectionError as exc:  # keep serving what we had; say why on the status line
+            log.warning("%s; serving version %s", exc, self._served.champion.info.version)
+            return dataclasses.replace(self._served, checked_at=now, error=str(exc))
         if targets is None:
             return super()._look(now)
         try:

@@ -98,7 +98,11 @@ def test_rest_lookup_on_a_tracking_server_matches_mlflow(home, monkeypatch):
         assert read_alias_targets(settings) == {}  # the model is not registered yet
         reg, _ = _registry_with_a_challenger(settings)
         assert read_alias_targets(settings) == _expected(reg)
+        # A server that is down: no minutes of MLflow retries; the last known heads serve, with the reason.
         down = dataclasses.replace(settings, tracking_uri="http://127.0.0.1:9")  # nothing listens there
-        assert read_alias_targets(down) is None
+        with pytest.raises(ConnectionError, match="unreachable"):
+            read_alias_targets(down)
+        served = QuickAliasResolver(down).current()
+        assert served.champion.info.version == "1" and "unreachable" in served.error
     finally:
         server.stop()
