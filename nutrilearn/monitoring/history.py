@@ -60,6 +60,15 @@ class Overview:
     last: datetime | None
 
 
+def _utc_times(table):
+    """DuckDB names UTC ``Etc/UTC``; the record schema (and every frame elsewhere) says ``UTC``."""
+    import pyarrow as pa
+
+    fields = [pa.field(f.name, pa.timestamp(f.type.unit, tz="UTC")) if pa.types.is_timestamp(f.type) and f.type.tz
+              else f for f in table.schema]
+    return table.cast(pa.schema(fields)) if fields != list(table.schema) else table
+
+
 def _quote_path(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
@@ -164,7 +173,9 @@ class History:
             try:
                 cur.execute("SET TimeZone = 'UTC'")  # a cursor is its own session: days are UTC days
                 source, source_params = self._source(cur, kind, filters, columns)
-                return cur.execute(sql.replace("{src}", source), [*source_params, *params]).df()
+                # Through Arrow: the same pandas types the record schema gives everywhere else.
+                table = cur.sql(sql.replace("{src}", source), params=[*source_params, *params]).to_arrow_table()
+                return _utc_times(table).to_pandas()
             except Exception as exc:  # duckdb.IOException when a file vanished under us
                 if attempt == 2 or "No files found" not in str(exc) and "IO Error" not in str(exc):
                     raise
