@@ -53,18 +53,23 @@ def vocabulary_loss(settings: Settings, reg: Registry, candidate: str, traffic=N
     champ_vocab, cand_vocab = reg.vocabulary(champion), reg.vocabulary(candidate)
     if not set(champ_vocab) - set(cand_vocab) - {labels.NOT_FOOD}:
         return None
+    days = guard_days() if days is None else days
     if traffic is None:
-        traffic = _read_traffic(settings)
-    return labels.lost_foods(champion, champ_vocab, str(candidate), cand_vocab, traffic,
-                             guard_days() if days is None else days)
+        traffic = _read_traffic(settings, days)
+    return labels.lost_foods(champion, champ_vocab, str(candidate), cand_vocab, traffic, days)
 
 
-def _read_traffic(settings: Settings):
+def _read_traffic(settings: Settings, days: float):
+    """The last ``days`` of predictions, only the columns the guard looks at (the mirror reads those days only)."""
+    import pandas as pd
+
     from nutrilearn.tracking.reader import PredictionReader
 
     reader = PredictionReader(settings)
     try:
-        return reader.predictions()
+        return reader.predictions(start=pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=days),
+                                  columns=("request_id", "timestamp", "status", "model_version", "model_alias",
+                                           "source", "label"))
     finally:
         reader.close()
 

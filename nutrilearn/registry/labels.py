@@ -23,6 +23,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from nutrilearn.tracking.records import SHADOW_SUFFIX
+
 RELATIONS_FILE = Path(__file__).with_name("label_relations.csv")
 NOT_FOOD = "not_food"
 
@@ -148,7 +150,7 @@ def recent_served(predictions: pd.DataFrame | None, version: str | None, days: f
     now = now or pd.Timestamp.now(tz="UTC")
     mask = ((df["status"].astype(object) == "ok") & (df["model_version"].astype(str) == str(version))
             & (ts >= now - pd.Timedelta(days=days)) & (ts <= now + pd.Timedelta(days=1)))
-    mask &= ~df["request_id"].astype(str).str.endswith(".challenger")
+    mask &= ~df["request_id"].astype(str).str.endswith(SHADOW_SUFFIX)
     if "model_alias" in df:
         mask &= df["model_alias"].astype(object) != "challenger"
     served = df[mask.to_numpy(dtype=bool, na_value=False)]

@@ -56,7 +56,8 @@ def load_live_figures(settings, reader=None) -> pd.DataFrame:
     own = reader is None
     reader = reader or PredictionReader(settings)
     try:
-        return live_figures(reader.predictions(), reader.feedback())
+        columns = ("request_id", "timestamp", "source", "status", "label", "confidence", "model_version")
+        return live_figures(reader.predictions(columns=columns), reader.feedback())
     finally:
         if own:
             reader.close()
