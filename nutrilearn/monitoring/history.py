@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -240,8 +240,27 @@ class History:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
+        if limit is not None and newest_first:  # the newest days first: a page of recent rows reads a day or two
+            recent = self._newest_days_start(filters, int(limit))
+            if recent is not None:
+                narrowed = replace(filters or Filters(), start=recent)
+                df = self.query("predictions", narrowed, columns, sql, params)
+                if len(df) >= limit:
+                    return df.drop_duplicates("request_id") if "request_id" in df else df
         df = self.query("predictions", filters, columns, sql, params)
         return df.drop_duplicates("request_id") if "request_id" in df else df
+
+    def _newest_days_start(self, filters: Filters | None, limit: int) -> datetime | None:
+        """The start of the newest mirrored days that hold at least ``limit`` rows (None: all of them)."""
+        held = 0
+        for day, rows in reversed(self.mirror.days()):
+            held += rows
+            if held >= limit:
+                start = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+                if filters is not None and filters.start is not None and as_utc(filters.start) > start:
+                    return None  # the window is narrower already
+                return start
+        return None
 
     def sample(self, filters: Filters | None, n: int, columns: Sequence[str], seed: int = 0) -> pd.DataFrame:
         """At most ``n`` rows drawn uniformly from the window (reservoir sampling, repeatable)."""
