@@ -73,7 +73,7 @@ def identity() -> Identity | None:
     return session_state()[0]
 
 
-def _login_screen() -> None:
+def login_screen() -> None:
     _, expired = session_state()
     st.title("🥗 NutriLearn")
     if expired:
@@ -93,7 +93,7 @@ def login_gate() -> Identity:
     ident = identity()
     if ident is not None:
         return ident
-    st.navigation([st.Page(_login_screen, title="Log in", icon="🔐", default=True)], position="hidden").run()
+    st.navigation([st.Page(login_screen, title="Log in", icon="🔐", default=True)], position="hidden").run()
     st.stop()
     raise AssertionError("unreachable")  # st.stop() ends the run
 

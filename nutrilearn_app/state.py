@@ -124,13 +124,21 @@ def may(action: str) -> bool:
 
 
 def require(action: str) -> None:
-    """Stop the page with a plain message unless the acting identity may do ``action``
-    (the navigation already hides such pages; this covers a page opened some other way)."""
-    if not may(action):
-        from nutrilearn_app import login
+    """First thing on every page: stop unless the acting identity may do ``action``.
 
+    The navigation already hides such pages, but it is not the only way in: until some
+    session has run ``app.py`` (which calls ``st.navigation``), Streamlit runs a page of the
+    ``pages/`` folder *directly* when its address is asked for, without ``app.py`` and its
+    login screen. So each page checks for itself; logged out, it shows the login screen."""
+    if may(action):
+        return
+    from nutrilearn_app import login
+
+    if login.login_enabled() and identity() is None:
+        login.login_screen()
+    else:
         st.error(login.denied(action, identity()))
-        st.stop()
+    st.stop()
 
 
 NEW_USER = "➕ New user…"

@@ -15,6 +15,8 @@ from nutrilearn.tracking.records import FeedbackRecord, utc_now
 from nutrilearn.vision.vocabulary import NOT_FOOD, display_name
 from nutrilearn_app import state
 
+state.require("analyze")  # first: also when the page is opened without app.py (see state.require)
+
 st.title("📷 Analyze")
 st.caption("Upload one or many photos (JPEG, PNG or WebP). Each is checked, classified and logged.")
 

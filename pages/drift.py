@@ -18,6 +18,8 @@ from nutrilearn.monitoring import performance, windows
 from nutrilearn.monitoring.drift import IMAGE_PROPERTIES, DriftMonitor
 from nutrilearn_app import state
 
+state.require("view_monitoring")  # first: also when the page is opened without app.py (see state.require)
+
 EFFECT_NAMES = {"js_distance": "Jensen-Shannon distance", "psi": "PSI", "ks_d": "KS D", "max_ks_d": "largest KS D",
                 "domain_auc": "witness AUC"}
 

@@ -37,6 +37,8 @@ from nutrilearn.meals import (
 from nutrilearn.nutrition import MAX_PORTION, facts_for, known_labels
 from nutrilearn_app import state
 
+state.require("own_meals")  # first: also when the page is opened without app.py (see state.require)
+
 USER_ERRORS = (ValueError, StoreBusyError, NotFoundError, UnknownFoodError, PermissionError)
 SEVERITY_ICON = {"warning": "🔴", "caution": "🟠", "ok": "🟢", "not enough data": "⚪"}
 

@@ -11,6 +11,8 @@ from nutrilearn.registry.store import CHALLENGER, CHAMPION, Registry, RegistryEr
 from nutrilearn.vision.vocabulary import display_name
 from nutrilearn_app import state
 
+state.require("view_monitoring")  # first: also when the page is opened without app.py (see state.require)
+
 st.title("🏷️ Models")
 st.caption("Every version of `nutrilearn-food-classifier` in the MLflow Model Registry. "
            "The app serves `@champion`; a `@challenger` runs beside it in shadow on live traffic.")

@@ -17,6 +17,8 @@ from nutrilearn import monitoring as mon
 from nutrilearn.monitoring import versions as mv
 from nutrilearn_app import state
 
+state.require("view_monitoring")  # first: also when the page is opened without app.py (see state.require)
+
 BAND_COLOURS = {"low": "#f8d7da", "medium": "#fff3cd", "high": "#d1e7dd"}
 STATUS_BOX = {mon.HEALTHY: st.success, mon.DEGRADED: st.warning, mon.UNHEALTHY: st.error}
 COUNT_AXIS = alt.Axis(format="d", tickMinStep=1)  # counts: no 0.2-prediction ticks

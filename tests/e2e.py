@@ -33,8 +33,10 @@ def free_port() -> int:
 class StreamlitApp:
     """``streamlit run app.py`` on 127.0.0.1 with its own environment."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None, name: str = "app"):
+    def __init__(self, home: Path, env: dict[str, str] | None = None, name: str = "app",
+                 args: list[str] | None = None):
         self.home, self.name = home, name
+        self.args = list(args or [])  # more `streamlit run` options, e.g. --secrets.files PATH
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "NUTRILEARN_HOME": str(home), "NUTRILEARN_MODELS_DIR": str(ROOT / "models"),
@@ -47,7 +49,7 @@ class StreamlitApp:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(self.port),
              "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", *self.args],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
