@@ -296,3 +296,18 @@ def test_an_admin_moves_aliases_without_a_token_and_is_recorded_as_themselves(re
     assert admin.admin_status(settings, "cli-token", local)[0]
     assert not admin.admin_status(settings, "cli-token-", local)[0]
     assert not admin.admin_status(settings, None, local)[0]
+
+
+def test_the_cli_lists_logged_in_users_with_their_display_names(tmp_path: Path, monkeypatch, capsys):
+    from nutrilearn.cli import meals as meals_cli
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'meals.db'}")
+    store = MealStore.from_settings()
+    store.ensure_user("ana")
+    alice = ident("alice", name="Alice Liddell")
+    _log(store, alice)
+    store.close()
+    assert meals_cli.main(["users"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["ana", "sub:alice\tAlice Liddell"]
+    assert meals_cli.main(["export", "--user", "sub:alice", "-o", "-"]) == 0
+    assert "pizza" in capsys.readouterr().out

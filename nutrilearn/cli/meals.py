@@ -20,12 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("meals", help="the meal log: list users, export meals as CSV")
     meals_sub = p.add_subparsers(dest="meals_command", required=True, metavar="ACTION")
     export = meals_sub.add_parser("export", help="write a user's meals to a CSV file")
-    export.add_argument("--user", required=True, help="user name, as in the app's 'Who am I'")
+    export.add_argument("--user", required=True,
+                        help="user name: as picked in local mode, or sub:<subject> for a logged-in user "
+                             "(`nutrilearn meals users` lists them)")
     export.add_argument("-o", "--output", required=True, type=Path, help="CSV file to write ('-' for stdout)")
     export.add_argument("--start", type=_date, help="first local date (YYYY-MM-DD), default: all")
     export.add_argument("--end", type=_date, help="last local date (YYYY-MM-DD), default: all")
     export.set_defaults(handler=run_export)
-    users = meals_sub.add_parser("users", help="list the users in the meal log")
+    users = meals_sub.add_parser("users", help="list the users in the meal log (name, then display name if any)")
     users.set_defaults(handler=run_users)
 
 
@@ -59,7 +61,9 @@ def run_users(_args: argparse.Namespace) -> int:
     store = MealStore.from_settings()
     try:
         for name in store.list_users():
-            print(name)
+            user = store.get_user(name)
+            shown = user.display_name if user is not None else None
+            print(f"{name}\t{shown}" if shown else name)
     finally:
         store.close()
     return 0
