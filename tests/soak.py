@@ -170,6 +170,19 @@ class Soak:
             for name in PAGES:
                 self.load(name)
 
+    def _check_alive(self, loads: int, patience_s: float = 60.0) -> None:
+        """The app process is running and answers its health check (a busy machine may
+        take a while: only a dead process or a minute of silence is a failure)."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            if self.app.proc is None or self.app.proc.poll() is not None:
+                raise RuntimeError(f"the app exited after {loads} loads: {self.app.log_tail()}")
+            if self.app.healthy():
+                return
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"the app stopped answering after {loads} loads: {self.app.log_tail()}")
+            time.sleep(1.0)
+
     def settle(self, seconds: float) -> None:
         """Let every disconnected session outlive Streamlit's reconnect window, then load one
         page (Streamlit drops expired sessions when it next stores one). Both ends of a
@@ -198,8 +211,7 @@ class Soak:
         for i in range(loads):
             self.load(names[i % len(names)])
             if (i + 1) % every == 0 or i + 1 == loads:
-                if not self.app.healthy():
-                    raise RuntimeError(f"the app stopped answering after {i + 1} loads: {self.app.log_tail()}")
+                self._check_alive(i + 1)
                 s = sample(self.pid, i + 1, started)
                 if s.loads != samples[-1].loads:
                     samples.append(s)

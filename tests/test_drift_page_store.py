@@ -72,7 +72,8 @@ def test_darker_photos_in_the_last_day_are_reported_as_drift(tracking, loggers, 
     assert not at.exception, at.exception
     banner = at.error[0].value
     assert banner.startswith("**DRIFT**")
-    assert f"reference `first:{N}` ({N}) vs current `days:1` ({N})" in banner
+    assert f"reference `first:{N}` (first {N}: {N} found" in banner  # asked and found
+    assert f"current `days:1` (days:1: {N} found" in banner
     assert "brightness" in banner
     table = _table(at)
     assert list(table.index) == ["food", "confidence", "image", "embedding"]
@@ -86,24 +87,25 @@ def test_the_same_traffic_throughout_is_no_drift_and_windows_count_what_they_hol
     assert not at.exception, at.exception
     assert not at.error
     banner = at.success[0].value
-    assert banner.startswith("**NO DRIFT**") and f"reference `first:{N}` ({N}) vs current `last:{N}` ({N})" in banner
+    assert banner.startswith("**NO DRIFT**")
+    assert f"reference `first:{N}` (first {N}: {N} found" in banner and f"current `last:{N}` (last {N}: {N} found" in banner
     assert set(_table(at)["verdict"]) == {"no drift"}
 
     # a current window of the last 7 days holds all 600 but the reference's 300 are left out of it
     at = page(drift_ref_n=N, drift_cur_kind="Last D days", drift_cur_days=7)
     assert not at.exception, at.exception
-    assert f"vs current `days:7` ({N})" in at.success[0].value
+    assert f"current `days:7` (days:7: {N} found" in at.success[0].value
 
     # a reference bigger than the store leaves too little for the current window, and the page says so
     at = page(drift_ref_n=2 * N, drift_cur_n=N)
     assert not at.exception, at.exception
     note = at.info[0].value
-    assert note.startswith("Not enough predictions to test") and f"reference (first:{2 * N}) has {2 * N}" in note
-    assert f"current window (last:{N}) 0" in note
+    assert note.startswith("Not enough predictions to test")
+    assert f"reference first {2 * N}: {2 * N} found, current last {N}: 0 found" in note
 
 
 def test_an_empty_store_says_there_is_too_little_data(tracking, page):
     at = page()
     assert not at.exception, at.exception
     assert at.info and at.info[0].value.startswith("Not enough predictions to test")
-    assert "has 0" in at.info[0].value
+    assert "reference first 500: 0 found, current last 500: 0 found" in at.info[0].value
