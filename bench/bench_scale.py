@@ -230,8 +230,14 @@ before = h.overview(Filters(hide_replayed=False)).count
 meta = json.load(open({str(directory / 'scale.json')!r}))
 bench_scale._write_worker(({str(directory)!r}, meta["n"], 1000, 500, meta["days"], meta["total"], 7))
 meta["n"] += 1000; json.dump(meta, open({str(directory / 'scale.json')!r}, "w"))
-t = time.perf_counter(); r = m.sync(); after = h.overview(Filters(hide_replayed=False)).count
-print(json.dumps({{"new_runs": r.new_runs, "picked_up": after - before, "seconds": round(time.perf_counter() - t, 3)}}))
+from datetime import datetime, timedelta, timezone
+week = Filters(start=datetime.now(timezone.utc) - timedelta(days=7), hide_replayed=False)
+h.overview(week)
+t = time.perf_counter(); r = m.sync(); sync_s = time.perf_counter() - t
+h.overview(week); week_s = time.perf_counter() - t
+after = h.overview(Filters(hide_replayed=False)).count
+print(json.dumps({{"new_runs": r.new_runs, "picked_up": after - before, "sync_s": round(sync_s, 3),
+                  "sync_and_week_overview_s": round(week_s, 3)}}))
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(p.stdout.strip().splitlines()[-1])
