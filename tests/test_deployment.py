@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 
 import pytest
 
 from tests.e2e import StreamlitApp, metric_value, screenshot, upload_and_wait, wait_idle
+from tests.pg_fixtures import create_database, postgres_server  # noqa: F401 (fixture)
 from tests.tracking_fixtures import MlflowServer
 
 TIMEOUT_MS = 120_000
@@ -41,8 +43,16 @@ def page(browser):
     context.close()
 
 
-def test_two_app_processes_share_one_tracking_server(tmp_path, page, food10):
-    server = MlflowServer(tmp_path, f"sqlite:///{tmp_path / 'server.db'}")
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_app_processes_share_one_tracking_server(tmp_path, page, food10, backend, request):
+    """The production shape: an ``mlflow server`` (sqlite, or PostgreSQL as in the README)
+    and two app processes, each with its own spool and mirror."""
+    if backend == "postgresql":
+        base = request.getfixturevalue("postgres_server")
+        store_uri = create_database(base, f"mlflow_{uuid.uuid4().hex[:10]}")
+    else:
+        store_uri = f"sqlite:///{tmp_path / 'server.db'}"
+    server = MlflowServer(tmp_path, store_uri)
     server.start()
     env = {"MLFLOW_TRACKING_URI": server.uri}
     apps = [StreamlitApp(tmp_path / name, env, name) for name in ("app-a", "app-b")]

@@ -5,19 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-import pwd
-import shutil
-import socket
 import subprocess
-import tempfile
 import uuid
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import sqlalchemy as sa
 
 import nutrilearn.meals.store as store_module
+from tests.pg_fixtures import create_database, postgres_server  # noqa: F401 (a fixture: one cluster a session)
 from nutrilearn.config import Settings
 from nutrilearn.meals import (
     DEFAULT_TARGETS,
@@ -34,55 +30,13 @@ from nutrilearn.nutrition import facts_for
 UTC = dt.UTC
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster (or NUTRILEARN_TEST_POSTGRES_URL's server): its base URL.
-
-    Skips, saying why, where PostgreSQL or the psycopg driver is not installed.
-    """
-    given = os.environ.get("NUTRILEARN_TEST_POSTGRES_URL")
-    if given:
-        yield given
-        return
-    pytest.importorskip("psycopg", reason="the psycopg driver is not installed")
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server programs (initdb, pg_ctl) are not installed")
-    as_user: list[str] = []
-    base = Path(tempfile.mkdtemp(prefix="nl-pg-"))
-    if os.geteuid() == 0:  # the server refuses to run as root
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run the server")
-        os.chown(base, owner.pw_uid, owner.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, timeout=120)  # noqa: E731
-    run(initdb, "-D", str(base / "data"), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    run(pg_ctl, "-D", str(base / "data"), "-l", str(base / "log"), "-w", "start",
-        "-o", f"-k {base} -p {port} -c listen_addresses='' -c fsync=off -c full_page_writes=off")
-    try:
-        yield f"postgresql+psycopg://postgres@/{{db}}?host={base}&port={port}"
-    finally:
-        run(pg_ctl, "-D", str(base / "data"), "-m", "fast", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database of each backend the store supports."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'meals.db'}"
     server = request.getfixturevalue("postgres_server")
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server.format(db="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))  # a generated name, never user text
-    admin.dispose()
-    return server.format(db=name)
+    return create_database(server, f"t_{uuid.uuid4().hex[:12]}")  # a generated name, never user text
 
 
 @pytest.fixture
