@@ -189,7 +189,9 @@ def tracking_status() -> None:
     """Where predictions go, and whether they are getting there (drawn after the page ran,
     so it counts what the page just logged)."""
     cfg = settings()
-    st.caption(f"Tracking: `{cfg.tracking_uri}`")
+    from nutrilearn.tracking.store import display_uri
+
+    st.caption(f"Tracking: `{display_uri(cfg.tracking_uri)}`")
     logger = prediction_logger()
     if logger is None:
         return

@@ -79,3 +79,11 @@ def test_final_flush_says_where_records_wait_when_mlflow_is_down(tracking, logge
     err = capsys.readouterr().err
     assert "unreachable" in err and "1 prediction record(s) are safe in the spool" in err
     assert "nutrilearn flush-predictions" in err
+
+
+def test_status_lines_never_show_a_tracking_password():
+    from nutrilearn.tracking.store import display_uri
+
+    assert display_uri("http://alice:s3cret@tracking:5000") == "http://alice:***@tracking:5000"
+    assert "s3cret" not in display_uri("postgresql://mlflow:s3cret@db-host/mlflow")
+    assert display_uri("sqlite:////srv/mlruns/mlflow.db") == "sqlite:////srv/mlruns/mlflow.db"

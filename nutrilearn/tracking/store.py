@@ -50,6 +50,15 @@ def writer_tag(writer_id: str) -> str:
     return WRITER_TAG_PREFIX + check_writer_id(writer_id)
 
 
+def display_uri(uri: str) -> str:
+    """The URI without a password, for status lines (``http://user:secret@host`` -> ``http://user:***@host``)."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def make_client(tracking_uri: str):
     from mlflow.tracking import MlflowClient
 
