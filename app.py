@@ -23,6 +23,12 @@ navigation = st.navigation(
     [st.Page(str(HERE / f), title=t, icon=i) for f, t, i, need in PAGES
      if (HERE / f).is_file() and state.may(need)]
 )
+# The tracking block is drawn before the page (so it is there when a page stops early on an
+# empty state: st.stop() discards anything drawn after it) and redrawn after the page, in the
+# same place, to count what the page just logged.
+tracking_slot = st.sidebar.empty()
+with tracking_slot.container():
+    state.tracking_status()
 navigation.run()
-with st.sidebar:
+with tracking_slot.container():
     state.tracking_status()

@@ -170,7 +170,7 @@ for upload, record in shown:
                 st.caption("This does not look like any of the foods the model knows"
                            + (f". If it is food, the closest it knows are: {closest}." if closest else "."))
             elif (record.confidence or 0.0) < UNSURE_BELOW:
-                st.subheader(f"Not sure — maybe {display_name(record.label)}")
+                st.subheader(f"Not sure — maybe {display_name(record.label)} ({record.confidence:.0%})")
                 st.warning(f"The model is unsure ({record.confidence:.0%} for its best guess, below "
                            f"{UNSURE_BELOW:.0%}). Pick the food from the top 5 below, or search all foods.")
                 st.altair_chart(_top5_chart(record), width="stretch")

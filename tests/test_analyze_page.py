@@ -40,7 +40,7 @@ def test_real_burrito_photo_is_named_with_nutrition(page, food10):
         assert at.selectbox(key=f"truth-{key}").value == "burrito"
         assert [m.label for m in at.metric][:5] == ["Energy (kcal)", "Protein", "Carbs", "Fat", "Fibre"]
     else:  # unsure: said so, nothing preselected (one click must not log the wrong food)
-        assert headers == ["Not sure — maybe Burrito"], headers
+        assert headers == [f"Not sure — maybe Burrito ({record.confidence:.0%})"], headers
         assert any("The model is unsure" in w.value for w in at.warning)
         assert at.selectbox(key=f"truth-{key}").value is None
     assert any("this model knows 46 foods" in c.value for c in at.caption)

@@ -36,7 +36,7 @@ def test_upload_a_photo_and_see_it_on_monitoring(page, app, food10):
     photo = sorted((food10 / "test" / "breakfast_burrito").glob("*.jpg"))[0]
     _open_analyze(page, app)
     page.locator("input[type=file]").set_input_files(str(photo))
-    page.get_by_role("heading", name=re.compile(r"Burrito\W+\d+%")).wait_for()
+    page.get_by_role("heading", name=re.compile(r"Burrito")).wait_for()  # sure ("Burrito — 62%") or not
     page.get_by_text("Energy").first.wait_for()
     screenshot(page, "analyze")
 
@@ -54,7 +54,7 @@ def test_a_text_file_gets_a_clear_error_and_the_app_stays_up(page, app, tmp_path
     bogus.write_text("eggs, milk, bread\n")
     _open_analyze(page, app)
     page.locator("input[type=file]").set_input_files(str(bogus))
-    page.get_by_text(re.compile("Could not use this file: .*not an image")).wait_for()
+    page.get_by_text(re.compile("Could not use this file. .*not a photo we can read")).wait_for()
     screenshot(page, "analyze-error")
     assert app.healthy()
     page.reload()

@@ -18,10 +18,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
+from tests.issue11_store import N_AFTER, N_BEFORE, TOKEN
 
-TOKEN = "issue11-admin"
 PAGES = ROOT / "pages"
-N_BEFORE, N_AFTER = 120, 160
 
 
 def _cli(capsys, *argv) -> tuple[int, str, str]:
@@ -34,61 +33,8 @@ def _cli(capsys, *argv) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory, classifier, food10):
-    """The store after the scenario, and what the CLI said along the way."""
-    from nutrilearn import serving
-    from nutrilearn.cli import main
-    from nutrilearn.config import Settings
-    from nutrilearn.registry.jobs import ensure_version_one, train_version
-    from nutrilearn.registry.store import Registry
-
-    home = tmp_path_factory.mktemp("issue11-home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NUTRILEARN_HOME", str(home))
-    mp.setenv("NUTRILEARN_MODELS_DIR", str(ROOT / "models"))
-    mp.setenv("NUTRILEARN_ADMIN_TOKEN", TOKEN)
-    mp.setenv("NUTRILEARN_BATCH_MAX_AGE_S", "0.5")
-    for var in ("MLFLOW_TRACKING_URI", "DATABASE_URL", "NUTRILEARN_SPOOL_DIR", "NUTRILEARN_UNSURE_BELOW"):
-        mp.delenv(var, raising=False)
-    mp.setattr(serving, "load_classifier", lambda *a, **k: classifier)
-    settings = Settings.from_env()
-    reg = Registry(settings)
-    said = {}
-    try:
-        ensure_version_one(settings, reg)
-        # 1. version 1 serves (replayed) traffic over the last 3 days
-        assert main(["replay", "--photos", str(food10 / "test"), "--n", str(N_BEFORE), "--days", "3", "--users", "4",
-                     "--feedback-share", "0.3", "--seed", "1", "--json"]) == 0
-        # 2. version 2: a head trained on food10/train, evaluated on food10/test (not promoted yet)
-        trained = train_version(settings, [food10 / "train"], classifier, eval_data=[food10 / "test"],
-                                who="pytest", registry=reg)
-        said["trained"] = trained
-        v2 = trained["version"]
-        said["evaluated"] = _run(["evaluate", "--version", "1", "--data", str(food10 / "test"), "--json"])
-        # 3. promote: refused (exit 2), then allowed
-        said["refused"] = _run(["promote", v2, "--why", "beats v1 on food10/test"])
-        said["promoted"] = _run(["promote", v2, "--why", "beats v1 on food10/test", "--allow-vocabulary-change",
-                                 "--json"])
-        said["challenger"] = _run(["set-challenger", "1", "--why", "shadow: compare on live photos"])
-        serving.current_models(settings, force=True)
-        # 4. more traffic: version 2 serves, version 1 answers in shadow
-        assert main(["replay", "--photos", str(food10 / "test"), "--n", str(N_AFTER), "--days", "1", "--users", "4",
-                     "--feedback-share", "0.3", "--seed", "2", "--json"]) == 0
-        yield {"settings": settings, "reg": reg, "v2": v2, "said": said, "home": home}
-    finally:
-        mp.undo()
-
-
-def _run(argv: list[str]) -> tuple[int, str, str]:
-    import contextlib
-    import io
-
-    from nutrilearn.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
+def scenario(issue11_store):
+    return issue11_store
 
 
 @pytest.fixture

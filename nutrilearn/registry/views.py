@@ -9,8 +9,11 @@ from nutrilearn.registry.store import VersionInfo
 METRICS = [("accuracy", "Accuracy"), ("precision_macro", "Precision"), ("recall_macro", "Recall"),
            ("f1_macro", "F1"), ("top5_accuracy", "Top-5"), ("ece", "ECE"), ("log_loss", "Log loss")]
 LOWER_IS_BETTER = frozenset({"ece", "log_loss"})
-NUMBER_COLUMNS = ("accuracy", "precision", "recall", "F1", "top-5", "ECE", "coverage")
-PERCENT_COLUMNS = ("mean confidence", "realized accuracy", "95% low", "95% high")
+NUMBER_COLUMNS = ("accuracy", "precision", "recall", "F1", "top-5", "ECE")
+PERCENT_COLUMNS = ("coverage", "mean confidence", "realized accuracy", "95% low", "95% high")
+
+
+_COUNTS = ("live_predictions", "shadow_answers", "with_feedback")
 
 
 def versions_table(versions: list[VersionInfo], live: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -19,7 +22,11 @@ def versions_table(versions: list[VersionInfo], live: pd.DataFrame | None = None
     live = live.set_index("model_version") if live is not None and not live.empty else pd.DataFrame()
 
     def from_live(version: str, column: str):
-        return live[column].get(version) if column in live.columns else None
+        if column in live.columns:
+            value = live[column].get(version)
+            if value is not None or column not in _COUNTS:
+                return value
+        return 0 if live is not None and column in _COUNTS and len(live.columns) else None
 
     rows = []
     for v in versions:
