@@ -15,6 +15,7 @@ import streamlit as st
 
 from nutrilearn import monitoring as mon
 from nutrilearn.monitoring import versions as mv
+from nutrilearn.monitoring.history import FIGURE_COLUMNS
 from nutrilearn_app import state
 
 state.require("view_monitoring")  # first: also when the page is opened without app.py (see state.require)
@@ -54,6 +55,12 @@ def _move_rules(moves: pd.DataFrame) -> alt.LayerChart:
 
 cfg = state.settings()
 reader = state.prediction_reader()
+
+
+def _data_version() -> tuple[int, int]:
+    """(batch runs mirrored, records waiting in the spool): changes when new predictions arrive."""
+    return reader.mirror.stats()["runs"], reader.pending_count()
+
 
 st.title("📈 Monitoring")
 
@@ -131,8 +138,12 @@ try:
         if refresh_clicked or "mon_loaded" not in st.session_state:
             reader.refresh()
             st.session_state["mon_loaded"] = True
-        raw = reader.predictions(refresh=False)
-        feedback = reader.feedback(refresh=False)
+        # Only the chosen time range's days and the columns figures use (no embeddings): memory
+        # follows what is shown, not the history (the sidebar's choice, read before it is drawn).
+        window = mon.TIME_RANGES.get(st.session_state.get("mon_period", "Last 7 days"))
+        since = None if window is None else pd.Timestamp.now(tz="UTC") - window
+        raw = reader.predictions(start=since, columns=FIGURE_COLUMNS, refresh=False)
+        feedback = reader.feedback(start=since, refresh=False)
 except Exception as exc:  # an unreachable tracking server must not take the page down
     st.error(f"Cannot read predictions from `{cfg.tracking_uri}`: {type(exc).__name__}: {exc}")
     st.stop()
@@ -143,7 +154,7 @@ if AUTO_REFRESH[auto]:
         """Reruns the page only when new batches or spooled records have arrived."""
         try:
             reader.refresh()
-            now_seen = len(reader.predictions(refresh=False))
+            now_seen = _data_version()
         except Exception as exc:  # keep showing what we have; say why it is not updating
             st.caption(f"Auto-refresh could not read new predictions: {type(exc).__name__}: {exc}")
             return
@@ -151,7 +162,7 @@ if AUTO_REFRESH[auto]:
             st.rerun()
         st.caption(f"Auto-refresh {auto}; last checked {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
 
-    _watch(len(raw))
+    _watch(_data_version())
 
 data = mon.prepare(raw)
 options = mon.filter_options(data)
@@ -181,7 +192,7 @@ joined = mon.join_feedback(compare, feedback)
 pairs = mv.shadow_pairs(mon.filter_predictions(data, replace(filters, include_shadow=True, model_versions=())))
 
 if df.empty:
-    if len(data) == 0:
+    if len(data) == 0 and _data_version() == (0, 0):
         st.info("No predictions logged yet. Analyze some photos, or replay labelled ones: "
                 "`nutrilearn replay --photos DIR --n 500 --days 7 --users 5`.")
     elif hide_replayed and options["replayed"]:
