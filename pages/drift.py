@@ -165,9 +165,9 @@ with tabs[0]:
     shares = views.food_shares(reference.frame, current.frame)
     st.altair_chart(alt.Chart(shares).mark_bar().encode(
         x=alt.X("share:Q", axis=alt.Axis(format="%"), title="share of predictions"),
-        y=alt.Y("label:N", sort=alt.EncodingSortField("share", op="max", order="descending"), title=None),
+        y=alt.Y("food:N", sort=alt.EncodingSortField("share", op="max", order="descending"), title=None),
         yOffset="window:N", color=alt.Color("window:N", scale=WINDOW_COLOURS),
-        tooltip=["label", "window", alt.Tooltip("share:Q", format=".1%"), alt.Tooltip("change:Q", format="+.1%")],
+        tooltip=["food", "window", alt.Tooltip("share:Q", format=".1%"), alt.Tooltip("change:Q", format="+.1%")],
     ), width="stretch")
     food = report.result("food")
     food_tests = report.checks_frame().query("signal == 'food'")

@@ -66,7 +66,9 @@ try:
     from nutrilearn.registry.live import live_figures
 
     reader = state.prediction_reader()
-    traffic = reader.predictions()
+    # The columns live figures and the vocabulary guard use (no embeddings, no top-5 lists).
+    traffic = reader.predictions(columns=("request_id", "timestamp", "user", "source", "status", "label",
+                                          "confidence", "model_version", "model_alias"))
     live = live_figures(traffic, reader.feedback())
 except Exception:  # monitoring data is a bonus here, never a reason to fail
     live_note = "Live figures are unavailable: the prediction log cannot be read right now."

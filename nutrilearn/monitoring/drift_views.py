@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from nutrilearn.monitoring.stats import food_names
+
 from nutrilearn.monitoring.drift import embeddings, image_properties
 from nutrilearn.monitoring.drift_tests import count_table, shares
 from nutrilearn.monitoring.windows import usable
@@ -23,7 +25,8 @@ def food_shares(reference: pd.DataFrame, current: pd.DataFrame, top: int = 15) -
     s["change"] = s["current"] - s["reference"]
     long = s.reset_index(names="label").melt(id_vars=["label", "change"], value_vars=list(WINDOWS),
                                              var_name="window", value_name="share")
-    return long[["label", "window", "share", "change"]]
+    long["food"] = food_names(long["label"])  # what a person reads; ``label`` stays the key
+    return long[["label", "food", "window", "share", "change"]]
 
 
 def overlay(reference: pd.DataFrame, current: pd.DataFrame, column: str) -> pd.DataFrame:
