@@ -18,6 +18,7 @@ PAGES = [  # (file, title, icon, what it needs: nutrilearn.auth.PERMISSIONS); mi
 ]
 
 login.login_gate()  # with a login provider and nobody (valid) logged in: the login screen only
+state.session_sweeper()
 state.sidebar()
 navigation = st.navigation(
     [st.Page(str(HERE / f), title=t, icon=i) for f, t, i, need in PAGES
