@@ -17,8 +17,8 @@ PAGES = [  # (file, title, icon, what it needs: nutrilearn.auth.PERMISSIONS); mi
     ("pages/models.py", "Models", "🏷️", "view_monitoring"),
 ]
 
+state.session_sweeper()  # first: login screens are sessions too
 login.login_gate()  # with a login provider and nobody (valid) logged in: the login screen only
-state.session_sweeper()
 state.sidebar()
 navigation = st.navigation(
     [st.Page(str(HERE / f), title=t, icon=i) for f, t, i, need in PAGES
