@@ -136,13 +136,14 @@ def _label_and_log(record, key: str, photo: bytes) -> None:
     meal_type = cols[0].selectbox("Meal", MEAL_TYPES, key=f"meal-{key}", label_visibility="collapsed")
     if cols[1].button("Log meal", key=f"log-{key}", type="primary"):
         try:
-            store = state.meal_store()
-            store.ensure_user(state.current_user())
+            store, me = state.meal_store(), state.meal_actor()
+            store.ensure_user(state.meal_owner(), actor=me,
+                              display_name=me.display_name if me and not me.is_local else None)
             store.log_meal(MealEntry(
-                user=state.current_user(), label=truth, meal_type=meal_type, portion=portion,
+                user=state.meal_owner(), label=truth, meal_type=meal_type, portion=portion,
                 predicted_label=record.label, request_id=record.request_id,
-            ))
-        except (ValueError, StoreBusyError, UnknownFoodError) as exc:
+            ), actor=me)
+        except (ValueError, StoreBusyError, UnknownFoodError, PermissionError) as exc:
             st.error(f"The meal was not logged: {exc}")
             return
         _save_feedback(record, truth, photo)
