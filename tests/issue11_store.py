@@ -69,6 +69,6 @@ def issue11_store(tmp_path_factory, classifier, food10):
         code, out, err = run_cli(["replay", "--photos", str(food10 / "test"), "--n", str(N_AFTER), "--days", "1",
                                   "--users", "4", "--feedback-share", "0.3", "--seed", "2", "--json"])
         assert code == 0, err
-        yield {"settings": settings, "reg": reg, "v2": v2, "said": said, "home": home}
     finally:
-        mp.undo()
+        mp.undo()  # before the yield: the rest of the session must not run in this store's home
+    yield {"settings": settings, "reg": reg, "v2": v2, "said": said, "home": home}
