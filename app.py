@@ -17,7 +17,6 @@ PAGES = [  # (file, title, icon, what it needs: nutrilearn.auth.PERMISSIONS); mi
     ("pages/models.py", "Models", "🏷️", "view_monitoring"),
 ]
 
-state.session_sweeper()  # first: login screens are sessions too
 login.login_gate()  # with a login provider and nobody (valid) logged in: the login screen only
 state.sidebar()
 navigation = st.navigation(

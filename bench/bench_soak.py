@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     seed_home(home, args.photos, args.seed)
     app = StreamlitApp(home, name="soak", env={"NUTRILEARN_BATCH_MAX_AGE_S": "5",
                                                "STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL": str(args.session_ttl)}).start()
-    # Expired sessions are dropped at the TTL and collected by the app's sweeper (every 30 s).
+    # Expired sessions are dropped at the TTL; the margin lets the garbage collector run too.
     settle_s = 0.0 if args.no_settle else args.session_ttl + 45.0
     pw, browser = launch_browser()
     try:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import re
-import threading
-import time
 
 import streamlit as st
 
@@ -35,28 +32,6 @@ def classifier():
 
 # Resources are keyed by the settings they depend on: one per store per process (and
 # tests that point NUTRILEARN_HOME elsewhere get their own, never a stale one).
-GC_EVERY_S = 30.0
-
-
-@st.cache_resource(show_spinner=False)
-def session_sweeper() -> threading.Thread:
-    """Collect garbage every ``GC_EVERY_S`` seconds, once per process.
-
-    Streamlit gives every browser session its own asyncio event loop and, when a closed
-    tab's session expires, drops it without closing that loop: its sockets and epoll handle
-    (three files a session) go only when the garbage collector finds the cycle. Left to
-    chance, a busy server held 150 extra open files after 1,000 page loads (bench_soak).
-    """
-    def sweep() -> None:
-        while True:
-            time.sleep(GC_EVERY_S)
-            gc.collect()
-
-    thread = threading.Thread(target=sweep, name="nutrilearn-session-sweeper", daemon=True)
-    thread.start()
-    return thread
-
-
 @st.cache_resource(show_spinner=False)
 def _prediction_logger(tracking_uri: str, spool_dir: str, experiment: str):
     from nutrilearn.serving import prediction_logger as build
