@@ -229,7 +229,6 @@ class Mirror:
     def _copy(self, run: BatchRun) -> tuple[int, list[str]]:
         """Split one run's rows by day into the mirror; returns ``(rows, days)``."""
         import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
         with self._db() as db:
             twin = db.execute("SELECT 1 FROM runs WHERE batch_id = ? AND batch_id != ''", (run.batch_id,)).fetchone()
