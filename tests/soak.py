@@ -184,15 +184,22 @@ class Soak:
             time.sleep(1.0)
 
     def settle(self, seconds: float) -> None:
-        """Let every disconnected session outlive Streamlit's reconnect window, then load one
-        page (Streamlit drops expired sessions when it next stores one). Both ends of a
-        soak are measured after this, so the sessions a browser just left, each holding its
-        own asyncio loop (3 descriptors) for ``server.disconnectedSessionTTL`` seconds, are
-        not taken for a leak; the peak during the loads is reported beside them."""
+        """Let every disconnected session outlive Streamlit's reconnect window and be dropped,
+        so that both ends of a soak are measured without them.
+
+        A browser that leaves a page leaves its session stored for
+        ``server.disconnectedSessionTTL`` seconds, each holding its own asyncio loop
+        (3 descriptors). Streamlit drops expired sessions only when it next stores one,
+        that is at the next disconnect: so after the wait one page is loaded and left
+        (its disconnect reaps the expired sessions) and another is loaded. Measured in
+        the app with a referrer dump: the loops still open before that disconnect are
+        all held by Streamlit's session storage, and it closes them. The peak during the
+        loads is reported beside the settled ends."""
         if seconds > 0:
             self.page.goto("about:blank")  # close this tab's session too
             time.sleep(seconds)
             self.load("Meals", count=False)
+            self.load("Meals", count=False)  # leaving the first one stores it: Streamlit reaps the expired
 
     def run(self, loads: int, every: int = 100, report: Callable[[Sample], None] | None = None,
             settle_s: float = 0.0) -> SoakResult:
