@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from nutrilearn.tracking.reader import PredictionReader
-from nutrilearn.tracking.records import PREDICTION_FIELDS, FEEDBACK_FIELDS
+from nutrilearn.tracking.records import ROW_FIELDS, FEEDBACK_FIELDS
 from nutrilearn.tracking import store
 from nutrilearn.tracking.spool import new_owner
 from tracking_fixtures import T0, free_port, make_feedback, make_record, raw_rows
@@ -33,7 +33,7 @@ def logged(tracking, loggers):
 
 def test_columns_types_and_order(tracking, logged):
     df = PredictionReader(tracking).predictions()
-    assert tuple(df.columns) == PREDICTION_FIELDS
+    assert tuple(df.columns) == ROW_FIELDS
     assert str(df["timestamp"].dtype) == "datetime64[us, UTC]"
     assert df["timestamp"].is_monotonic_increasing and len(df) == 30
     assert df["request_id"].is_unique
@@ -127,7 +127,7 @@ def test_feedback_latest_word_wins_and_joins_on_request_id(tracking, loggers):
 def test_no_experiment_yet_gives_empty_typed_frames(tracking):
     reader = PredictionReader(tracking)
     df = reader.predictions()
-    assert df.empty and tuple(df.columns) == PREDICTION_FIELDS
+    assert df.empty and tuple(df.columns) == ROW_FIELDS
     assert str(df["timestamp"].dtype) == "datetime64[us, UTC]"
     assert reader.feedback().empty and reader.pending_count() == 0
     assert not (tracking.spool_dir / "spool.db").exists()  # a reader never creates a spool

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,6 +46,11 @@ FIGURE_COLUMNS = (
     "decode_ms", "preprocess_ms", "inference_ms", "total_ms", "image_width", "image_height", "image_format",
     "image_bytes", "brightness", "contrast", "saturation", "sharpness", "aspect",
 )
+# Columns the record gained after stores existed: day files written before lack them and
+# read as nulls (DuckDB's union_by_name fills a column only if some file in the list has it).
+LATER_COLUMNS = {"thumbnail": "BLOB"}
+# Read only when asked for by name (photo galleries, exports), never by a figure.
+PHOTO_COLUMNS = ("thumbnail",)
 MEMORY_LIMIT = "512MB"
 
 
@@ -71,6 +77,32 @@ def _utc_times(table):
 
 def _quote_path(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
+
+
+@lru_cache(maxsize=4096)
+def _file_columns(path: str) -> frozenset[str]:
+    """Column names of a day file (its footer only); files never change once written."""
+    import pyarrow.parquet as pq
+
+    return frozenset(pq.read_schema(path).names)
+
+
+def _columns_of(path: str) -> frozenset[str]:
+    try:
+        return _file_columns(path)
+    except OSError:  # compacted away meanwhile: the query fails on it and is retried
+        return frozenset()
+
+
+def _select_list(columns: Sequence[str], files: Sequence[str]) -> str:
+    """``columns`` quoted; a later-added column no file has yet becomes a typed null."""
+    out = []
+    for c in columns:
+        if c in LATER_COLUMNS and not any(c in _columns_of(p) for p in reversed(files)):
+            out.append(f'CAST(NULL AS {LATER_COLUMNS[c]}) AS "{c}"')
+        else:
+            out.append(f'"{c}"')
+    return ", ".join(out)
 
 
 class History:
@@ -126,11 +158,12 @@ class History:
         start = as_utc(f.start) if f.start is not None else None
         end = as_utc(f.end) if f.end is not None else None
         needed = ("timestamp", "user") + (("request_id", "model_version", "source") if kind == "predictions" else ())
-        cols = ", ".join(f'"{c}"' for c in dict.fromkeys([*columns, *needed]))
+        names = list(dict.fromkeys([*columns, *needed]))
+        cols = ", ".join(f'"{c}"' for c in names)
         parts = []
         files = self.mirror.files(kind, start, end)
         if files:
-            parts.append(f"SELECT {cols} FROM read_parquet([{', '.join(map(_quote_path, files))}], "
+            parts.append(f"SELECT {_select_list(names, files)} FROM read_parquet([{', '.join(map(_quote_path, files))}], "
                          "union_by_name = true)")
         pending = self._pending_table(kind)
         if pending is not None:
@@ -232,7 +265,7 @@ class History:
              limit: int | None = None, newest_first: bool = False) -> pd.DataFrame:
         """Materialised rows (only ``columns``), oldest first unless ``newest_first``; ``limit`` caps them."""
         for c in columns:
-            if c not in FIGURE_COLUMNS and c != "embedding":
+            if c not in FIGURE_COLUMNS and c != "embedding" and c not in PHOTO_COLUMNS:
                 raise ValueError(f"not a column: {c!r}")
         order = "DESC" if newest_first else "ASC"
         sql = f"SELECT * FROM {{src}} ORDER BY timestamp {order}, request_id"

@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from nutrilearn.config import Settings
-from nutrilearn.tracking.records import PREDICTION_FIELDS, as_utc
+from nutrilearn.tracking.records import ROW_FIELDS, as_utc
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +110,14 @@ class PredictionReader:
         include_replayed: bool = True,
         include_pending: bool = True,
         refresh: bool = True,
-        columns: Sequence[str] = PREDICTION_FIELDS,
+        columns: Sequence[str] = ROW_FIELDS,
         limit: int | None = None,
     ) -> pd.DataFrame:
         """Prediction records (shadow answers included), one row per request id, oldest first.
 
         ``start`` is inclusive, ``end`` exclusive (naive datetimes are taken as UTC);
         ``model_version``/``user``/``source`` take one value or several; ``limit`` keeps
-        the newest rows only.
+        the newest rows only. Thumbnails are read only when ``columns`` names ``thumbnail``.
         """
         if refresh:
             self.refresh()

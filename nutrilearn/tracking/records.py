@@ -7,7 +7,7 @@ counts). ``FeedbackRecord`` says what a person said the photo really was; it joi
 Two encodings live here so every writer and reader agrees on them:
 
 * ``to_json`` / ``*_from_json``: the spool's payload (JSON, UTF-8; timestamp as ISO 8601
-  UTC, embedding as base64). Human-readable with ``sqlite3``, no pickle anywhere.
+  UTC, embedding and thumbnail as base64). Human-readable with ``sqlite3``, no pickle anywhere.
 * ``prediction_schema()`` / ``feedback_schema()``: the Arrow schema of the Parquet
   artifacts and of the reader's DataFrames (timestamp ``timestamp[us, UTC]``).
 """
@@ -35,6 +35,8 @@ MAX_TEXT = 1_000  # characters in any one text field (error messages are cut, no
 MAX_ID = 200  # request ids, user, model name/version/alias: they become tags and keys
 MAX_TOP = 10
 MAX_EMBEDDING_BYTES = 512
+MAX_THUMBNAIL_BYTES = 16_384  # a 128 px WebP is 2-6 KB; anything bigger is not a thumbnail
+THUMBNAIL_FORMATS = (b"RIFF", b"\xff\xd8\xff")  # WebP, JPEG: what browsers and PIL both show
 
 
 class InvalidRecord(ValueError):
@@ -86,6 +88,9 @@ class PredictionRecord:
     sharpness: float | None = None
     aspect: float | None = None
     embedding: bytes | None = None  # compact embedding, see nutrilearn.vision.embedding
+    # A small WebP of the photo (longest side <= 128 px), see nutrilearn.vision.thumbnails;
+    # its own Parquet column, read only by pages that show photos (monitoring.photos).
+    thumbnail: bytes | None = None
 
     @property
     def ok(self) -> bool:
@@ -201,6 +206,12 @@ def check_prediction(record: PredictionRecord) -> None:
     if record.embedding is not None and (not isinstance(record.embedding, (bytes, bytearray))
                                          or len(record.embedding) > MAX_EMBEDDING_BYTES):
         errors.append(f"embedding must be at most {MAX_EMBEDDING_BYTES} bytes")
+    if record.thumbnail is not None:
+        thumb = record.thumbnail
+        if not isinstance(thumb, (bytes, bytearray)) or not 0 < len(thumb) <= MAX_THUMBNAIL_BYTES:
+            errors.append(f"thumbnail must be 1 to {MAX_THUMBNAIL_BYTES} bytes")
+        elif not bytes(thumb[:4]).startswith(THUMBNAIL_FORMATS):
+            errors.append("thumbnail must be a WebP or JPEG image")
     if errors:
         raise InvalidRecord(f"prediction {str(record.request_id)[:40]!r} not logged: " + "; ".join(errors))
 
@@ -228,13 +239,16 @@ def check_row(kind: str, row: Mapping[str, Any]) -> None:
 
 
 PREDICTION_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PredictionRecord))
+# Every column but the photo bytes: what reads return unless they ask for ``thumbnail``.
+ROW_FIELDS: tuple[str, ...] = tuple(name for name in PREDICTION_FIELDS if name != "thumbnail")
 FEEDBACK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(FeedbackRecord)) + ("kind",)
 
 
 def _dumps(row: dict[str, Any]) -> bytes:
     row["timestamp"] = as_utc(row["timestamp"]).isoformat()
-    if row.get("embedding") is not None:
-        row["embedding"] = base64.b64encode(row["embedding"]).decode("ascii")
+    for name in ("embedding", "thumbnail"):
+        if row.get(name) is not None:
+            row[name] = base64.b64encode(row[name]).decode("ascii")
     return json.dumps(row, separators=(",", ":"), allow_nan=True, default=_plain).encode("utf-8")
 
 
@@ -249,8 +263,9 @@ def row_from_json(payload: bytes | str) -> dict[str, Any]:
     """A spool payload back to a ``to_row``-shaped dict (timestamp aware, embedding bytes)."""
     row = json.loads(payload)
     row["timestamp"] = as_utc(datetime.fromisoformat(row["timestamp"]))
-    if row.get("embedding") is not None:
-        row["embedding"] = base64.b64decode(row["embedding"])
+    for name in ("embedding", "thumbnail"):
+        if row.get(name) is not None:
+            row[name] = base64.b64decode(row[name])
     return row
 
 
@@ -281,6 +296,7 @@ def prediction_schema():
         "image_bytes": pa.int64(),
         "brightness": f64, "contrast": f64, "saturation": f64, "sharpness": f64, "aspect": f64,
         "embedding": pa.binary(),
+        "thumbnail": pa.binary(),
     }
     assert tuple(types) == PREDICTION_FIELDS, "schema and PredictionRecord disagree"
     return pa.schema([pa.field(name, typ) for name, typ in types.items()])
