@@ -35,6 +35,18 @@ def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
     return raw
 
 
+def _env_flag(name: str, default: bool) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case); ``default`` when unset."""
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1 or 0 (true/false), got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where things live and the limits that protect them."""
@@ -74,6 +86,9 @@ class Settings:
     runtime: str = "litert"
     # The only folder the app's replay panel may read photos from (its subfolders too).
     replay_root: Path = Path("data/photos")
+    # Keep a small thumbnail (<= 128 px WebP) with every successful prediction, for the
+    # photo galleries; off for deployments that must not keep images.
+    keep_thumbnails: bool = True
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -104,6 +119,7 @@ class Settings:
             mlflow_ui_url=os.environ.get("NUTRILEARN_MLFLOW_UI_URL", cls.mlflow_ui_url),
             runtime=_env_choice("NUTRILEARN_RUNTIME", ("litert", "keras"), cls.runtime),
             replay_root=Path(os.environ.get("NUTRILEARN_REPLAY_ROOT") or home / "data" / "photos"),
+            keep_thumbnails=_env_flag("NUTRILEARN_KEEP_THUMBNAILS", cls.keep_thumbnails),
         )
 
     @property

@@ -20,6 +20,7 @@ from nutrilearn.config import Settings
 from nutrilearn.tracking.records import STATUS_ERROR, STATUS_OK, PredictionRecord, new_request_id, utc_now
 from nutrilearn.vision import embedding
 from nutrilearn.vision.images import ImageError, crop_and_resize, decode_image, image_stats
+from nutrilearn.vision.thumbnails import make_thumbnail
 
 REGISTERED_MODEL_NAME = "nutrilearn-food-classifier"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
@@ -84,6 +85,14 @@ def photos_from_paths(paths: Iterable[Path]) -> list[tuple[Path, Photo | PathErr
             except OSError as exc:
                 out.append((file, PathError("unreadable_file", f"cannot read {file}: {exc.strerror or exc}")))
     return out
+
+
+def _thumbnail(image) -> bytes | None:
+    """The record's thumbnail; a photo the model can read is never lost to its thumbnail."""
+    try:
+        return make_thumbnail(image)
+    except (OSError, ValueError):
+        return None
 
 
 class Analyzer:
@@ -157,6 +166,8 @@ class Analyzer:
                 t1 = time.perf_counter()
                 pixels = crop_and_resize(decoded.image)
                 stats = image_stats(pixels, decoded.width / decoded.height)
+                if self.settings.keep_thumbnails:  # counted in preprocess_ms: it is this photo's work
+                    rec.thumbnail = _thumbnail(decoded.image)
                 t2 = time.perf_counter()
             except ImageError as exc:
                 rec.status, rec.error_type, rec.error_message = STATUS_ERROR, exc.kind, str(exc)

@@ -11,15 +11,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from nutrilearn.monitoring import photos
+from nutrilearn.tracking.mirror import Mirror
 from nutrilearn.tracking.reader import PredictionReader
 from nutrilearn.tracking.records import SHADOW_SUFFIX, InvalidRecord, check_prediction
 from nutrilearn.vision.thumbnails import MAX_SIDE, make_thumbnail
-from tracking_fixtures import T0, make_record
+from tracking_fixtures import T0, make_feedback, make_record
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 pytest_plugins = ["tracking_fixtures"]
@@ -59,21 +61,18 @@ def test_record_check_refuses_what_is_not_a_thumbnail():
             check_prediction(rec)
 
 
-def _rewrite_without_thumbnails(reader: PredictionReader) -> None:
-    """Make the mirror's day files look like a store from before thumbnails existed."""
-    for path in reader.mirror.files("predictions"):
-        pq.write_table(pq.read_table(path).drop_columns(["thumbnail"]), path)
-
-
-def test_thumbnails_by_request_id_across_old_files_mirror_and_spool(tracking, loggers):
+def test_thumbnails_by_request_id_across_old_files_mirror_and_spool(tracking, loggers, monkeypatch):
     reader = PredictionReader(tracking)
     logger = loggers(tracking, batch_max_records=10, start=False)
     old = [make_record(i, error=False, when=T0 + timedelta(hours=i)) for i in range(10)]
     for rec in old:
         logger.submit(rec)
     assert logger.flush(timeout=120)
-    reader.refresh()
-    _rewrite_without_thumbnails(reader)
+    with monkeypatch.context() as m:  # day files as a mirror from before thumbnails wrote them
+        write = Mirror._write
+        m.setattr(Mirror, "_write", lambda self, table, rel: write(self, table.drop_columns(["thumbnail"]), rel))
+        reader.refresh()
+    assert not any("thumbnail" in pq.read_schema(f).names for f in reader.mirror.files("predictions"))
     assert photos.thumbnails(reader, [r.request_id for r in old]) == {}  # an old store still reads
     assert reader.history.rows(columns=("request_id", "thumbnail"))["thumbnail"].isna().all()
 
@@ -111,3 +110,154 @@ def test_real_photo_thumbnails_are_decodable_and_small():
         assert img.format == "WEBP" and max(img.size) == MAX_SIDE
         sizes.append(len(data))
     assert max(sizes) <= 8_000 and np.median(sizes) <= 4_000, sizes
+
+
+def _food10_photos(food10: Path, step: int = 50):
+    from nutrilearn.pipeline import photos_from_paths
+
+    return [p for _, p in photos_from_paths(sorted(food10.glob("test/*/*.jpg"))[::step])]
+
+
+def test_pipeline_keeps_thumbnails_through_spool_batch_and_mirror_and_off_keeps_none(
+        tracking, loggers, classifier, food10, monkeypatch, tmp_path):
+    """Real photos through the real model and logger: thumbnails in the batch Parquet's own
+    column and the mirror's day files; with NUTRILEARN_KEEP_THUMBNAILS=0 none anywhere."""
+    from nutrilearn.cli import main
+    from nutrilearn.config import Settings
+    from nutrilearn.pipeline import Analyzer, ModelInfo, Photo
+    from nutrilearn.tracking import store
+
+    photos_in = _food10_photos(food10) + [Photo("broken.jpg", b"\xff\xd8\xff not really a jpeg")]
+    logger = loggers(tracking, batch_max_records=100, start=False)
+    records = Analyzer(classifier, ModelInfo(), tracking, logger).analyze(photos_in, user="t", batch_size=4)
+    ok = [r for r in records if r.ok]
+    assert len(ok) == len(photos_in) - 1 and records[-1].status == "error" and records[-1].thumbnail is None
+    for rec in ok:
+        img = Image.open(io.BytesIO(rec.thumbnail))
+        assert img.format == "WEBP" and max(img.size) == MAX_SIDE and len(rec.thumbnail) <= 8_000
+    assert logger.flush(timeout=120)
+
+    reader = PredictionReader(tracking)
+    run_id = reader.batches()["run_id"].iloc[0]
+    artifacts = store.local_artifact_dir(store.make_client(tracking.tracking_uri).get_run(run_id).info.artifact_uri)
+    batch = pq.read_table(artifacts / store.ARTIFACTS["predictions"])
+    assert batch.schema.field("thumbnail").type == "binary"
+    assert batch.column("thumbnail").drop_null().length() == len(ok)
+    day_files = reader.mirror.files("predictions")
+    assert day_files and all("thumbnail" in pq.read_schema(f).names for f in day_files)
+    kept = photos.thumbnails(reader, [r.request_id for r in records])
+    assert kept == {r.request_id: r.thumbnail for r in ok}
+
+    # export-predictions: a thumbnail column of image bytes (and none with --no-thumbnails)
+    out = tmp_path / "export.parquet"
+    assert main(["export-predictions", "-o", str(out)]) == 0
+    exported = pd.read_parquet(out).set_index("request_id")
+    for rec in ok:
+        assert Image.open(io.BytesIO(exported.at[rec.request_id, "thumbnail"])).size == Image.open(
+            io.BytesIO(rec.thumbnail)).size
+    assert main(["export-predictions", "-o", str(out), "--no-thumbnails"]) == 0
+    assert "thumbnail" not in pd.read_parquet(out).columns
+    reader.close()
+
+    monkeypatch.setenv("NUTRILEARN_KEEP_THUMBNAILS", "0")
+    off = Settings.from_env()
+    assert not off.keep_thumbnails
+    logger_off = loggers(off, batch_max_records=100, start=False)
+    quiet = Analyzer(classifier, ModelInfo(), off, logger_off).analyze(photos_in[:4], user="t")
+    assert all(r.ok and r.thumbnail is None for r in quiet)
+    assert logger_off.flush(timeout=120)
+    reader = PredictionReader(off)
+    assert photos.thumbnails(reader, [r.request_id for r in quiet]) == {}
+    reader.close()
+
+
+def test_keep_thumbnails_setting_parses(monkeypatch):
+    from nutrilearn.config import Settings
+
+    for raw, expected in (("", True), ("1", True), ("true", True), ("0", False), ("off", False)):
+        monkeypatch.setenv("NUTRILEARN_KEEP_THUMBNAILS", raw)
+        assert Settings.from_env().keep_thumbnails is expected
+    monkeypatch.setenv("NUTRILEARN_KEEP_THUMBNAILS", "maybe")
+    with pytest.raises(ValueError, match="NUTRILEARN_KEEP_THUMBNAILS"):
+        Settings.from_env()
+
+
+@pytest.fixture
+def gallery_store(tracking, loggers):
+    """60 served answers over two UTC days with thumbnails, a challenger's shadow answer to
+    every third (disagreeing on every sixth), feedback on every fifth (correcting every tenth);
+    40 flushed and mirrored, the rest in the spool. Returns the reader and the records."""
+    logger = loggers(tracking, batch_max_records=20, start=False)
+    served, shadows, feedback = [], [], []
+    for i in range(60):
+        rec = with_thumbnail(i, when=T0 + timedelta(minutes=45 * i), source="replay" if i == 7 else "app")
+        served.append(rec)
+        if i % 3 == 0:
+            sh = make_record(i, error=False, model_version="2", when=rec.timestamp)
+            sh.request_id, sh.label, sh.confidence = rec.request_id + SHADOW_SUFFIX, rec.label, 0.5
+            if i % 6 == 0:
+                sh.label = "guacamole" if rec.label != "guacamole" else "pizza"
+            shadows.append(sh)
+        if i % 5 == 0:
+            fb = make_feedback(rec, label="espresso" if i % 10 == 0 and rec.label != "espresso" else rec.label)
+            feedback.append(fb)
+    for rec in served[:40] + [s for s in shadows if s.timestamp < served[40].timestamp]:
+        logger.submit(rec)
+    for fb in feedback[:5]:
+        logger.submit_feedback(fb)
+    assert logger.flush(timeout=120)
+    for rec in served[40:] + [s for s in shadows if s.timestamp >= served[40].timestamp]:
+        logger.submit(rec)
+    for fb in feedback[5:]:
+        logger.submit_feedback(fb)
+    reader = PredictionReader(tracking)
+    reader.refresh()
+    yield reader, served, shadows, feedback
+    reader.close()
+
+
+def test_galleries_choose_the_right_photos(gallery_store):
+    from nutrilearn.monitoring.stats import Filters
+
+    reader, served, shadows, feedback = gallery_store
+    live = Filters(hide_replayed=True)
+    frame = pd.DataFrame([r.to_row() for r in served if r.source != "replay"])
+
+    low = photos.least_confident(reader, live, n=5)
+    assert list(low["request_id"]) == list(frame.sort_values("confidence")["request_id"][:5])
+    assert "thumbnail" not in low.columns
+    food = frame["label"].value_counts().index[0]
+    assert set(photos.least_confident(reader, live, n=100, food=food)["label"]) == {food}
+    assert photos.least_confident(reader, live, food="x' OR '1'='1").empty
+
+    per = photos.by_food(reader, live, per_food=2, foods=3)
+    top3 = frame["label"].value_counts()
+    assert list(dict.fromkeys(per["label"])) == sorted(top3.index[:3], key=lambda f: (-top3[f], f))
+    for label, group in per.groupby("label"):
+        assert list(group["request_id"]) == list(frame[frame["label"] == label].sort_values("confidence")["request_id"][:2])
+
+    wrong = photos.mistakes(reader, Filters(hide_replayed=False), n=100)
+    by_id = {r.request_id: r for r in served}
+    expected = {fb.request_id for fb in feedback if fb.label != by_id[fb.request_id].label}
+    assert set(wrong["request_id"]) == expected and len(expected) >= 4
+    assert (wrong["true_label"] == "espresso").all() and (wrong["label"] != "espresso").all()
+    assert list(wrong["confidence"]) == sorted(wrong["confidence"], reverse=True)  # confidently wrong first
+
+    split = photos.disagreements(reader, Filters(hide_replayed=False), n=100)
+    expected = {s.request_id.removesuffix(SHADOW_SUFFIX) for s in shadows
+                if s.label != by_id[s.request_id.removesuffix(SHADOW_SUFFIX)].label}
+    assert set(split["request_id"]) == expected and len(expected) == 10
+    assert (split["challenger_label"] != split["label"]).all() and set(split["challenger_version"]) == {"2"}
+
+    # Click-through: the record, its challenger's answer, its feedback and its photo.
+    rid = sorted(expected)[0]
+    rec = photos.record(reader, rid)
+    assert rec.fields["label"] == by_id[rid].label and rec.challenger["label"] != rec.fields["label"]
+    assert rec.thumbnail == by_id[rid].thumbnail
+    assert photos.record(reader, rid + SHADOW_SUFFIX).request_id == rid
+    assert photos.record(reader, "no-such-id") is None
+    judged = photos.record(reader, feedback[1].request_id)
+    assert judged.feedback["true_label"] == feedback[1].label
+
+    table = photos.with_thumbnails(low, reader)
+    assert table["photo"].str.startswith("data:image/webp;base64,").all()

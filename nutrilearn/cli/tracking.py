@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude-replayed", action="store_true", help="leave out replayed traffic")
     p.add_argument("--no-pending", action="store_true", help="only what is in MLflow, not the local spool")
     p.add_argument("--feedback", action="store_true", help="export feedback records instead")
+    p.add_argument("--no-thumbnails", action="store_true",
+                   help="leave out the thumbnail column (WebP bytes; base64 in CSV and JSON)")
     p.set_defaults(handler=run_export)
 
     f = sub.add_parser("flush-predictions", help="send spooled predictions to MLflow now and show the spool",
@@ -178,6 +180,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     from nutrilearn.config import Settings
     from nutrilearn.tracking.reader import PredictionReader
+    from nutrilearn.tracking.records import PREDICTION_FIELDS, ROW_FIELDS
 
     for name in ("since", "until"):
         value = getattr(args, name)
@@ -197,7 +200,8 @@ def run_export(args: argparse.Namespace) -> int:
             df = reader.predictions(start=args.since, end=args.until, model_version=args.model_version,
                                     user=args.user, source=args.source,
                                     include_replayed=not args.exclude_replayed,
-                                    include_pending=not args.no_pending)
+                                    include_pending=not args.no_pending,
+                                    columns=ROW_FIELDS if args.no_thumbnails else PREDICTION_FIELDS)
     finally:
         reader.close()
     export_frame(df, fmt, args.output)

@@ -1,17 +1,28 @@
 """The photos behind the numbers: thumbnails by request id, and the galleries that show them.
 
 Thumbnails live in their own Parquet column (``thumbnail``), which no figure selects
-(``history.FIGURE_COLUMNS`` leaves it out): only these functions and exports read it, and
+(``history.FIGURE_COLUMNS`` leaves it out): only ``thumbnails`` and exports read it, and
 only for the request ids asked for. A store written before thumbnails existed, or with
 ``NUTRILEARN_KEEP_THUMBNAILS=0``, simply has none: the ids are missing from the answer.
+
+The galleries (``least_confident``, ``by_food``, ``mistakes``, ``disagreements``) choose
+which photos to show: DuckDB queries over the window's rows that never read the thumbnail
+column and return small frames of request ids and what to caption them with; the page
+then asks ``thumbnails`` for those ids only. ``record`` is the click-through: one
+request's fields, its challenger's answer and its feedback. Values chosen by a person
+(food, request id) are bound parameters.
 """
 
 from __future__ import annotations
 
+import base64
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from nutrilearn.monitoring.history import History
+import pandas as pd
+
+from nutrilearn.monitoring.history import FIGURE_COLUMNS, History
 from nutrilearn.monitoring.stats import Filters
 from nutrilearn.tracking.records import SHADOW_SUFFIX
 
@@ -19,6 +30,9 @@ if TYPE_CHECKING:
     from nutrilearn.tracking.reader import PredictionReader
 
 CHUNK = 500  # request ids bound per query
+# What a gallery tile is captioned with; never the thumbnail (asked for separately, by id).
+TILE_COLUMNS = ("request_id", "timestamp", "user", "model_version", "label", "confidence", "filename")
+GALLERIES = ("least confident", "by food", "mistakes", "disagreements")
 
 
 def _history(source: "History | PredictionReader") -> History:
@@ -54,3 +68,158 @@ def thumbnails(source: "History | PredictionReader", request_ids: Iterable[str],
                            f"WHERE thumbnail IS NOT NULL AND request_id IN ({marks})", chunk)
         found.update(zip(df["request_id"], (bytes(b) for b in df["thumbnail"])))
     return {r: found[photo_id(r)] for r in asked if photo_id(r) in found}
+
+
+def data_url(thumbnail: bytes | None) -> str | None:
+    """A thumbnail as a ``data:`` URL (for image columns of tables); None stays None."""
+    if not thumbnail:
+        return None
+    kind = "webp" if thumbnail[:4] == b"RIFF" else "jpeg"
+    return f"data:image/{kind};base64,{base64.b64encode(thumbnail).decode('ascii')}"
+
+
+def with_thumbnails(rows: pd.DataFrame, source: "History | PredictionReader", column: str = "photo",
+                    start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
+    """``rows`` (with ``request_id``) plus a ``column`` of thumbnail data URLs (None where none kept)."""
+    ids = rows["request_id"].astype(str)
+    found = thumbnails(source, ids, start=start, end=end)
+    return rows.assign(**{column: [data_url(found.get(r)) for r in ids]})
+
+
+# -- galleries: which photos to show ------------------------------------------------------
+
+
+def _served(filters: Filters | None) -> Filters:
+    """The window's served answers (the photos people were given an answer for)."""
+    return replace(filters or Filters(), include_shadow=False)
+
+
+def _tile_sql(prefix: str = "") -> str:
+    return ", ".join(f'{prefix}"{c}"' for c in TILE_COLUMNS)
+
+
+def least_confident(source: "History | PredictionReader", filters: Filters | None = None, n: int = 24,
+                    food: str | None = None) -> pd.DataFrame:
+    """The window's ``n`` least confident answers (of one ``food`` if given), least first."""
+    sql = f"""SELECT {_tile_sql()} FROM {{src}} WHERE status = 'ok' AND confidence IS NOT NULL
+              AND (CAST(? AS VARCHAR) IS NULL OR label = ?)
+              ORDER BY confidence, timestamp DESC, request_id LIMIT ?"""
+    return _history(source).query("predictions", _served(filters), TILE_COLUMNS + ("status",), sql,
+                                  [food, food, int(n)])
+
+
+def by_food(source: "History | PredictionReader", filters: Filters | None = None, per_food: int = 6,
+            foods: int = 12) -> pd.DataFrame:
+    """For the ``foods`` most answered foods, their ``per_food`` least confident answers.
+
+    Columns: the tile columns plus ``food_count`` (answers of that food in the window) and
+    ``rank`` (1 = least confident); most answered food first.
+    """
+    sql = f"""WITH r AS (SELECT {_tile_sql()}, count(*) OVER (PARTITION BY label) AS food_count
+                         FROM {{src}} WHERE status = 'ok' AND label IS NOT NULL AND confidence IS NOT NULL),
+              top AS (SELECT label FROM r GROUP BY label ORDER BY any_value(food_count) DESC, label LIMIT ?)
+              SELECT *, row_number() OVER (PARTITION BY label ORDER BY confidence, request_id) AS rank
+              FROM r WHERE label IN (SELECT label FROM top)
+              QUALIFY rank <= ?
+              ORDER BY food_count DESC, label, rank"""
+    return _history(source).query("predictions", _served(filters), TILE_COLUMNS + ("status",), sql,
+                                  [int(foods), int(per_food)])
+
+
+def _latest_feedback(history: History, filters: Filters | None) -> pd.DataFrame:
+    """The latest word per request id given since the window opened (by anyone)."""
+    f = filters or Filters()
+    window = Filters(start=f.start)  # feedback comes after its prediction, from any user
+    return history.query("feedback", window, ("request_id", "label", "timestamp", "user"), """
+        SELECT request_id, label AS true_label, "user" AS feedback_user, timestamp AS feedback_time
+        FROM {src} QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY timestamp DESC) = 1""")
+
+
+def mistakes(source: "History | PredictionReader", filters: Filters | None = None, n: int = 24,
+             food: str | None = None) -> pd.DataFrame:
+    """Answers that feedback corrected: tile columns, ``label`` (said) and ``true_label``
+    (what the photo shows), most confident mistakes first. ``food`` matches either."""
+    history = _history(source)
+    fb = _latest_feedback(history, filters)
+    if fb.empty:
+        return pd.DataFrame(columns=[*TILE_COLUMNS, "true_label", "feedback_user", "feedback_time"])
+    sql = f"""SELECT {_tile_sql("p.")}, fb.true_label, fb.feedback_user, fb.feedback_time
+              FROM {{src}} AS p
+              JOIN (SELECT unnest(?::VARCHAR[]) AS request_id, unnest(?::VARCHAR[]) AS true_label,
+                           unnest(?::VARCHAR[]) AS feedback_user, unnest(?::TIMESTAMPTZ[]) AS feedback_time) AS fb
+                ON p.request_id = fb.request_id
+              WHERE p.status = 'ok' AND p.label IS DISTINCT FROM fb.true_label
+                AND (CAST(? AS VARCHAR) IS NULL OR p.label = ? OR fb.true_label = ?)
+              ORDER BY p.confidence DESC, p.timestamp DESC, p.request_id LIMIT ?"""
+    params = [fb["request_id"].astype(str).tolist(), fb["true_label"].astype(str).tolist(),
+              fb["feedback_user"].astype(str).tolist(), list(fb["feedback_time"].dt.to_pydatetime()),
+              food, food, food, int(n)]
+    return history.query("predictions", _served(filters), TILE_COLUMNS + ("status",), sql, params)
+
+
+def disagreements(source: "History | PredictionReader", filters: Filters | None = None, n: int = 24,
+                  food: str | None = None) -> pd.DataFrame:
+    """Photos where the challenger's shadow answer differs from the champion's: tile
+    columns (the champion's answer) plus ``challenger_version``, ``challenger_label``,
+    ``challenger_confidence``; newest first. ``food`` matches either answer."""
+    both = replace(filters or Filters(), include_shadow=True, model_versions=())
+    sql = f"""WITH r AS (SELECT * FROM {{src}} WHERE status = 'ok' AND label IS NOT NULL)
+              SELECT {_tile_sql("s.")}, c.model_version AS challenger_version, c.label AS challenger_label,
+                     c.confidence AS challenger_confidence
+              FROM r AS s JOIN r AS c ON c.request_id = s.request_id || ?
+              WHERE NOT ends_with(s.request_id, ?) AND s.label IS DISTINCT FROM c.label
+                AND (CAST(? AS VARCHAR) IS NULL OR s.label = ? OR c.label = ?)
+              ORDER BY s.timestamp DESC, s.request_id LIMIT ?"""
+    return _history(source).query("predictions", both, TILE_COLUMNS + ("status",), sql,
+                                  [SHADOW_SUFFIX, SHADOW_SUFFIX, food, food, food, int(n)])
+
+
+# -- click-through ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhotoRecord:
+    """One request as the gallery's click-through shows it."""
+
+    request_id: str
+    fields: dict[str, Any]  # the served record's figure columns
+    challenger: dict[str, Any] | None  # the challenger's shadow answer to the same photo
+    feedback: dict[str, Any] | None  # the latest feedback (true label, who, when)
+    thumbnail: bytes | None
+
+
+def record(source: "History | PredictionReader", request_id: str, start: datetime | None = None,
+           end: datetime | None = None) -> PhotoRecord | None:
+    """The record behind a thumbnail (None if the id is unknown in ``[start, end)``)."""
+    history = _history(source)
+    rid = photo_id(str(request_id))
+    window = Filters(start=start, end=end, hide_replayed=False, include_shadow=True)
+    rows = history.query("predictions", window, FIGURE_COLUMNS,
+                         "SELECT * FROM {src} WHERE request_id IN (?, ?) ORDER BY request_id",
+                         [rid, rid + SHADOW_SUFFIX]).drop(columns=["day"], errors="ignore")
+    served = rows[rows["request_id"] == rid]
+    if served.empty:
+        return None
+    shadow = rows[rows["request_id"] == rid + SHADOW_SUFFIX]
+    fb = history.query("feedback", Filters(start=start), ("request_id", "label", "timestamp", "user", "kind"),
+                       """SELECT label AS true_label, kind, "user", timestamp FROM {src} WHERE request_id = ?
+                          ORDER BY timestamp DESC LIMIT 1""", [rid])
+    return PhotoRecord(
+        request_id=rid,
+        fields=_plain_row(served.iloc[0]),
+        challenger=_plain_row(shadow.iloc[0]) if len(shadow) else None,
+        feedback=_plain_row(fb.iloc[0]) if len(fb) else None,
+        thumbnail=thumbnails(history, [rid], start=start, end=end).get(rid),
+    )
+
+
+def _plain_row(row: pd.Series) -> dict[str, Any]:
+    """A frame row as plain Python values (lists, not arrays; None, not NaN)."""
+    out = {}
+    for key, value in row.items():
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        elif value is not None and not isinstance(value, (list, str, bytes)) and pd.isna(value):
+            value = None
+        out[str(key)] = value
+    return out

@@ -186,7 +186,8 @@ def challenger_records(records: Sequence[PredictionRecord], feats, classifier, i
             model_alias=info.alias, label=pred.label, confidence=pred.confidence, is_food=pred.is_food,
             top5_labels=[label for label, _ in pred.top5], top5_probs=[p for _, p in pred.top5],
             inference_ms=(rec.inference_ms or 0.0) + head_ms,
-            total_ms=(rec.total_ms or 0.0) + head_ms))
+            total_ms=(rec.total_ms or 0.0) + head_ms,
+            thumbnail=None))  # the champion's record holds the photo (monitoring.photos.photo_id)
     return out
 
 

@@ -12,14 +12,21 @@ import io
 
 from PIL import Image
 
+from nutrilearn.tracking.records import MAX_THUMBNAIL_BYTES
+
 MAX_SIDE = 128
 QUALITY = 70  # WebP quality: 128 px food photos at 2-4 KB, still recognisable
 METHOD = 2  # WebP effort: 0 is 20% bigger, 4 is twice as slow for 4% less
 FORMAT = "WEBP"
 
 
-def make_thumbnail(image: Image.Image, max_side: int = MAX_SIDE, quality: int = QUALITY) -> bytes:
-    """WebP bytes of ``image`` scaled to fit ``max_side`` (aspect kept, never enlarged)."""
+def make_thumbnail(image: Image.Image, max_side: int = MAX_SIDE, quality: int = QUALITY,
+                   max_bytes: int = MAX_THUMBNAIL_BYTES) -> bytes:
+    """WebP bytes of ``image`` scaled to fit ``max_side`` (aspect kept, never enlarged).
+
+    Never more than ``max_bytes`` (the record check's limit): a photo that is mostly noise
+    is encoded again at lower quality, then smaller, rather than costing its record.
+    """
     width, height = image.size
     scale = min(1.0, max_side / max(width, height, 1))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -28,6 +35,11 @@ def make_thumbnail(image: Image.Image, max_side: int = MAX_SIDE, quality: int = 
     thumb = image.resize(size, Image.Resampling.BOX) if size != image.size else image
     if thumb.mode != "RGB":
         thumb = thumb.convert("RGB")
-    out = io.BytesIO()
-    thumb.save(out, FORMAT, quality=quality, method=METHOD)
-    return out.getvalue()
+    for q in dict.fromkeys((quality, 40, 10)):
+        out = io.BytesIO()
+        thumb.save(out, FORMAT, quality=q, method=METHOD)
+        if out.tell() <= max_bytes:
+            return out.getvalue()
+    if max(thumb.size) <= 1:
+        raise ValueError(f"no thumbnail fits in {max_bytes} bytes")
+    return make_thumbnail(thumb, max(thumb.size) // 2, quality, max_bytes)
