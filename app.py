@@ -13,6 +13,7 @@ PAGES = [  # (file, title, icon, what it needs: nutrilearn.auth.PERMISSIONS); mi
     ("pages/analyze.py", "Analyze", "📷", "analyze"),
     ("pages/meals.py", "Meals", "🍽️", "own_meals"),
     ("pages/monitoring.py", "Monitoring", "📈", "view_monitoring"),
+    ("pages/photos.py", "Photos", "🖼️", "view_monitoring"),
     ("pages/drift.py", "Drift", "🧭", "view_monitoring"),
     ("pages/models.py", "Models", "🏷️", "view_monitoring"),
 ]

@@ -261,3 +261,30 @@ def test_galleries_choose_the_right_photos(gallery_store):
 
     table = photos.with_thumbnails(low, reader)
     assert table["photo"].str.startswith("data:image/webp;base64,").all()
+
+
+def test_photos_page_draws_galleries_and_opens_a_record(gallery_store):
+    """The page (AppTest) over the gallery store: tiles with thumbnails, a tile's button opens its record."""
+    from streamlit.testing.v1 import AppTest
+
+    reader, served, shadows, feedback = gallery_store
+    page = str(Path(__file__).resolve().parents[1] / "pages" / "photos.py")
+    at = AppTest.from_file(page, default_timeout=120)
+    at.run()
+    at.selectbox(key="photos_period").set_value("All time")
+    at.toggle(key="photos_hide_replayed").set_value(False)
+    at.run()
+    assert not at.exception, at.exception
+    captions = [c for img in at.get("image") for c in img.captions]
+    assert len(captions) >= 24 and not any("no photo kept" in m.value for m in at.caption)
+    assert any(c.startswith("said ") and " · true Espresso" in c for c in captions)  # mistakes: said vs true
+    buttons = [b for b in at.button if b.key and b.key.startswith("photos-disagreements-")]
+    assert len(buttons) == 10
+    rid = buttons[0].key.removeprefix("photos-disagreements-")
+    buttons[0].click()
+    at.run()
+    assert not at.exception, at.exception
+    table = {row["field"]: row["value"] for row in at.dataframe[0].value.to_dict("records")}
+    by_id = {r.request_id: r for r in served}
+    assert table["request_id"] == rid and table["label"] == by_id[rid].label
+    assert "challenger answer" in table and table["challenger answer"] != table["label"]

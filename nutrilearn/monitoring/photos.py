@@ -80,10 +80,13 @@ def data_url(thumbnail: bytes | None) -> str | None:
 
 def with_thumbnails(rows: pd.DataFrame, source: "History | PredictionReader", column: str = "photo",
                     start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
-    """``rows`` (with ``request_id``) plus a ``column`` of thumbnail data URLs (None where none kept)."""
+    """``rows`` (with ``request_id``) with a first ``column`` of thumbnail data URLs (None
+    where none was kept): for an image column of a table."""
     ids = rows["request_id"].astype(str)
     found = thumbnails(source, ids, start=start, end=end)
-    return rows.assign(**{column: [data_url(found.get(r)) for r in ids]})
+    out = rows.copy()
+    out.insert(0, column, [data_url(found.get(r)) for r in ids])
+    return out
 
 
 # -- galleries: which photos to show ------------------------------------------------------
@@ -174,6 +177,46 @@ def disagreements(source: "History | PredictionReader", filters: Filters | None 
                                   [SHADOW_SUFFIX, SHADOW_SUFFIX, food, food, food, int(n)])
 
 
+def foods(source: "History | PredictionReader", filters: Filters | None = None) -> list[str]:
+    """Labels answered in the window, most answered first (for a food picker)."""
+    return _history(source).top_foods(_served(filters), n=1000)["label"].astype(str).tolist()
+
+
+def gallery(source: "History | PredictionReader", which: str, filters: Filters | None = None, n: int = 24,
+            food: str | None = None) -> pd.DataFrame:
+    """One of ``GALLERIES`` by name, with a ``caption`` column for its tiles."""
+    if which == "least confident":
+        frame = least_confident(source, filters, n, food)
+    elif which == "by food":
+        frame = by_food(source, filters, per_food=max(1, n // 4), foods=4 if food is None else 1000)
+        frame = frame[frame["label"] == food] if food is not None else frame
+    elif which == "mistakes":
+        frame = mistakes(source, filters, n, food)
+    elif which == "disagreements":
+        frame = disagreements(source, filters, n, food)
+    else:
+        raise ValueError(f"no gallery {which!r}; choose one of {', '.join(GALLERIES)}")
+    return frame.assign(caption=captions(frame, which)).reset_index(drop=True)
+
+
+def captions(frame: pd.DataFrame, which: str) -> list[str]:
+    """What each tile says: the answer and its confidence, and what it is compared with."""
+    from nutrilearn.answers import percent
+    from nutrilearn.vision.vocabulary import display_name
+
+    out = []
+    for row in frame.itertuples(index=False):
+        said = f"{display_name(row.label)} {percent(row.confidence)}"
+        if which == "mistakes":
+            out.append(f"said {said} · true {display_name(row.true_label)}")
+        elif which == "disagreements":
+            out.append(f"v{row.model_version}: {said} · v{row.challenger_version}: "
+                       f"{display_name(row.challenger_label)} {percent(row.challenger_confidence)}")
+        else:
+            out.append(said)
+    return out
+
+
 # -- click-through ------------------------------------------------------------------------
 
 
@@ -223,3 +266,41 @@ def _plain_row(row: pd.Series) -> dict[str, Any]:
             value = None
         out[str(key)] = value
     return out
+
+
+RECORD_FIELDS = ("request_id", "timestamp", "user", "source", "filename", "model_version", "model_alias",
+                 "status", "label", "confidence", "is_food", "top5_labels", "top5_probs", "error_type",
+                 "error_message", "total_ms", "decode_ms", "preprocess_ms", "inference_ms", "image_width",
+                 "image_height", "image_format", "image_bytes", "brightness", "contrast", "saturation",
+                 "sharpness", "aspect")
+
+
+def record_table(rec: PhotoRecord) -> pd.DataFrame:
+    """``field, value`` rows of a record (as text), its challenger's answer and feedback after."""
+    from nutrilearn.answers import percent
+
+    def text(name: str, value: Any) -> str:
+        if value is None:
+            return "–"
+        if name in ("confidence",):
+            return percent(value)
+        if name == "top5_probs":
+            return ", ".join(percent(v) for v in value)
+        if name == "top5_labels":
+            return ", ".join(value)
+        if name == "timestamp" and hasattr(value, "strftime"):
+            return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    rows = [(name, text(name, rec.fields.get(name))) for name in RECORD_FIELDS if name in rec.fields]
+    if rec.challenger is not None:
+        rows += [("challenger version", text("model_version", rec.challenger.get("model_version"))),
+                 ("challenger answer", text("label", rec.challenger.get("label"))),
+                 ("challenger confidence", text("confidence", rec.challenger.get("confidence")))]
+    if rec.feedback is not None:
+        rows += [("feedback", f"{rec.feedback.get('kind')}: {rec.feedback.get('true_label')}"),
+                 ("feedback by", text("user", rec.feedback.get("user"))),
+                 ("feedback at", text("timestamp", rec.feedback.get("timestamp")))]
+    return pd.DataFrame(rows, columns=["field", "value"])
