@@ -8,9 +8,19 @@
   of the food probability, so putting the two side by side contradicts itself.
 * Error texts for people name what went wrong and what to do, never a library or an
   exception class (the record keeps the technical message for the logs).
+* Every confidence, share, accuracy and rate reads the same on every page and in the CLI:
+  ``percent`` (one decimal, "38.2%"), ``VEGA_PERCENT`` for chart tooltips and
+  ``percent_columns`` for tables. One format, so a figure can be compared across pages.
 """
 
 from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pandas.io.formats.style import Styler
 
 UNSURE_VARIABLE = "NUTRILEARN_UNSURE_BELOW"
 DEFAULT_UNSURE_BELOW = 0.5
@@ -47,3 +57,30 @@ def is_unsure(confidence: float | None, threshold: float | None = None) -> bool:
 def error_text(error_type: str | None) -> str:
     """What a person reads for a failed photo."""
     return _ERRORS.get(error_type or "", "The photo could not be used. Try another photo.")
+
+
+VEGA_PERCENT = ".1%"  # d3-format for altair tooltips: the same text as ``percent``
+MISSING = "–"
+
+
+def percent(x: float | None, signed: bool = False) -> str:
+    """A confidence, share, accuracy or rate as people read it everywhere ("38.2%", "+4.0%"
+    with ``signed``); ``MISSING`` when unknown (None or NaN)."""
+    try:
+        value = float(x)  # None and pandas' NA are unknown too
+    except (TypeError, ValueError):
+        return MISSING
+    if math.isnan(value):
+        return MISSING
+    return f"{value:+.1%}" if signed else f"{value:.1%}"
+
+
+def percent_columns(table: "pd.DataFrame | Styler", columns: Iterable[str]) -> "Styler":
+    """``table`` with ``columns`` (those it has) shown through ``percent``; the values stay
+    numbers, so the table still sorts by them (give such columns no ``format`` of their own:
+    Streamlit shows the Styler's text only where the column config sets none)."""
+    from pandas.io.formats.style import Styler
+
+    styler = table if isinstance(table, Styler) else table.style
+    present = [c for c in columns if c in styler.data.columns]
+    return styler.format(percent, subset=present) if present else styler

@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from nutrilearn.answers import error_text, unsure_below
+from nutrilearn.answers import VEGA_PERCENT, error_text, percent, unsure_below
 from nutrilearn.meals import MEAL_TYPES, MealEntry, StoreBusyError, UnknownFoodError
 from nutrilearn.nutrition import MAX_PORTION, facts_for, known_labels
 from nutrilearn.pipeline import Photo
@@ -78,7 +78,7 @@ def _top5_chart(record) -> alt.Chart:
         .encode(
             x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
             y=alt.Y("food:N", sort="-x", title=None),
-            tooltip=["food", alt.Tooltip("probability:Q", format=".1%")],
+            tooltip=["food", alt.Tooltip("probability:Q", format=VEGA_PERCENT)],
         )
         .properties(height=alt.Step(26))  # one 26 px row a food: every label shows
     )
@@ -171,17 +171,17 @@ for upload, record in shown:
                 st.caption("This does not look like any of the foods the model knows"
                            + (f". If it is food, the closest it knows are: {closest}." if closest else "."))
             elif (record.confidence or 0.0) < UNSURE_BELOW:
-                st.subheader(f"Not sure — maybe {display_name(record.label)} ({record.confidence:.0%})")
-                st.warning(f"The model is unsure ({record.confidence:.0%} for its best guess, below "
-                           f"{UNSURE_BELOW:.0%}). Pick the food from the top 5 below, or search all foods.")
+                st.subheader(f"Not sure — maybe {display_name(record.label)} ({percent(record.confidence)})")
+                st.warning(f"The model is unsure ({percent(record.confidence)} for its best guess, below "
+                           f"{percent(UNSURE_BELOW)}). Pick the food from the top 5 below, or search all foods.")
                 st.altair_chart(_top5_chart(record), width="stretch")
             else:
-                st.subheader(f"{display_name(record.label)} — {record.confidence:.0%}")
+                st.subheader(f"{display_name(record.label)} — {percent(record.confidence)}")
                 st.altair_chart(_top5_chart(record), width="stretch")
             shadow = shadows.get(record.request_id)
             if shadow is not None and shadow.label is not None:
                 said = ("not a recognised food" if shadow.label == NOT_FOOD
-                        else f"{display_name(shadow.label)} — {shadow.confidence:.0%}")
+                        else f"{display_name(shadow.label)} — {percent(shadow.confidence)}")
                 agree = "agrees" if shadow.label == record.label else "disagrees"
                 st.info(f"Challenger (model version {shadow.model_version}) {agree}: **{said}**")
             st.caption(f"{record.total_ms:.0f} ms · model version {record.model_version} "

@@ -13,6 +13,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from nutrilearn.answers import VEGA_PERCENT, percent, percent_columns
 from nutrilearn.monitoring import drift_views as views
 from nutrilearn.monitoring import performance, windows
 from nutrilearn.monitoring.drift import IMAGE_PROPERTIES, DriftMonitor
@@ -167,7 +168,8 @@ with tabs[0]:
         x=alt.X("share:Q", axis=alt.Axis(format="%"), title="share of predictions"),
         y=alt.Y("food:N", sort=alt.EncodingSortField("share", op="max", order="descending"), title=None),
         yOffset="window:N", color=alt.Color("window:N", scale=WINDOW_COLOURS),
-        tooltip=["food", "window", alt.Tooltip("share:Q", format=".1%"), alt.Tooltip("change:Q", format="+.1%")],
+        tooltip=["food", "window", alt.Tooltip("share:Q", format=VEGA_PERCENT),
+                 alt.Tooltip("change:Q", format="+" + VEGA_PERCENT)],
     ), width="stretch")
     food = report.result("food")
     food_tests = report.checks_frame().query("signal == 'food'")
@@ -197,8 +199,8 @@ with tabs[1]:
     st.altair_chart(_overlay_chart(views.overlay(reference.frame, current.frame, "confidence"), "confidence"),
                     width="stretch")
     st.caption(f"KS D {conf.statistic:.3f}, Wasserstein {conf.details.get('wasserstein', float('nan')):.3f}; "
-               f"mean confidence {conf.details.get('reference_mean', float('nan')):.3f} -> "
-               f"{conf.details.get('current_mean', float('nan')):.3f}.")
+               f"mean confidence {percent(conf.details.get('reference_mean'))} -> "
+               f"{percent(conf.details.get('current_mean'))}.")
 
 with tabs[2]:
     prop = st.selectbox("Property", IMAGE_PROPERTIES, key="drift_property")
@@ -238,7 +240,7 @@ with tabs[4]:
     else:
         ratio = projection.attrs.get("explained", [0, 0])
         st.altair_chart(alt.Chart(projection).mark_circle(size=18, opacity=0.6).encode(
-            x=alt.X("pc1:Q", title=f"PC1 ({ratio[0]:.0%})"), y=alt.Y("pc2:Q", title=f"PC2 ({ratio[1]:.0%})"),
+            x=alt.X("pc1:Q", title=f"PC1 ({percent(ratio[0])})"), y=alt.Y("pc2:Q", title=f"PC2 ({percent(ratio[1])})"),
             color=alt.Color("window:N", scale=WINDOW_COLOURS)), width="stretch")
         emb = report.result("embedding")
         st.caption(f"PCA fitted on the reference. MMD p = {emb.p_value:.3g} "
@@ -256,7 +258,7 @@ with tabs[5]:
                                                              y2="expected_upper:Q")
         line = alt.Chart(acc).mark_line(point=True).encode(
             x=alt.X("start:T", title="chunk start"), y="expected_accuracy:Q",
-            tooltip=["start:T", "n", alt.Tooltip("expected_accuracy:Q", format=".1%")])
+            tooltip=["start:T", "n", alt.Tooltip("expected_accuracy:Q", format=VEGA_PERCENT)])
         layers = band + line
         realized = acc.dropna(subset=["realized_accuracy"])
         if len(realized):
@@ -264,7 +266,7 @@ with tabs[5]:
                 x="start:T", y=alt.Y("realized_lower:Q", title="accuracy"), y2="realized_upper:Q")
             layers += alt.Chart(realized).mark_point(color="black", filled=True).encode(
                 x="start:T", y="realized_accuracy:Q",
-                tooltip=["start:T", "labelled", alt.Tooltip("realized_accuracy:Q", format=".1%")])
+                tooltip=["start:T", "labelled", alt.Tooltip("realized_accuracy:Q", format=VEGA_PERCENT)])
         st.altair_chart(layers, width="stretch")
         st.caption("Line: accuracy estimated from confidence (CBPE; 95% band), valid only as far as the model "
                    "is calibrated. Black: realized accuracy from feedback, with Wilson 95% intervals.")
@@ -274,12 +276,16 @@ with tabs[5]:
     else:
         in_ref = truth["request_id"].isin(reference.frame["request_id"])
         truth = truth.assign(window=in_ref.map({True: "reference", False: "later"}))
-        st.dataframe(performance.calibration_by(truth, ["model_version", "window"]), hide_index=True,
-                     width="stretch", column_config={"ece": st.column_config.NumberColumn("ECE", format="%.3f")})
+        st.dataframe(percent_columns(performance.calibration_by(truth, ["model_version", "window"]),
+                                     ("mean_confidence", "accuracy")), hide_index=True, width="stretch",
+                     column_config={"ece": st.column_config.NumberColumn("ECE", format="%.3f"),
+                                    "mean_confidence": st.column_config.NumberColumn("mean confidence")})
         ece, diagram = performance.reliability(truth)
         st.altair_chart(alt.Chart(diagram).mark_line(point=True).encode(
             x=alt.X("mean_confidence:Q", scale=alt.Scale(domain=[0, 1]), title="mean confidence"),
-            y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])), tooltip=["count", "mean_confidence", "accuracy"])
+            y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
+            tooltip=["count", alt.Tooltip("mean_confidence:Q", format=VEGA_PERCENT, title="mean confidence"),
+                     alt.Tooltip("accuracy:Q", format=VEGA_PERCENT)])
             + alt.Chart(pd.DataFrame({"x": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(
                 x="x:Q", y=alt.Y("x:Q", title="accuracy")),
             width="stretch")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import altair as alt
 import streamlit as st
 
+from nutrilearn.answers import percent, percent_columns
 from nutrilearn.registry import admin, views
 from nutrilearn.registry.routing import registry_exists
 from nutrilearn.registry.store import CHALLENGER, CHAMPION, Registry, RegistryError
@@ -85,9 +86,9 @@ def _vocab(version: str) -> tuple[str, ...]:
 
 
 st.subheader("Versions")
-st.dataframe(views.versions_table(versions, live), hide_index=True, width="stretch",
+st.dataframe(percent_columns(views.versions_table(versions, live), views.PERCENT_COLUMNS), hide_index=True,
+             width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.3f") for c in views.NUMBER_COLUMNS}
-             | {c: st.column_config.NumberColumn(format="percent") for c in views.PERCENT_COLUMNS}
              | {"foods": st.column_config.NumberColumn("foods it knows"),
                 "training data": st.column_config.TextColumn("training data"),
                 "evaluated on": st.column_config.TextColumn("evaluated on")})
@@ -168,12 +169,12 @@ else:
         st.warning("These versions were evaluated on different photos: the deltas compare different exams. "
                    "Evaluate both on the same folder for a fair comparison.")
     ground = views.common_ground(ea, eb)
-    cov = lambda x: "not recorded (evaluate again)" if x is None else f"{x:.0%}"  # noqa: E731
+    cov = lambda x: "not recorded (evaluate again)" if x is None else percent(x)  # noqa: E731
     st.markdown(f"**Coverage** (share of the evaluation photos whose true label the version can produce): "
                 f"version {va} {cov(ground['coverage_a'])}, version {vb} {cov(ground['coverage_b'])}.")
     if ground["common"] and ground["accuracy_a"] is not None:
         st.markdown(f"**On the {len(ground['common'])} labels both can produce** ({ground['photos']} photos): "
-                    f"accuracy version {va} {ground['accuracy_a']:.3f}, version {vb} {ground['accuracy_b']:.3f}. "
+                    f"accuracy version {va} {percent(ground['accuracy_a'])}, version {vb} {percent(ground['accuracy_b'])}. "
                     "`nutrilearn compare A B --data DIR` gives every metric on this common ground.")
     elif ea.get("covered_labels") is not None and eb.get("covered_labels") is not None:
         st.info("No label of the evaluation photos can be produced by both versions: the overall figures "
@@ -182,8 +183,9 @@ else:
     deltas = views.metric_deltas(ea, eb)
     for start in range(0, len(deltas), 4):
         for col, d in zip(st.columns(4), deltas[start : start + 4]):
-            col.metric(f"{d['name']} (B)", f"{d['b']:.3g}" if d["b"] >= 10 else f"{d['b']:.3f}", f"{d['delta']:+.3f}",
-                       delta_color="inverse" if d["lower_is_better"] else "normal")
+            value, delta = ((percent(d["b"]), percent(d["delta"], signed=True)) if d["percent"] else
+                            (f"{d['b']:.3g}" if d["b"] >= 10 else f"{d['b']:.3f}", f"{d['delta']:+.3f}"))
+            col.metric(f"{d['name']} (B)", value, delta, delta_color="inverse" if d["lower_is_better"] else "normal")
     per_class = views.per_class_deltas(ea, eb)
     st.markdown(f"**Per-class F1, version {vb} minus version {va}**")
     st.altair_chart(

@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from nutrilearn import monitoring as mon
+from nutrilearn.answers import VEGA_PERCENT, percent, percent_columns
 from nutrilearn.monitoring import versions as mv
 from nutrilearn.monitoring.history import FIGURE_COLUMNS
 from nutrilearn_app import state
@@ -209,11 +210,11 @@ if df.empty:
 ov = mon.overview(df)
 cols = st.columns(6)
 cols[0].metric("Predictions", f"{ov.total:,}")
-cols[1].metric("Mean confidence", f"{ov.mean_confidence:.1%}" if ov.ok else "–")
+cols[1].metric("Mean confidence", percent(ov.mean_confidence) if ov.ok else "–")
 cols[2].metric("Unique users", ov.unique_users)
 cols[3].metric("Unique foods", ov.unique_foods)
 cols[4].metric("Errors", f"{ov.errors:,}")
-cols[5].metric("Error rate", f"{ov.error_rate:.1%}")
+cols[5].metric("Error rate", percent(ov.error_rate))
 n_shadow = int(mon.stats.is_shadow(df).sum())
 st.caption(f"{ov.first:%Y-%m-%d %H:%M} to {ov.last:%Y-%m-%d %H:%M} UTC · {ov.not_food:,} answered "
            "\"not a recognised food\"" + (f" · {ov.replayed:,} replayed" if ov.replayed else "")
@@ -234,8 +235,8 @@ with volumes:
         alt.Chart(foods, title="Top foods").mark_bar().encode(
             x=alt.X("predictions:Q", title="Predictions", axis=COUNT_AXIS),
             y=alt.Y("food:N", sort="-x", title=None),
-            tooltip=["food", "predictions", alt.Tooltip("share:Q", format=".1%"),
-                     alt.Tooltip("mean_confidence:Q", format=".1%")],
+            tooltip=["food", "predictions", alt.Tooltip("share:Q", format=VEGA_PERCENT),
+                     alt.Tooltip("mean_confidence:Q", format=VEGA_PERCENT)],
         ),
         width="stretch",
     )
@@ -249,11 +250,11 @@ with volumes:
     )
     st.markdown("**By user**")
     st.dataframe(
-        mon.by_user(df), hide_index=True,
+        percent_columns(mon.by_user(df), ("mean_confidence", "min_confidence", "max_confidence")), hide_index=True,
         column_config={
-            "mean_confidence": st.column_config.NumberColumn("mean confidence", format="percent"),
-            "min_confidence": st.column_config.NumberColumn("min", format="percent"),
-            "max_confidence": st.column_config.NumberColumn("max", format="percent"),
+            "mean_confidence": st.column_config.NumberColumn("mean confidence"),
+            "min_confidence": st.column_config.NumberColumn("min"),
+            "max_confidence": st.column_config.NumberColumn("max"),
             "last_seen": st.column_config.DatetimeColumn("last seen (UTC)", format="YYYY-MM-DD HH:mm"),
         },
     )
@@ -273,19 +274,20 @@ with recent_tab:
         rows = mv.with_challenger(rows, pairs)
     st.caption(f"{len(rows):,} shown of {int(mon.search_mask(df, search).sum()):,} matching")
     band_css = [f"background-color: {BAND_COLOURS[b]}" if b in BAND_COLOURS else "" for b in rows["band"]]
-    styled = rows.style.apply(lambda _: band_css, subset=["confidence"]).apply(lambda _: band_css, subset=["band"])
+    styled = percent_columns(rows.style.apply(lambda _: band_css, subset=["confidence"])
+                             .apply(lambda _: band_css, subset=["band"]), ("confidence", "challenger_confidence"))
     st.dataframe(
         styled, hide_index=True,
         column_config={
             "time": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-            "confidence": st.column_config.NumberColumn(format="percent"),
+            "confidence": st.column_config.NumberColumn(),
             "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.0f"),
             "model_version": st.column_config.TextColumn("model version"),
             "error_type": st.column_config.TextColumn("error type"),
             "filename": st.column_config.TextColumn("file"),
             "request_id": st.column_config.TextColumn("request id"),
             "challenger_food": st.column_config.TextColumn("challenger's answer"),
-            "challenger_confidence": st.column_config.NumberColumn("challenger confidence", format="percent"),
+            "challenger_confidence": st.column_config.NumberColumn("challenger confidence"),
             "challenger_version": st.column_config.TextColumn("challenger version"),
         },
     )
@@ -294,10 +296,10 @@ with recent_tab:
 with confidence:
     summary = mon.confidence_summary(df, low)
     c = st.columns(4)
-    c[0].metric("Mean", f"{summary.mean:.1%}" if summary.count else "–")
-    c[1].metric("Median", f"{summary.median:.1%}" if summary.count else "–")
+    c[0].metric("Mean", percent(summary.mean) if summary.count else "–")
+    c[1].metric("Median", percent(summary.median) if summary.count else "–")
     c[2].metric("Std deviation", f"{summary.std:.3f}" if summary.count > 1 else "–")
-    c[3].metric(f"Below {low:.0%}", f"{summary.low_share:.1%}" if summary.count else "–")
+    c[3].metric(f"Below {percent(low)}", percent(summary.low_share) if summary.count else "–")
     bins = st.slider("Bins", 5, 50, 20, key="mon_bins")
     hist = mon.confidence_histogram(df, bins=bins)
     several = hist["model_version"].nunique() > 1
@@ -308,8 +310,8 @@ with confidence:
         y=alt.Y("share:Q" if several else "count:Q", stack=None,
                 title="Share of the version's predictions" if several else "Predictions"),
         color=alt.Color("model_version:N", title="Version"),
-        tooltip=["model_version", alt.Tooltip("bin_start:Q", format=".0%"), alt.Tooltip("bin_end:Q", format=".0%"),
-                 "count", alt.Tooltip("share:Q", format=".1%")],
+        tooltip=["model_version", alt.Tooltip("bin_start:Q", format=VEGA_PERCENT),
+                 alt.Tooltip("bin_end:Q", format=VEGA_PERCENT), "count", alt.Tooltip("share:Q", format=VEGA_PERCENT)],
     )
     rule = alt.Chart(pd.DataFrame({"threshold": [low]})).mark_rule(strokeDash=[4, 4], color="crimson").encode(
         x="threshold:Q")
@@ -318,10 +320,10 @@ with confidence:
     st.caption("Served answers only." if not n_shadow else
                "Served and challenger (shadow) answers, as chosen in the sidebar.")
     if several:
-        st.dataframe(mon.confidence_by_version(df, low), hide_index=True,
-                     column_config={k: st.column_config.NumberColumn(format="%.3f")
-                                    for k in ("mean", "median", "std")}
-                     | {"low_share": st.column_config.NumberColumn(f"below {low:.0%}", format="percent")})
+        st.dataframe(percent_columns(mon.confidence_by_version(df, low), ("mean", "median", "low_share")),
+                     hide_index=True,
+                     column_config={"std": st.column_config.NumberColumn(format="%.3f"),
+                                    "low_share": st.column_config.NumberColumn(f"below {percent(low)}")})
 
 # ---------------------------------------------------------------------------- health
 with health:
@@ -356,14 +358,14 @@ with health:
                  column_config={k: st.column_config.NumberColumn(format="%.1f") for k in ("mean", "p50", "p95", "p99")})
     left, right = st.columns(2)
     with left:
-        st.metric("Error rate", f"{report.error_rate:.1%}")
+        st.metric("Error rate", percent(report.error_rate))
         st.caption(f"{report.errors:,} errors of {report.requests:,} requests")
         if len(report.errors_by_type):
             st.altair_chart(
                 alt.Chart(report.errors_by_type, title="Errors by type").mark_bar(color="#d9534f").encode(
                     x=alt.X("errors:Q", title="Errors", axis=COUNT_AXIS), y=alt.Y("error_type:N", sort="-x", title=None),
-                    tooltip=["error_type", "errors", alt.Tooltip("rate:Q", format=".2%"),
-                             alt.Tooltip("share:Q", format=".1%")],
+                    tooltip=["error_type", "errors", alt.Tooltip("rate:Q", format=VEGA_PERCENT),
+                             alt.Tooltip("share:Q", format=VEGA_PERCENT)],
                 ),
                 width="stretch",
             )
@@ -389,9 +391,9 @@ with health:
         th = report.thresholds
         st.markdown(
             f"- **unhealthy** when p95 latency ≥ {th.p95_latency_ms_unhealthy:g} ms or error rate ≥ "
-            f"{th.error_rate_unhealthy:.0%}\n"
+            f"{percent(th.error_rate_unhealthy)}\n"
             f"- **degraded** when p95 latency ≥ {th.p95_latency_ms_degraded:g} ms or error rate ≥ "
-            f"{th.error_rate_degraded:.0%}\n"
+            f"{percent(th.error_rate_degraded)}\n"
             f"- the error rate is judged from {th.min_requests} requests in view\n\n"
             "Set them with " + ", ".join(f"`{v}`" for v in mon.health.THRESHOLD_ENV.values())
             + " (see docs/monitoring.md).")
@@ -421,7 +423,7 @@ with trends:
     fb = mon.feedback_summary(joined[~joined["request_id"].str.endswith(mon.stats.SHADOW_SUFFIX)])
     c = st.columns(3)
     c[0].metric("Predictions with feedback", f"{fb.feedback:,}")
-    c[1].metric("Realized accuracy", f"{fb.accuracy:.1%}" if fb.feedback else "–",
+    c[1].metric("Realized accuracy", percent(fb.accuracy) if fb.feedback else "–",
                 help="Share of feedback whose true label equals the model's label")
     c[2].metric("Corrected", f"{fb.feedback - fb.correct:,}")
     daily = mon.daily_trends(df, mon.join_feedback(df, feedback))
@@ -442,9 +444,9 @@ with trends:
     layers = alt.Chart(long, title="Daily trends (UTC days; served answers)").mark_line(point=True).encode(
         x=alt.X("day:T", title=None), y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%")),
         color=alt.Color("measure:N", title=None),
-        tooltip=["day:T", "measure", alt.Tooltip("value:Q", format=".1%")]
-        + ([alt.Tooltip("judged:Q", title="judged answers"), alt.Tooltip("low:Q", format=".1%", title="95% low"),
-            alt.Tooltip("high:Q", format=".1%", title="95% high")] if len(by_day) else []),
+        tooltip=["day:T", "measure", alt.Tooltip("value:Q", format=VEGA_PERCENT)]
+        + ([alt.Tooltip("judged:Q", title="judged answers"), alt.Tooltip("low:Q", format=VEGA_PERCENT, title="95% low"),
+            alt.Tooltip("high:Q", format=VEGA_PERCENT, title="95% high")] if len(by_day) else []),
     )
     if len(moves):
         layers += _move_rules(moves)
@@ -458,24 +460,24 @@ with trends:
         chart = alt.Chart(dis).mark_line(point=True).encode(
             x=alt.X("day:T", title=None), y=alt.Y("rate:Q", title="Share of photos answered differently",
                                                    axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-            tooltip=["day:T", "pairs", "disagreements", alt.Tooltip("rate:Q", format=".1%"),
-                     alt.Tooltip("low:Q", format=".1%", title="95% low"),
-                     alt.Tooltip("high:Q", format=".1%", title="95% high")])
+            tooltip=["day:T", "pairs", "disagreements", alt.Tooltip("rate:Q", format=VEGA_PERCENT),
+                     alt.Tooltip("low:Q", format=VEGA_PERCENT, title="95% low"),
+                     alt.Tooltip("high:Q", format=VEGA_PERCENT, title="95% high")])
         band = alt.Chart(dis).mark_area(opacity=0.2).encode(x="day:T", y="low:Q", y2="high:Q")
         st.altair_chart(band + chart, width="stretch")
         total_pairs, total_dis = int(dis["pairs"].sum()), int(dis["disagreements"].sum())
-        st.caption(f"{total_dis:,} of {total_pairs:,} photos ({total_dis / total_pairs:.1%}) got a different answer "
+        st.caption(f"{total_dis:,} of {total_pairs:,} photos ({percent(total_dis / total_pairs)}) got a different answer "
                    "from the challenger than from the champion; band: 95% Wilson interval per day.")
     if fb.feedback:
         st.markdown("**Realized accuracy by model version**")
-        st.dataframe(mv.accuracy_by_version(joined), hide_index=True,
+        st.dataframe(percent_columns(mv.accuracy_by_version(joined), ("accuracy", "low", "high")), hide_index=True,
                      column_config={"model_version": st.column_config.TextColumn("version"),
                                     "answers": st.column_config.TextColumn("answers"),
                                     "judged": st.column_config.NumberColumn("judged answers"),
                                     "correct": st.column_config.NumberColumn("correct"),
-                                    "accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
-                                    "low": st.column_config.NumberColumn("95% low", format="percent"),
-                                    "high": st.column_config.NumberColumn("95% high", format="percent")})
+                                    "accuracy": st.column_config.NumberColumn("accuracy"),
+                                    "low": st.column_config.NumberColumn("95% low"),
+                                    "high": st.column_config.NumberColumn("95% high")})
         st.caption("Served: answers people were given; shadow: the challenger's answers to the same photos. "
                    "Intervals are 95% Wilson intervals. Labels are compared as written: a version whose "
                    "vocabulary lacks a food (version 1 knows ImageNet's 46) can never be right about it.")

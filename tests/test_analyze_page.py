@@ -36,11 +36,11 @@ def test_real_burrito_photo_is_named_with_nutrition(page, food10):
     assert record.label == "burrito"
     key = next(iter(at.session_state["analyze_results"]))
     if record.confidence >= 0.5:
-        assert any(h.startswith("Burrito") for h in headers), headers
+        assert headers[0] == f"Burrito — {record.confidence:.1%}", headers  # the one percent format
         assert at.selectbox(key=f"truth-{key}").value == "burrito"
         assert [m.label for m in at.metric][:5] == ["Energy (kcal)", "Protein", "Carbs", "Fat", "Fibre"]
     else:  # unsure: said so, nothing preselected (one click must not log the wrong food)
-        assert headers == [f"Not sure — maybe Burrito ({record.confidence:.0%})"], headers
+        assert headers == [f"Not sure — maybe Burrito ({record.confidence:.1%})"], headers
         assert any("The model is unsure" in w.value for w in at.warning)
         assert at.selectbox(key=f"truth-{key}").value is None
     assert any("this model knows 46 foods" in c.value for c in at.caption)

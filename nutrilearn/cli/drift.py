@@ -101,14 +101,16 @@ def performance_block(reference, current, feedback) -> dict:
 
 
 def _accuracy_line(perf: dict) -> str:
+    from nutrilearn.answers import percent
+
     parts = []
     for name in ("reference", "current"):
         p = perf.get(name, {})
         if p.get("expected_accuracy") is None:
             continue
-        text = f"{name} {p['expected_accuracy']:.1%} estimated"
+        text = f"{name} {percent(p['expected_accuracy'])} estimated"
         if p.get("labelled"):
-            text += f", {p['realized_accuracy']:.1%} realized on {p['labelled']} labelled (ECE {p['ece']:.3f})"
+            text += f", {percent(p['realized_accuracy'])} realized on {p['labelled']} labelled (ECE {p['ece']:.3f})"
         parts.append(text)
     return "accuracy: " + "; ".join(parts) + " (estimate = mean confidence, valid as far as the model is calibrated)"
 

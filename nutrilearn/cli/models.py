@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from nutrilearn.answers import percent
+
 EXIT_REFUSED = 3
 EXIT_VOCABULARY = 2
 
@@ -156,8 +158,8 @@ def run_train(args: argparse.Namespace) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    text = (f"registered version {out['version']}: accuracy {out['accuracy']:.3f}, macro F1 {out['f1_macro']:.3f}, "
-            f"top-5 {out['top5_accuracy']:.3f}, ECE {out['ece']:.3f} on {out['eval_data']}\n"
+    text = (f"registered version {out['version']}: accuracy {percent(out['accuracy'])}, macro F1 {out['f1_macro']:.3f}, "
+            f"top-5 {percent(out['top5_accuracy'])}, ECE {out['ece']:.3f} on {out['eval_data']}\n"
             f"trained on {out['photos']} photos in {out['training_seconds']:.1f} s (best epoch {out['best_epoch']})")
     if "promotion" in out:
         text += "\n" + out["promotion"]
@@ -172,6 +174,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from nutrilearn.registry.jobs import evaluate_version
     from nutrilearn.registry.store import Registry, RegistryError
     from nutrilearn.serving import load_classifier
+    from nutrilearn.registry.views import PERCENT_METRICS
 
     settings = Settings.from_env()
     reg = Registry(settings)
@@ -185,10 +188,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     lines = [f"version {out['version']} on {out['eval_data']}",
-             f"  coverage            {out['coverage']:.4f} (share of photos whose true label this version can produce)"]
+             f"  coverage            {percent(out['coverage'])} (share of photos whose true label this version can produce)"]
     for key in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted",
                 "f1_weighted", "top5_accuracy", "log_loss", "ece"):
-        lines.append(f"  {key:<19} {out[key]:.4f}")
+        lines.append(f"  {key:<19} {percent(out[key]) if key in PERCENT_METRICS else f'{out[key]:.4f}'}")
     lines.append(f"  {'label':<24} {'precision':>9} {'recall':>7} {'f1':>6} {'n':>5}")
     for row in out["per_class"]:
         lines.append(f"  {row['label']:<24} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} {row['support']:>5}")
@@ -221,9 +224,9 @@ def run_compare(args: argparse.Namespace) -> int:
              f"{len(out['common_labels'])} ({out['common_photos']} photos)"]
     for v in out["versions"]:
         o, c = v["overall"], v["common"]
-        lines.append(f"  version {v['version']}: knows {len(v['classes'])} foods, coverage {v['coverage']:.1%}; "
-                     f"overall accuracy {fmt(o['accuracy'])} F1 {fmt(o['f1_macro'])}; "
-                     f"common labels accuracy {fmt(c['accuracy'])} F1 {fmt(c['f1_macro'])}")
+        lines.append(f"  version {v['version']}: knows {len(v['classes'])} foods, coverage {percent(v['coverage'])}; "
+                     f"overall accuracy {percent(o['accuracy'])} F1 {fmt(o['f1_macro'])}; "
+                     f"common labels accuracy {percent(c['accuracy'])} F1 {fmt(c['f1_macro'])}")
     _print(out, args.json, "\n".join(lines))
     return 0
 
@@ -248,8 +251,8 @@ def run_versions(args: argparse.Namespace) -> int:
                      **{k: m.get(k) for k in ("accuracy", "f1_macro", "top5_accuracy", "ece", "coverage")}})
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     text = "\n".join(f"v{r['version']:<4} {','.join(r['aliases']) or '-':<20} {len(r['classes']):>3} foods  "
-                     f"acc {fmt(r['accuracy'])}  F1 {fmt(r['f1_macro'])}"
-                     f"  top5 {fmt(r['top5_accuracy'])}  ECE {fmt(r['ece'])}  {r['training_data']}" for r in rows)
+                     f"acc {percent(r['accuracy'])}  F1 {fmt(r['f1_macro'])}"
+                     f"  top5 {percent(r['top5_accuracy'])}  ECE {fmt(r['ece'])}  {r['training_data']}" for r in rows)
     _print({"versions": rows}, args.json, text or "no versions registered yet (run: nutrilearn setup)")
     return 0
 

@@ -87,14 +87,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
+    from nutrilearn.answers import percent
     from nutrilearn.vision.vocabulary import display_name
 
     lat = summary["latency_ms"]
     ms = lambda v: "-" if v is None else f"{v:.0f} ms"  # noqa: E731
     print(f"{summary['count']:,} predictions from {summary['first'] or '-'} to {summary['last'] or '-'} "
           f"by {summary['users']} user(s)")
-    print(f"errors: {summary['errors']:,} ({summary['error_rate']:.1%}); mean confidence: "
-          + ("-" if summary["mean_confidence"] is None else f"{summary['mean_confidence']:.1%}"))
+    print(f"errors: {summary['errors']:,} ({percent(summary['error_rate'])}); "
+          f"mean confidence: {percent(summary['mean_confidence'])}")
     print(f"latency p50 {ms(lat['p50'])}, p95 {ms(lat['p95'])}, p99 {ms(lat['p99'])}")
     if summary["top_foods"]:
         print("top foods: " + ", ".join(f"{display_name(f['label'])} {f['count']:,}" for f in summary["top_foods"]))

@@ -46,9 +46,10 @@ def result_dict(path: Path, record) -> dict:
 def _text_line(row: dict) -> str:
     if row["status"] != "ok":
         return f"{row['path']}\tERROR\t{row['error_type']}: {row['error']}"
+    from nutrilearn.answers import percent
     from nutrilearn.vision.vocabulary import display_name
 
-    return f"{row['path']}\t{display_name(row['label'])}\t{row['confidence']:.1%}"
+    return f"{row['path']}\t{display_name(row['label'])}\t{percent(row['confidence'])}"
 
 
 def _leave_in_spool(tracker, settings) -> list[str]:

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from nutrilearn.answers import percent
 from nutrilearn.monitoring import drift_tests as dt
 from nutrilearn.monitoring.windows import usable
 
@@ -476,10 +477,6 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, alpha: float = 
 MODEL_OUTPUT_SIGNALS = ("food", "confidence")
 
 
-def _pct(x: float) -> str:
-    return f"{x:.0%}"
-
-
 def recommend(report: DriftReport) -> str:
     """A concrete next step for the signals that drifted (most severe first)."""
     untested = [f"{r.signal} ({r.note})" for r in report.results if r.verdict == "not tested"]
@@ -512,7 +509,7 @@ def recommend(report: DriftReport) -> str:
 
 def _advice_food(r: DriftResult, drifted: set[str]) -> str:
     changes = [c for c in r.details.get("largest_changes", [])[:3]]
-    moved = ", ".join(f"{c['label']} {_pct(c['reference_share'])} -> {_pct(c['current_share'])}" for c in changes)
+    moved = ", ".join(f"{c['label']} {percent(c['reference_share'])} -> {percent(c['current_share'])}" for c in changes)
     return (f"Users photograph a different mix of foods ({moved}; PSI {r.details.get('psi', float('nan')):.2f}). "
             "Check that these foods are in the model's vocabulary and the nutrition table; if the new mix is "
             "the new normal, take a recent window as the reference.")
@@ -521,10 +518,10 @@ def _advice_food(r: DriftResult, drifted: set[str]) -> str:
 def _advice_confidence(r: DriftResult, drifted: set[str]) -> str:
     before, after = r.details.get("reference_mean", np.nan), r.details.get("current_mean", np.nan)
     if after < before:
-        return (f"The model is less sure of itself (mean confidence {before:.2f} -> {after:.2f}; expected "
+        return (f"The model is less sure of itself (mean confidence {percent(before)} -> {percent(after)}; expected "
                 f"accuracy down about {100 * (before - after):.0f} points): collect feedback on recent photos, "
                 "evaluate a challenger on them, and roll back if an earlier version scores better.")
-    return (f"The model is surer than before (mean confidence {before:.2f} -> {after:.2f}): look for repeated "
+    return (f"The model is surer than before (mean confidence {percent(before)} -> {percent(after)}): look for repeated "
             "or replayed photos before trusting it, and compare with realized accuracy from feedback.")
 
 
@@ -536,7 +533,7 @@ def _advice_image(r: DriftResult, drifted: set[str]) -> str:
         m = medians.get(c.feature, {})
         ref, cur = m.get("reference", np.nan), m.get("current", np.nan)
         rel = (cur - ref) / abs(ref) if ref else np.nan
-        parts.append(f"{c.feature} median {ref:.3g} -> {cur:.3g} ({rel:+.0%})")
+        parts.append(f"{c.feature} median {ref:.3g} -> {cur:.3g} ({percent(rel, signed=True)})")
     return (f"Photos look different ({'; '.join(parts)}): check the capture and upload path (camera, "
             "lighting, app version, compression) before retraining; if the change is real, add such photos "
             "to the evaluation set.")

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from nutrilearn.answers import percent
 from nutrilearn.tracking.records import STATUS_ERROR, STATUS_OK
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
@@ -209,7 +210,7 @@ def _error_recommendation(by_type: pd.DataFrame) -> str:
     parts = []
     for row in by_type.itertuples(index=False):
         if row.share >= 0.10 or not parts:
-            parts.append(f"{row.error_type} ({row.share:.0%} of errors): "
+            parts.append(f"{row.error_type} ({percent(row.share)} of errors): "
                          f"{ERROR_ADVICE.get(row.error_type, GENERIC_ERROR_ADVICE)}")
     return " ".join(parts) or GENERIC_ERROR_ADVICE
 
@@ -230,7 +231,7 @@ def slow_stage(df: pd.DataFrame, quantile: float = 0.95) -> str:
 
 # ---------------------------------------------------------------------------------- status
 
-def _check(check: str, value: float, degraded: float, unhealthy: float, what: str, fmt: str,
+def _check(check: str, value: float, degraded: float, unhealthy: float, what: str, show: Callable[[float], str],
            advise) -> Problem | None:
     """A ``Problem`` when ``value`` reaches a threshold (inclusive), else None.
     ``advise`` is called only then (it may need to look at the data)."""
@@ -240,7 +241,7 @@ def _check(check: str, value: float, degraded: float, unhealthy: float, what: st
         severity, limit = DEGRADED, degraded
     else:
         return None
-    detail = f"{what} is at or above the {severity} threshold {fmt.format(limit)}"
+    detail = f"{what} is at or above the {severity} threshold {show(limit)}"
     return Problem(check, severity, detail, advise())
 
 
@@ -259,7 +260,7 @@ def assess_health(df: pd.DataFrame, thresholds: HealthThresholds | None = None) 
         notes.append(f"Only {n} request(s) in view: the error rate is judged from {t.min_requests} on.")
     else:
         found.append(_check("error_rate", rate, t.error_rate_degraded, t.error_rate_unhealthy,
-                            f"error rate {rate:.1%} ({errors} of {n})", "{:.1%}",
+                            f"error rate {percent(rate)} ({errors} of {n})", percent,
                             lambda: _error_recommendation(by_type)))
 
     p95 = float(latency.loc[latency["stage"] == "total", "p95"].iloc[0])
@@ -267,7 +268,7 @@ def assess_health(df: pd.DataFrame, thresholds: HealthThresholds | None = None) 
         notes.append("No successful predictions in view: latency is not judged.")
     else:
         found.append(_check("latency", p95, t.p95_latency_ms_degraded, t.p95_latency_ms_unhealthy,
-                            f"p95 latency {p95:.0f} ms", "{:.0f} ms", lambda: STAGE_ADVICE[slow_stage(df)]))
+                            f"p95 latency {p95:.0f} ms", lambda ms: f"{ms:.0f} ms", lambda: STAGE_ADVICE[slow_stage(df)]))
     problems = [p for p in found if p is not None]
 
     status = max((p.severity for p in problems), key=_RANK.get, default=HEALTHY)

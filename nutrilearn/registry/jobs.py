@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from nutrilearn.config import Settings
+from nutrilearn.answers import percent
 from nutrilearn.registry import admin
 from nutrilearn.registry.features import Dataset, Progress, load_dataset
 from nutrilearn.registry.metrics import Evaluation, evaluate_head
@@ -156,10 +157,10 @@ def _promote_if_better(settings, reg: Registry, version: str, ev: Evaluation, ev
         champ_ev = evaluate_head(reg.load_head(champion), eval_ds.labels, eval_ds.pooled, eval_ds.logits)
         out["champion_accuracy"] = champ_ev.accuracy
         better = (ev.accuracy, ev.f1_macro) > (champ_ev.accuracy, champ_ev.f1_macro)
-        verdict = (f"version {version} accuracy {ev.accuracy:.4f} vs champion {champion} {champ_ev.accuracy:.4f} "
+        verdict = (f"version {version} accuracy {percent(ev.accuracy)} vs champion {champion} {percent(champ_ev.accuracy)} "
                    f"on the same {ev.n} photos ({eval_ds.manifest_hash[:12]})")
     else:
-        better, verdict = True, f"no champion yet; version {version} accuracy {ev.accuracy:.4f}"
+        better, verdict = True, f"no champion yet; version {version} accuracy {percent(ev.accuracy)}"
     if not better:
         out["promotion"] = f"kept the champion: {verdict}"
         return out

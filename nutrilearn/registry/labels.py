@@ -23,6 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from nutrilearn.answers import percent
 from nutrilearn.tracking.records import SHADOW_SUFFIX
 
 RELATIONS_FILE = Path(__file__).with_name("label_relations.csv")
@@ -119,18 +120,18 @@ class VocabularyLoss:
         return bool(self.lost)
 
     def message(self) -> str:
-        foods = ", ".join(f"{display(f.label)} {f.share:.1%}" for f in self.lost)
+        foods = ", ".join(f"{display(f.label)} {percent(f.share)}" for f in self.lost)
         total = sum(f.share for f in self.lost)
         return (f"version {self.candidate} cannot name {len(self.lost)} food(s) that the champion "
                 f"(version {self.champion}) named in the last {self.days:g} days of {self.traffic_kind} traffic "
-                f"({total:.1%} of {self.traffic:,} served answers): {foods}. In all, {len(self.not_in_candidate)} of "
+                f"({percent(total)} of {self.traffic:,} served answers): {foods}. In all, {len(self.not_in_candidate)} of "
                 f"version {self.champion}'s labels are not in version {self.candidate}'s vocabulary")
 
     def record(self) -> str:
         """What the alias history keeps when the change is accepted."""
         return (f"accepted: {len(self.not_in_candidate)} labels of version {self.champion} not in version "
                 f"{self.candidate}" + (f"; named in recent {self.traffic_kind} traffic: " +
-                                       ", ".join(f"{f.label} {f.share:.1%}" for f in self.lost) if self.lost else ""))
+                                       ", ".join(f"{f.label} {percent(f.share)}" for f in self.lost) if self.lost else ""))
 
 
 def display(label: str) -> str:

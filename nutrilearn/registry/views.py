@@ -9,8 +9,11 @@ from nutrilearn.registry.store import VersionInfo
 METRICS = [("accuracy", "Accuracy"), ("precision_macro", "Precision"), ("recall_macro", "Recall"),
            ("f1_macro", "F1"), ("top5_accuracy", "Top-5"), ("ece", "ECE"), ("log_loss", "Log loss")]
 LOWER_IS_BETTER = frozenset({"ece", "log_loss"})
-NUMBER_COLUMNS = ("accuracy", "precision", "recall", "F1", "top-5", "ECE")
-PERCENT_COLUMNS = ("coverage", "mean confidence", "realized accuracy", "95% low", "95% high")
+# Accuracies, coverage and confidences are shares: shown through ``answers.percent`` like every
+# share in the app; precision, recall and F1 (macro averages) and ECE stay scores.
+PERCENT_METRICS = frozenset({"accuracy", "top5_accuracy"})
+NUMBER_COLUMNS = ("precision", "recall", "F1", "ECE")
+PERCENT_COLUMNS = ("coverage", "accuracy", "top-5", "mean confidence", "realized accuracy", "95% low", "95% high")
 
 
 _COUNTS = ("live_predictions", "shadow_answers", "with_feedback")
@@ -51,9 +54,10 @@ def versions_table(versions: list[VersionInfo], live: pd.DataFrame | None = None
 
 
 def metric_deltas(ev_a: dict, ev_b: dict) -> list[dict]:
-    """[{key, name, a, b, delta, lower_is_better}] for the headline metrics."""
+    """[{key, name, a, b, delta, lower_is_better, percent}] for the headline metrics
+    (``percent``: the metric is a share, shown as a percent)."""
     return [{"key": k, "name": name, "a": ev_a.get(k), "b": ev_b.get(k), "delta": ev_b.get(k) - ev_a.get(k),
-             "lower_is_better": k in LOWER_IS_BETTER}
+             "lower_is_better": k in LOWER_IS_BETTER, "percent": k in PERCENT_METRICS}
             for k, name in METRICS if ev_a.get(k) is not None and ev_b.get(k) is not None]
 
 
