@@ -90,7 +90,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")  # no copy of a photo already RGB
 
 
 def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> DecodedImage:
@@ -124,7 +124,7 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> DecodedImage:
                 img.draft("RGB", (max(1, width * DRAFT_MIN_SIDE // min(width, height)),
                                   max(1, height * DRAFT_MIN_SIDE // min(width, height))))
             img.load()
-            img = ImageOps.exif_transpose(img)
+            ImageOps.exif_transpose(img, in_place=True)  # ours to change: saves a copy (~0.3 ms)
             rgb = _to_rgb(img)
     except ImageError:
         raise
