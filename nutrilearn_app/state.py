@@ -71,6 +71,24 @@ def meal_store():
     return _meal_store(settings().database_url)
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def _champion_moves(tracking_uri: str):
+    from nutrilearn.monitoring.versions import champion_moves as read
+
+    return read(settings())
+
+
+def champion_moves():
+    """Champion moves from the registry's alias history, for the trend charts' markers
+    (read at most every 30 s; none when the registry cannot be read: markers are a bonus)."""
+    from nutrilearn.monitoring.versions import alias_moves
+
+    try:
+        return _champion_moves(settings().tracking_uri)
+    except Exception:
+        return alias_moves([])
+
+
 def analyzer():
     from nutrilearn.serving import build_analyzer
 

@@ -18,6 +18,7 @@ from nutrilearn.monitoring import drift_views as views
 from nutrilearn.monitoring import performance, windows
 from nutrilearn.monitoring.drift import IMAGE_PROPERTIES, DriftMonitor
 from nutrilearn_app import state
+from nutrilearn_app.charts import move_rules
 
 state.require("view_monitoring")  # first: also when the page is opened without app.py (see state.require)
 
@@ -181,10 +182,10 @@ with tabs[0]:
 
 
 def _for_chart(frame: pd.DataFrame) -> pd.DataFrame:
-    """Chunk times as naive UTC (vega-lite has no time zones) and p-values floored at
-    1e-16 so that the log axis can show them."""
-    out = frame.assign(start=frame["start"].dt.tz_convert("UTC").dt.tz_localize(None),
-                       end=frame["end"].dt.tz_convert("UTC").dt.tz_localize(None))
+    """Chunk (and move) times as naive UTC (vega-lite has no time zones) and p-values
+    floored at 1e-16 so that the log axis can show them."""
+    naive = {c: frame[c].dt.tz_convert("UTC").dt.tz_localize(None) for c in ("start", "end", "when") if c in frame}
+    out = frame.assign(**naive)
     return out.assign(p_value=out["p_value"].clip(lower=1e-16)) if "p_value" in out else out
 
 
@@ -213,25 +214,30 @@ with tabs[2]:
 with tabs[3]:
     series = result["over_time"]
     if not series.empty:
-        series = _for_chart(series.dropna(subset=["p_value"]))
+        series = series.dropna(subset=["p_value"])
     if series.empty:
         st.info("No predictions after the reference window yet.")
     else:
+        moves = views.over_time_moves(state.champion_moves(), series)
         series = series.assign(effect=series["distance_name"].map(views_effect_name))
-        line = alt.Chart().mark_line(point=True).encode(
+        # One dataset (the chart is faceted by signal): the chunks, and the moves beside them.
+        chart_data = _for_chart(pd.concat([series, moves], ignore_index=True))
+        line = alt.Chart().transform_filter("isValid(datum.start)").mark_line(point=True).encode(
             x=alt.X("start:T", title="chunk start (UTC)"), y=alt.Y("distance:Q", title="effect size"),
             shape=alt.Shape("drifted:N", title="drifted"),
             tooltip=["signal", "effect", "start:T", "n", alt.Tooltip("distance:Q", format=".3f", title="effect"),
                      alt.Tooltip("min_distance:Q", format=".2f", title="floor"),
                      alt.Tooltip("p_value:Q", format=".2e", title="p (Holm)"), "drifted", "severity"])
         floor = alt.Chart().mark_rule(strokeDash=[6, 3], color="red").encode(y="mean(min_distance):Q")
-        st.altair_chart(alt.layer(line, floor, data=series).properties(height=110, width=600).facet(
-            row=alt.Row("signal:N", title=None)).resolve_scale(y="independent"))
+        st.altair_chart(alt.layer(line, floor, move_rules(), data=chart_data).properties(height=110, width=600)
+                        .facet(row=alt.Row("signal:N", title=None)).resolve_scale(y="independent"))
         st.caption("Each chunk is tested against the reference. Drawn: each signal's effect size (food: "
                    "Jensen-Shannon distance; confidence: KS D; image: largest KS D; embedding: witness AUC) with "
                    "its materiality floor as the red line; a chunk drifted when its effect passes the floor *and* "
                    "its Holm-adjusted p-value is at most alpha (hover for it). With many chunks, expect about "
-                   "alpha of them to alarm by chance.")
+                   "alpha of them to alarm by chance."
+                   + (" Dashed lines: champion moves (promotions, rollbacks), from the registry's alias history."
+                      if len(moves) else ""))
 
 with tabs[4]:
     projection = views.embedding_projection(reference.frame, current.frame)

@@ -18,6 +18,7 @@ from nutrilearn.answers import VEGA_PERCENT, percent, percent_columns
 from nutrilearn.monitoring import versions as mv
 from nutrilearn.monitoring.history import FIGURE_COLUMNS
 from nutrilearn_app import state
+from nutrilearn_app.charts import move_rules
 
 state.require("view_monitoring")  # first: also when the page is opened without app.py (see state.require)
 
@@ -25,33 +26,6 @@ BAND_COLOURS = {"low": "#f8d7da", "medium": "#fff3cd", "high": "#d1e7dd"}
 STATUS_BOX = {mon.HEALTHY: st.success, mon.DEGRADED: st.warning, mon.UNHEALTHY: st.error}
 COUNT_AXIS = alt.Axis(format="d", tickMinStep=1)  # counts: no 0.2-prediction ticks
 AUTO_REFRESH = {"off": None, "every 30 s": 30, "every minute": 60, "every 5 minutes": 300}
-
-
-@st.cache_data(ttl=30, show_spinner=False)
-def _alias_history(tracking_uri: str) -> list:
-    from nutrilearn.registry.routing import registry_exists
-    from nutrilearn.registry.store import Registry
-
-    cfg_ = state.settings()
-    if not registry_exists(cfg_):
-        return []
-    return Registry(cfg_).history()
-
-
-def _alias_moves() -> pd.DataFrame:
-    """Champion moves for chart markers (none when the registry cannot be read)."""
-    try:
-        return mv.alias_moves(_alias_history(state.settings().tracking_uri))
-    except Exception:
-        return mv.alias_moves([])
-
-
-def _move_rules(moves: pd.DataFrame) -> alt.LayerChart:
-    rules = alt.Chart(moves).mark_rule(strokeDash=[5, 4], color="#555").encode(
-        x="when:T", tooltip=[alt.Tooltip("when:T", title="when (UTC)", format="%Y-%m-%d %H:%M"), "text"])
-    labels = alt.Chart(moves).mark_text(align="left", dx=3, dy=-4, fontSize=10, color="#555").encode(
-        x="when:T", y=alt.value(8), text="text")
-    return rules + labels
 
 
 cfg = state.settings()
@@ -437,10 +411,7 @@ with trends:
             "day": by_day["day"], "value": by_day["accuracy"],
             "measure": "Realized accuracy, version " + by_day["model_version"].astype(str),
             "judged": by_day["judged"], "low": by_day["low"], "high": by_day["high"]})], ignore_index=True)
-    moves = _alias_moves()
-    if len(long):
-        lo, hi = long["day"].min() - pd.Timedelta(days=1), long["day"].max() + pd.Timedelta(days=1)
-        moves = moves[(moves["when"] >= lo) & (moves["when"] <= hi)]
+    moves = mv.moves_within(state.champion_moves(), long["day"])
     layers = alt.Chart(long, title="Daily trends (UTC days; served answers)").mark_line(point=True).encode(
         x=alt.X("day:T", title=None), y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%")),
         color=alt.Color("measure:N", title=None),
@@ -449,7 +420,7 @@ with trends:
             alt.Tooltip("high:Q", format=VEGA_PERCENT, title="95% high")] if len(by_day) else []),
     )
     if len(moves):
-        layers += _move_rules(moves)
+        layers += move_rules(moves)
     st.altair_chart(layers, width="stretch")
     st.caption("Realized accuracy is drawn per model version (never pooled across versions); hover a point for "
                "the number of judged answers and the 95% Wilson interval."

@@ -71,3 +71,31 @@ def test_page_explains_when_there_is_too_little_data(page):
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     assert at.info and "Not enough predictions" in at.info[0].value
+
+
+def test_over_time_chart_marks_the_champion_moves_in_its_span(page, monkeypatch):
+    """Rules at each champion move the chart's days take in, labelled with the versions, in
+    every signal's row; a move months away is left out (the axis would stretch over it)."""
+    from nutrilearn.monitoring import versions
+    from nutrilearn.registry.store import AliasEvent
+
+    when = pd.Timestamp("2026-11-04 00:00", tz="UTC")  # where the current window starts
+    events = [AliasEvent(when.to_pydatetime(), "champion", "promote", "1", "2", "pytest", "better"),
+              AliasEvent((when - pd.Timedelta(days=90)).to_pydatetime(), "champion", "create", None, "1", "pytest", "")]
+    monkeypatch.setattr(versions, "champion_moves", lambda settings: versions.alias_moves(events))
+    page.predictions_frame, page.feedback_frame = _data()
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["drift_ref_n"] = 300
+    at.session_state["drift_cur_n"] = 300
+    at.run()
+    assert not at.exception, at.exception
+    chart = next(c for c in list(at.get("vega_lite_chart")) + list(at.get("arrow_vega_lite_chart"))
+                 if '"distance"' in c.proto.spec and '"facet"' in c.proto.spec)
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    data = pd.concat([convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets])
+    marks = data.dropna(subset=["when"])
+    assert set(marks["text"]) == {"promote: v1 → v2"}
+    assert set(marks["signal"]) == set(data.dropna(subset=["start"])["signal"])  # every row of the facet
+    assert (pd.to_datetime(marks["when"]) == when.tz_localize(None)).all()  # naive UTC, like the chunks
+    assert any("Dashed lines: champion moves" in c.value for c in at.caption)

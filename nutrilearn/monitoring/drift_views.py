@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from nutrilearn.monitoring.stats import food_names
+from nutrilearn.monitoring.versions import moves_within
 
 from nutrilearn.monitoring.drift import embeddings, image_properties
 from nutrilearn.monitoring.drift_tests import count_table, shares
@@ -55,3 +56,20 @@ def embedding_projection(reference: pd.DataFrame, current: pd.DataFrame, cap: in
                         "window": np.r_[np.full(len(ref), WINDOWS[0]), np.full(len(cur), WINDOWS[1])]})
     out.attrs["explained"] = [float(v) for v in pca.explained_variance_ratio_]
     return out
+
+
+MOVE_COLUMNS = ["signal", "when", "text"]
+
+
+def over_time_moves(moves: pd.DataFrame, chunks: pd.DataFrame) -> pd.DataFrame:
+    """Champion moves to mark on the "over time" chart (``moves`` from
+    ``versions.alias_moves``, ``chunks`` from ``DriftMonitor.over_time``): those within the
+    chunks' span (``versions.moves_within``), once for each signal, since the chart draws a
+    row per signal and a model change explains a step in any of them. Columns: signal,
+    when (aware UTC), text ("promote: v1 → v2")."""
+    if moves is None or moves.empty or chunks is None or chunks.empty:
+        return pd.DataFrame({"signal": pd.Series(dtype=object), "when": pd.Series(dtype="datetime64[ns, UTC]"),
+                             "text": pd.Series(dtype=object)})
+    near = moves_within(moves, pd.concat([chunks["start"], chunks["end"]], ignore_index=True))
+    signals = pd.DataFrame({"signal": chunks["signal"].drop_duplicates().to_numpy()})
+    return signals.merge(near[["when", "text"]], how="cross")[MOVE_COLUMNS]

@@ -12,7 +12,9 @@ are where versions meet on purpose:
 * ``disagreement_daily``: per UTC day, how often the challenger's answer differed from
   the champion's on the same photo (a signal that needs no labels);
 * ``with_challenger``: the recent-predictions table with the challenger's answer beside;
-* ``alias_moves``: champion moves from the registry's history, for markers on charts.
+* ``alias_moves`` / ``champion_moves``: champion moves from the registry's history, and
+  ``moves_within`` the ones a time chart can show, for markers on the trend charts
+  (Monitoring's trends, Drift's "over time").
 """
 
 from __future__ import annotations
@@ -143,3 +145,28 @@ def alias_moves(events, alias: str = "champion") -> pd.DataFrame:
              "action": e.action, "text": f"{e.action}: v{e.from_version or '-'} → v{e.to_version or '-'}"}
             for e in events or () if e.alias == alias and e.to_version]
     return pd.DataFrame(rows, columns=["when", "from", "to", "action", "text"])
+
+
+MOVE_MARGIN = pd.Timedelta(days=1)
+
+
+def champion_moves(settings) -> pd.DataFrame:
+    """Champion moves (``alias_moves``) from the registry's alias history; none when
+    there is no registry yet (a fresh store)."""
+    from nutrilearn.registry.routing import registry_exists
+    from nutrilearn.registry.store import Registry
+
+    if not registry_exists(settings):
+        return alias_moves([])
+    return alias_moves(Registry(settings).history())
+
+
+def moves_within(moves: pd.DataFrame, times, margin: pd.Timedelta = MOVE_MARGIN) -> pd.DataFrame:
+    """The ``moves`` within the span of ``times`` (aware, or naive taken as UTC) widened by
+    ``margin`` either side: the ones a chart of those times can show without its axis
+    stretching over months. All of them when ``times`` is empty."""
+    stamps = pd.to_datetime(pd.Series(times, dtype=object), utc=True).dropna()
+    if moves.empty or stamps.empty:
+        return moves.reset_index(drop=True)
+    lo, hi = stamps.min() - margin, stamps.max() + margin
+    return moves[(moves["when"] >= lo) & (moves["when"] <= hi)].reset_index(drop=True)
