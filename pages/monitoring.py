@@ -394,15 +394,20 @@ with health:
 
 # ---------------------------------------------------------------------------- trends
 with trends:
-    fb = mon.feedback_summary(joined[~joined["request_id"].str.endswith(mon.stats.SHADOW_SUFFIX)])
+    # The answers in view that feedback judged, like every other figure here: served ones by
+    # default, and shadow answers too when the sidebar includes them (feedback on a photo
+    # judges the challenger's answer to it as well).
+    judged = mon.join_feedback(df, feedback)
+    fb = mon.feedback_summary(judged)
     c = st.columns(3)
-    c[0].metric("Predictions with feedback", f"{fb.feedback:,}")
+    c[0].metric("Predictions with feedback", f"{fb.feedback:,}",
+                help="Answers in view that feedback judged: served answers, plus the challenger's answers "
+                     "to the same photos when shadow answers are included in the sidebar")
     c[1].metric("Realized accuracy", percent(fb.accuracy) if fb.feedback else "–",
                 help="Share of feedback whose true label equals the model's label")
     c[2].metric("Corrected", f"{fb.feedback - fb.correct:,}")
-    daily = mon.daily_trends(df, mon.join_feedback(df, feedback))
-    served_joined = mon.join_feedback(df[~mon.stats.is_shadow(df)], feedback)
-    by_day = mv.daily_accuracy(served_joined)
+    daily = mon.daily_trends(df, judged)
+    by_day = mv.daily_accuracy(judged)  # served answers only, a line per version
     measures = {"mean_confidence": "Mean confidence", "error_rate": "Error rate"}
     long = daily.rename(columns=measures).melt("day", list(measures.values()), var_name="measure",
                                                value_name="value").dropna(subset=["value"])
@@ -439,7 +444,7 @@ with trends:
         total_pairs, total_dis = int(dis["pairs"].sum()), int(dis["disagreements"].sum())
         st.caption(f"{total_dis:,} of {total_pairs:,} photos ({percent(total_dis / total_pairs)}) got a different answer "
                    "from the challenger than from the champion; band: 95% Wilson interval per day.")
-    if fb.feedback:
+    if len(joined):  # versions and roles side by side, whichever the view shows
         st.markdown("**Realized accuracy by model version**")
         st.dataframe(percent_columns(mv.accuracy_by_version(joined), ("accuracy", "low", "high")), hide_index=True,
                      column_config={"model_version": st.column_config.TextColumn("version"),
