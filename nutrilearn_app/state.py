@@ -32,6 +32,12 @@ def classifier():
 
 # Resources are keyed by the settings they depend on: one per store per process (and
 # tests that point NUTRILEARN_HOME elsewhere get their own, never a stale one).
+def _store_key() -> tuple[str, str, str]:
+    """What the logger and the reader depend on: tracking URI, spool, predictions experiment."""
+    cfg = settings()
+    return cfg.tracking_uri, str(cfg.spool_dir), cfg.predictions_experiment
+
+
 @st.cache_resource(show_spinner=False)
 def _prediction_logger(tracking_uri: str, spool_dir: str, experiment: str):
     from nutrilearn.serving import prediction_logger as build
@@ -41,8 +47,7 @@ def _prediction_logger(tracking_uri: str, spool_dir: str, experiment: str):
 
 def prediction_logger():
     """The durable, asynchronous prediction logger of this process."""
-    cfg = settings()
-    return _prediction_logger(cfg.tracking_uri, str(cfg.spool_dir), cfg.predictions_experiment)
+    return _prediction_logger(*_store_key())
 
 
 @st.cache_resource(show_spinner=False)
@@ -54,8 +59,7 @@ def _prediction_reader(tracking_uri: str, spool_dir: str, experiment: str):
 
 def prediction_reader():
     """One incremental reader per store and process: closed batches are read once."""
-    cfg = settings()
-    return _prediction_reader(cfg.tracking_uri, str(cfg.spool_dir), cfg.predictions_experiment)
+    return _prediction_reader(*_store_key())
 
 
 @st.cache_resource(show_spinner=False)

