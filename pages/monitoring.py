@@ -15,6 +15,7 @@ import streamlit as st
 
 from nutrilearn import monitoring as mon
 from nutrilearn.answers import VEGA_PERCENT, percent, percent_columns
+from nutrilearn.monitoring import photos
 from nutrilearn.monitoring import versions as mv
 from nutrilearn.monitoring.history import FIGURE_COLUMNS
 from nutrilearn_app import state
@@ -246,6 +247,7 @@ with recent_tab:
                                                key="mon_show_challenger")
     if show_both:
         rows = mv.with_challenger(rows, pairs)
+    rows = photos.with_thumbnails(rows, reader, start=since)  # the shown rows' photos only, by request id
     st.caption(f"{len(rows):,} shown of {int(mon.search_mask(df, search).sum()):,} matching")
     band_css = [f"background-color: {BAND_COLOURS[b]}" if b in BAND_COLOURS else "" for b in rows["band"]]
     styled = percent_columns(rows.style.apply(lambda _: band_css, subset=["confidence"])
@@ -253,6 +255,8 @@ with recent_tab:
     st.dataframe(
         styled, hide_index=True,
         column_config={
+            "photo": st.column_config.ImageColumn("photo", help="Thumbnail kept with the prediction "
+                                                  "(none when NUTRILEARN_KEEP_THUMBNAILS=0)"),
             "time": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
             "confidence": st.column_config.NumberColumn(),
             "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.0f"),

@@ -162,6 +162,8 @@ def test_recent_predictions_search_and_sort(logged):
     ok = sorted((r for r in logged.live if r.ok), key=lambda r: -r.confidence)
     assert table["request_id"].tolist()[:2] == [r.request_id for r in ok]
     assert table["status"].tolist()[2] == "error"  # no confidence: sorted last
+    # each row's own thumbnail (WebP data URL), fetched for the shown rows only; none for the text file
+    assert table["photo"].str.startswith("data:image/webp;base64,").tolist() == [True, True, False]
     bands = table["band"].tolist()[:2]
     assert bands == [("high" if r.confidence >= 0.8 else "medium" if r.confidence >= 0.5 else "low") for r in ok]
 
