@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--live-only", action="store_true", help="leave replayed traffic out")
     p.add_argument("--sample-cap", type=int, default=1000, help="embeddings per window in the MMD test")
     p.add_argument("--permutations", type=int, default=200, help="permutations of the MMD test")
+    p.add_argument("--clusters", type=int, default=None, metavar="K",
+                   help="clusters in the drill-down (default: one per 100 embeddings, 4 to 12)")
     p.add_argument("--no-log", action="store_true", help="do not log the check to MLflow")
     p.add_argument("--webhook", metavar="URL", help="POST the JSON report here when drift is found")
     p.add_argument("--on-drift", metavar="CMD", help="run CMD when drift is found (report on stdin)")
@@ -98,6 +100,24 @@ def performance_block(reference, current, feedback) -> dict:
         ece, _ = performance.reliability(truth)
         out[w.name] = {**performance.estimate(w.frame, truth), "ece": ece}
     return out
+
+
+def cluster_block(reference, current, k: int | None = None) -> list[dict]:
+    """The drill-down: both windows' embeddings clustered, clusters sorted by |share change|."""
+    from nutrilearn.monitoring.clusters import ClusterDrift
+    from nutrilearn.monitoring.drift import jsonable
+
+    return jsonable(ClusterDrift(k=k).fit(reference.frame).compare(current.frame).to_list())
+
+
+def _clusters_text(clusters: list[dict], top: int = 3) -> str:
+    """The clusters that moved most, one line each (empty when nothing was clustered)."""
+    from nutrilearn.vision.vocabulary import display_name
+
+    lines = [f"  cluster {c['id']}: {c['reference_share']:.0%} -> {c['current_share']:.0%} of the photos "
+             f"({c['share_change']:+.0%}); mostly {', '.join(display_name(f) for f in c['top_foods']) or '-'}; "
+             f"e.g. {', '.join(c['examples'][:3])}" for c in clusters[:top]]
+    return "\nphoto clusters that moved most:\n" + "\n".join(lines) if lines else ""
 
 
 def _accuracy_line(perf: dict) -> str:
@@ -173,10 +193,12 @@ def run(args: argparse.Namespace) -> int:
             run_id = log_drift_check(report, settings, detectors=monitor.detectors, extra_metrics=extra)
         except Exception as exc:  # the verdict still stands; say why it is not in MLflow
             print(f"warning: drift check not logged to MLflow: {exc}", file=sys.stderr)
-    payload = {**report.to_dict(), "run_id": run_id, "performance": perf}
+    clusters = cluster_block(reference, current, args.clusters)
+    payload = {**report.to_dict(), "run_id": run_id, "performance": perf, "clusters": clusters}
     if over_time is not None:
         payload["over_time"] = json.loads(over_time.to_json(orient="records", date_format="iso"))
-    print(json.dumps(payload) if args.json else _text(report, run_id, over_time, payload["performance"]), flush=True)
+    print(json.dumps(payload) if args.json else _text(report, run_id, over_time, payload["performance"])
+          + _clusters_text(clusters), flush=True)
     if report.drifted:
         alert(payload, args.webhook, args.on_drift)
     return 1 if report.drifted else 0
