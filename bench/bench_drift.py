@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -103,16 +104,32 @@ def report(ref: pd.DataFrame, cur: pd.DataFrame, seed: int):
     return DriftMonitor(seed=seed).fit(ref).report(cur)
 
 
-def false_alarms(pool: pd.DataFrame, n: int, trials: int, rng) -> dict:
-    overall, per_signal = 0, {}
-    for t in range(trials):
-        ref, cur = scenarios.null_split(pool, n, rng)
-        rep = report(ref, cur, t)
+def count_alarms(reports: Iterable, hit: Callable) -> dict:
+    """Over ``reports`` (one a trial): how often the report drifted, and each signal by
+    ``hit(result)``, as ``rate`` dicts keyed "report" and by signal."""
+    trials, overall, per_signal = 0, 0, {}
+    for rep in reports:
+        trials += 1
         overall += rep.drifted
         for r in rep.results:
-            within = r.details.get("p_value_within_signal", r.p_value)
-            per_signal[r.signal] = per_signal.get(r.signal, 0) + bool(within <= ALPHA and r.distance >= r.min_distance)
-    return {"window": n, "report": rate(overall, trials), **{s: rate(k, trials) for s, k in per_signal.items()}}
+            per_signal[r.signal] = per_signal.get(r.signal, 0) + bool(hit(r))
+    return {"report": rate(overall, trials), **{s: rate(k, trials) for s, k in per_signal.items()}}
+
+
+def drifted(result) -> bool:
+    """The signal's verdict in the report (after the correction across signals)."""
+    return bool(result.drifted)
+
+
+def alarm_within_signal(result) -> bool:
+    """The signal on its own: its within-signal p-value at most alpha and its effect at the floor."""
+    within = result.details.get("p_value_within_signal", result.p_value)
+    return within <= ALPHA and result.distance >= result.min_distance
+
+
+def false_alarms(pool: pd.DataFrame, n: int, trials: int, rng) -> dict:
+    reports = (report(*scenarios.null_split(pool, n, rng), t) for t in range(trials))
+    return {"window": n, **count_alarms(reports, alarm_within_signal)}
 
 
 def shadow_log(served: pd.DataFrame, shadow_answers: pd.DataFrame) -> pd.DataFrame:
@@ -132,23 +149,24 @@ def served_false_alarms(log: pd.DataFrame, n: int, trials: int, rng) -> dict:
     (served answers only, so the two windows never share a photo)."""
     from nutrilearn.monitoring import windows
 
-    overall, per_signal, sizes = 0, {}, set()
+    sizes = set()
     start = pd.Timestamp("2026-11-01", tz="UTC")
-    for t in range(trials):
-        order = rng.permutation(len(log))
-        timed = log.iloc[order].assign(timestamp=start + pd.to_timedelta(np.arange(len(log)), unit="s"))
-        ref = windows.select(timed, f"first:{n}", "reference")
-        cur = windows.without(windows.select(timed, f"last:{n}", "current"), ref)
-        assert not ref.frame["request_id"].str.endswith(".challenger").any()
-        assert not cur.frame["request_id"].str.endswith(".challenger").any()
-        sizes.add((ref.n, cur.n))
-        rep = DriftMonitor(seed=t).fit(ref.frame).report(cur.frame, ref.describe(), cur.describe())
-        assert not rep.model_change
-        overall += rep.drifted
-        for r in rep.results:
-            per_signal[r.signal] = per_signal.get(r.signal, 0) + bool(r.drifted)
-    return {"window": n, "sizes": sorted(sizes), "report": rate(overall, trials),
-            **{s: rate(k, trials) for s, k in per_signal.items()}}
+
+    def reports():
+        for t in range(trials):
+            order = rng.permutation(len(log))
+            timed = log.iloc[order].assign(timestamp=start + pd.to_timedelta(np.arange(len(log)), unit="s"))
+            ref = windows.select(timed, f"first:{n}", "reference")
+            cur = windows.without(windows.select(timed, f"last:{n}", "current"), ref)
+            assert not ref.frame["request_id"].str.endswith(".challenger").any()
+            assert not cur.frame["request_id"].str.endswith(".challenger").any()
+            sizes.add((ref.n, cur.n))
+            rep = DriftMonitor(seed=t).fit(ref.frame).report(cur.frame, ref.describe(), cur.describe())
+            assert not rep.model_change
+            yield rep
+
+    counts = count_alarms(reports(), drifted)
+    return {"window": n, "sizes": sorted(sizes), **counts}
 
 
 def run_served_false_alarms(trials: int, write: bool) -> int:
@@ -181,24 +199,14 @@ def run_served_false_alarms(trials: int, write: bool) -> int:
                          " | ".join(f"{row[s]['rate']:.3f}" for s in ("food", "confidence", "image", "embedding")) + " |")
         lines += ["", "(signal columns: the signal's drift verdict in the report, after the correction across signals)",
                   SERVED_END]
-        text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n"
-        if SERVED_START in text and SERVED_END in text:
-            text = text[: text.index(SERVED_START)] + "\n".join(lines) + text[text.index(SERVED_END) + len(SERVED_END):]
-        else:
-            text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-        RESULTS.write_text(text)
+        write_section(SERVED_START, SERVED_END, lines)
     return 0
 
 
 def power(make, signal: str, trials: int, rng) -> dict:
     """How often ``signal`` drifted in the report, and how often the report drifted at all."""
-    hits = any_hits = 0
-    for t in range(trials):
-        ref, cur = make(rng)
-        rep = report(ref, cur, t)
-        hits += rep.result(signal).drifted
-        any_hits += rep.drifted
-    return {**rate(hits, trials), "report": rate(any_hits, trials)}
+    counts = count_alarms((report(*make(rng), t) for t in range(trials)), drifted)
+    return {**counts[signal], "report": counts["report"]}
 
 
 def speed(pool: pd.DataFrame, n: int = 100_000, repeats: int = 5) -> dict:
@@ -322,9 +330,15 @@ def write_results(out: dict) -> None:
               ", ".join(f"{k} {v:.2f} s" for k, v in s["per_signal_s"].items()) +
               f". MMD and the witness AUC use at most 1,000 random embeddings a window. Verdict: {s['verdict']}.",
               END]
+    write_section(START, END, lines)
+
+
+def write_section(start: str, end: str, lines: list[str]) -> None:
+    """Put ``lines`` (which begin with ``start`` and end with ``end``) in RESULTS.md: in
+    place of the section between those markers, or at the end the first time."""
     text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + "\n".join(lines) + text[text.index(END) + len(END):]
+    if start in text and end in text:
+        text = text[: text.index(start)] + "\n".join(lines) + text[text.index(end) + len(end):]
     else:
         text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
     RESULTS.write_text(text)
