@@ -11,7 +11,10 @@ batch once (read from a local artifact store, or downloaded once through an
     <mirror>/manifest.db      runs copied, files per day, the run finder's memory
 
 A day that gathers many small files is compacted into one (sorted by time), so a day is
-one or a few files however many batches it had. Closed batches never change, so a run is
+one or a few files however many batches it had. The manifest counts each file's shadow rows
+(a challenger's answers, ``<request id>.challenger``) and compaction keeps them in a file of
+their own, so a query that leaves shadows out skips those files instead of reading every
+request id to find them (``monitoring.history``). Closed batches never change, so a run is
 copied once; a batch id seen before (the same batch written twice after a crash) is not
 copied again. Files are written to a temporary name and renamed, and the manifest changes
 in one transaction, so a reader in another process sees a file list that is whole.
@@ -35,7 +38,7 @@ from typing import Callable, Iterable
 
 from nutrilearn.config import Settings
 from nutrilearn.tracking import store
-from nutrilearn.tracking.records import feedback_schema, prediction_schema
+from nutrilearn.tracking.records import SHADOW_SUFFIX, feedback_schema, prediction_schema
 from nutrilearn.tracking.runs import BatchRun, FinderState, RunFinder
 from nutrilearn.tracking.spool import KINDS
 
@@ -48,11 +51,20 @@ CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, kind TEXT NOT NULL, ba
                                  rows INTEGER NOT NULL, copied INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS runs_by_batch ON runs (batch_id);
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, kind TEXT NOT NULL, day TEXT NOT NULL,
-                                  rows INTEGER NOT NULL, compacted INTEGER NOT NULL DEFAULT 0);
+                                  rows INTEGER NOT NULL, compacted INTEGER NOT NULL DEFAULT 0,
+                                  shadow_rows INTEGER);
 CREATE INDEX IF NOT EXISTS files_by_day ON files (kind, day);
 CREATE TABLE IF NOT EXISTS retry (run_id TEXT PRIMARY KEY, run TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+@dataclass(frozen=True)
+class DayFile:
+    path: str  # absolute
+    day: str  # UTC day, YYYY-MM-DD
+    rows: int
+    shadow_rows: int | None  # None: not counted yet (a file mirrored before the count existed)
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,15 @@ def conform(table, schema):
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _shadow_count(table) -> int:
+    """Rows of a predictions table whose request id marks a challenger's shadow answer."""
+    import pyarrow.compute as pc
+
+    if table.num_rows == 0 or "request_id" not in table.column_names:
+        return 0
+    return int(pc.sum(pc.ends_with(table.column("request_id"), SHADOW_SUFFIX)).as_py() or 0)
+
+
 def _day(value: datetime | date | str) -> str:
     if isinstance(value, str):
         return value[:10]
@@ -97,6 +118,9 @@ class Mirror:
         self._lock = threading.Lock()
         with self._db() as db:
             db.executescript(_MANIFEST)
+            have = {row[1] for row in db.execute("PRAGMA table_info(files)")}
+            if "shadow_rows" not in have:  # a manifest from before the count: NULL until counted
+                db.execute("ALTER TABLE files ADD COLUMN shadow_rows INTEGER")
         self.finder = RunFinder(self.tracking_uri, self.experiment_name, self._load_state())
         self.last_error: str | None = None
 
@@ -114,10 +138,12 @@ class Mirror:
         if raw is None:
             return FinderState()
         data = json.loads(raw[0])
-        return FinderState(bool(data.get("listed_all")), {str(k): int(v) for k, v in data.get("floors", {}).items()})
+        return FinderState(bool(data.get("listed_all")), {str(k): int(v) for k, v in data.get("floors", {}).items()},
+                           {str(k): str(v) for k, v in data.get("marks", {}).items()})
 
     def _save_state(self, db: sqlite3.Connection) -> None:
-        state = {"listed_all": self.finder.state.listed_all, "floors": self.finder.state.floors}
+        state = {"listed_all": self.finder.state.listed_all, "floors": self.finder.state.floors,
+                 "marks": self.finder.state.marks}
         db.execute("INSERT OR REPLACE INTO state (key, value) VALUES ('finder', ?)", (json.dumps(state),))
 
     def known_runs(self) -> set[str]:
@@ -147,6 +173,19 @@ class Mirror:
         with self._db() as db:
             return [str(self.directory / row[0]) for row in db.execute(sql + " ORDER BY day, path", params)]
 
+    def day_files(self, kind: str, start: datetime | None = None, end: datetime | None = None) -> list[DayFile]:
+        """Like ``files``, with each file's day and counts (for pruning before a query)."""
+        sql, params = "SELECT path, day, rows, shadow_rows FROM files WHERE kind = ?", [kind]
+        if start is not None:
+            sql += " AND day >= ?"
+            params.append(_day(start))
+        if end is not None:
+            sql += " AND day <= ?"
+            params.append(_day(end))
+        with self._db() as db:
+            return [DayFile(str(self.directory / p), d, int(n), None if sh is None else int(sh))
+                    for p, d, n, sh in db.execute(sql + " ORDER BY day, path", params)]
+
     def days(self, kind: str = "predictions") -> list[tuple[str, int]]:
         """``(day, rows)`` for every day mirrored, oldest first."""
         with self._db() as db:
@@ -158,6 +197,7 @@ class Mirror:
     def sync(self, progress: Callable[[int, int], None] | None = None) -> SyncResult:
         """Copy every batch run not mirrored yet; ``progress(done, total)`` after each run."""
         with self._lock:
+            self._count_shadows()
             problem = store.probe(self.tracking_uri)
             if problem:
                 self.last_error = problem
@@ -198,6 +238,21 @@ class Mirror:
                     db.execute("INSERT OR REPLACE INTO state (key, value) VALUES ('store_fingerprint', ?)",
                                (fingerprint,))
             return SyncResult(len(runs) - failed, new_rows, failed)
+
+    def _count_shadows(self) -> None:
+        """Count shadow rows of files mirrored before the manifest counted them (once)."""
+        import pyarrow.parquet as pq
+
+        with self._db() as db:
+            todo = db.execute("SELECT path FROM files WHERE kind = 'predictions' AND shadow_rows IS NULL").fetchall()
+        for (rel,) in todo:
+            try:
+                n = _shadow_count(pq.read_table(self.directory / rel, columns=["request_id"]))
+            except (OSError, KeyError, ValueError) as exc:  # compacted away by another process, or unreadable
+                log.debug("not counting shadows of %s: %s", rel, exc)
+                continue
+            with self._db() as db:
+                db.execute("UPDATE files SET shadow_rows = ? WHERE path = ?", (n, rel))
 
     def _store_fingerprint(self) -> str | None:
         """Size and change time of a local sqlite store's files (None for a server).
@@ -246,14 +301,15 @@ class Mirror:
                 part = table.filter(pc.equal(days, day))
                 rel = Path(run.kind) / f"day={day}" / f"{run.run_id}.parquet"
                 self._write(part, rel)
-                written.append((rel.as_posix(), day, part.num_rows))
-        rows = sum(n for _, _, n in written)
+                shadows = _shadow_count(part) if run.kind == "predictions" else 0
+                written.append((rel.as_posix(), day, part.num_rows, shadows))
+        rows = sum(n for _, _, n, _ in written)
         with self._db() as db:
-            db.executemany("INSERT OR REPLACE INTO files (path, kind, day, rows) VALUES (?, ?, ?, ?)",
-                           [(path, run.kind, day, n) for path, day, n in written])
+            db.executemany("INSERT OR REPLACE INTO files (path, kind, day, rows, shadow_rows) VALUES (?, ?, ?, ?, ?)",
+                           [(path, run.kind, day, n, sh) for path, day, n, sh in written])
             db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, 1)", (run.run_id, run.kind, run.batch_id, rows))
             db.execute("DELETE FROM retry WHERE run_id = ?", (run.run_id,))
-        return rows, [day for _, day, _ in written]
+        return rows, [day for _, day, _, _ in written]
 
     def _fetch(self, run: BatchRun):
         import pyarrow.parquet as pq
@@ -278,8 +334,10 @@ class Mirror:
         tmp.replace(target)
 
     def _compact(self, kind: str, day: str) -> None:
-        """Merge a day's small files into one, once there are ``COMPACT_AT`` of them."""
+        """Merge a day's small files into one, once there are ``COMPACT_AT`` of them (shadow
+        rows into a second one, so every compacted file is all served or all shadow)."""
         import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         with self._db() as db:
@@ -290,12 +348,20 @@ class Mirror:
         schema = _SCHEMAS[kind]()
         merged = pa.concat_tables([conform(pq.read_table(self.directory / p), schema) for p in small])
         merged = merged.sort_by("timestamp")
-        rel = Path(kind) / f"day={day}" / f"c-{uuid.uuid4().hex[:16]}.parquet"
-        self._write(merged, rel)
-        with self._db() as db:  # one transaction: readers see the old files or the new one
+        parts = [(merged, 0)]
+        if kind == "predictions" and _shadow_count(merged):
+            shadow = pc.ends_with(merged.column("request_id"), SHADOW_SUFFIX)
+            parts = [(merged.filter(pc.invert(shadow)), 0), (merged.filter(shadow), None)]
+        new = []
+        for table, shadows in parts:
+            if table.num_rows:
+                rel = Path(kind) / f"day={day}" / f"c-{uuid.uuid4().hex[:16]}.parquet"
+                self._write(table, rel)
+                new.append((rel.as_posix(), kind, day, table.num_rows, table.num_rows if shadows is None else 0))
+        with self._db() as db:  # one transaction: readers see the old files or the new ones
             db.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in small])
-            db.execute("INSERT INTO files (path, kind, day, rows, compacted) VALUES (?, ?, ?, ?, 1)",
-                       (rel.as_posix(), kind, day, merged.num_rows))
+            db.executemany("INSERT INTO files (path, kind, day, rows, compacted, shadow_rows) VALUES (?, ?, ?, ?, 1, ?)",
+                           new)
         for p in small:
             try:
                 (self.directory / p).unlink()

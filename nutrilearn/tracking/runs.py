@@ -6,7 +6,10 @@ lowest number it still had open when it last wrote (``spool.WritePosition``): ev
 found exactly once whatever the writers' clocks say. See docs/tracking.md.
 
 The finder's memory (``FinderState``) can be kept between processes (the mirror does), so
-a new process does not list the whole history again.
+a new process does not list the whole history again. A writer re-marks its experiment tag
+after every run it finishes (``store.writer_mark``); a writer whose mark has not changed
+since the finder last asked it has written nothing since, and is not asked again: picking
+up a new batch costs one experiment read and one search, however many writers there are.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class BatchRun:
 class FinderState:
     listed_all: bool = False  # the first full listing happened
     floors: dict[str, int] = field(default_factory=dict)  # writer id -> lowest number that may still appear
+    marks: dict[str, str] = field(default_factory=dict)  # writer id -> its tag value when last asked
 
 
 class RunFinder:
@@ -67,9 +71,13 @@ class RunFinder:
             self.state.listed_all = True
         else:
             found = []
-            for writer in self.writers():
+            for writer, mark in self.writer_marks().items():
+                if store.is_run_mark(mark) and self.state.marks.get(writer) == mark:
+                    continue  # nothing finished there since we last asked
                 found += self._search(f"{finished} AND tags.`{store.TAG_WRITER}` = '{writer}' "
                                       f"AND metrics.`{WRITE_SEQ_METRIC}` >= {int(self.state.floors.get(writer, 0))}")
+                # The mark read *before* the search: a run finished meanwhile changes it again.
+                self.state.marks[writer] = mark
         for run in found:
             writer, open_from = run.tags.get(store.TAG_WRITER), run.tags.get(store.TAG_OPEN_FROM, "")
             if writer and open_from.isdigit():
@@ -78,15 +86,19 @@ class RunFinder:
 
     def writers(self) -> list[str]:
         """The spools that write to this experiment (each lists itself on the experiment)."""
+        return sorted(self.writer_marks())
+
+    def writer_marks(self) -> dict[str, str]:
+        """Writer id -> its experiment tag's value (changes with every run it finishes)."""
         tags = self.client.get_experiment(self.experiment_id()).tags or {}
-        writers = []
-        for key in tags:
+        marks = {}
+        for key, value in tags.items():
             if key.startswith(store.WRITER_TAG_PREFIX):
                 try:
-                    writers.append(store.check_writer_id(key[len(store.WRITER_TAG_PREFIX):]))
+                    marks[store.check_writer_id(key[len(store.WRITER_TAG_PREFIX):])] = str(value)
                 except ValueError:
                     continue  # not one of ours
-        return sorted(writers)
+        return dict(sorted(marks.items()))
 
     def _search(self, flt: str) -> list[BatchRun]:
         found: list[BatchRun] = []

@@ -50,6 +50,21 @@ def writer_tag(writer_id: str) -> str:
     return WRITER_TAG_PREFIX + check_writer_id(writer_id)
 
 
+_RUN_MARK = " run="
+
+
+def writer_mark(host: str, run_id: str) -> str:
+    """A writer tag's value after a run finished: a new value for every run, so readers can
+    tell "nothing new from this writer" from one experiment read (``runs.RunFinder``)."""
+    return f"{host}{_RUN_MARK}{run_id}"
+
+
+def is_run_mark(value: str) -> bool:
+    """Whether a writer tag's value is a run mark (an announcement alone, or an older writer's
+    bare host name, is not: such a writer is always asked)."""
+    return _RUN_MARK in value
+
+
 def display_uri(uri: str) -> str:
     """The URI without a password, for status lines (``http://user:secret@host`` -> ``http://user:***@host``)."""
     parts = urllib.parse.urlsplit(uri)

@@ -131,6 +131,11 @@ class BatchWriter:
             client.set_experiment_tag(exp_id, store.writer_tag(writer_id), socket.gethostname())
             self._announced.add(writer_id)
 
+    def _mark(self, writer_id: str, run_id: str) -> None:
+        """After a run finished: a new tag value tells readers this writer has something new."""
+        client, exp_id = self._ready()
+        client.set_experiment_tag(exp_id, store.writer_tag(writer_id), store.writer_mark(socket.gethostname(), run_id))
+
     def find_runs(self, batch_id: str) -> list:
         client, exp_id = self._ready()
         flt = f"tags.`{store.TAG_BATCH_ID}` = '{store.check_batch_id(batch_id)}'"
@@ -147,6 +152,8 @@ class BatchWriter:
         earlier = self.find_runs(batch.batch_id)
         for run in earlier:
             if run.info.status == "FINISHED":
+                if position is not None:  # it may have finished just before a crash, unmarked
+                    self._mark(position.writer_id, run.info.run_id)
                 return run.info.run_id, False
         for run in earlier:  # a crash mid-write: leave it visible as FAILED, write afresh
             client.set_terminated(run.info.run_id, "FAILED")
@@ -189,4 +196,6 @@ class BatchWriter:
             pq.write_table(table, path, compression="snappy")  # reads faster than zstd
             client.log_artifact(run_id, str(path))
         client.set_terminated(run_id, "FINISHED", end_time=int(self.clock() * 1000))
+        if position is not None:
+            self._mark(position.writer_id, run_id)
         return run_id, True
