@@ -138,6 +138,38 @@ def test_batch_modes_and_threads_agree(models_dir, food10_photos):
         per_photo.forward(np.zeros((1, 100, 100, 3), np.float32))
 
 
+@pytest.mark.food10
+def test_batch_workers_give_each_photo_its_own_outputs(models_dir, food10_photos):
+    """Serving's batches run on one-thread interpreters in parallel: same numbers, right order,
+    also with batches and single photos arriving from several threads at once."""
+    from nutrilearn.vision.litert import DEFAULT_BATCH_MODE, LiteRTBackbone
+    from nutrilearn.vision.model_files import read_checked_tflite
+
+    assert DEFAULT_BATCH_MODE == "workers"
+    x = (_crops(food10_photos[:9]).astype(np.float32) - 127.0) / 128.0
+    model = read_checked_tflite(models_dir)
+    want = LiteRTBackbone(model, threads=2, batch_mode="per_photo").forward(x)
+    workers = LiteRTBackbone(model, threads=2, batch_mode="workers")
+    got = workers.forward(x)
+    assert np.abs(got[0] - want[0]).max() < 1e-5 and np.abs(got[1] - want[1]).max() < 1e-5
+    results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def run(i: int) -> None:
+        part = x[i:] if i % 2 else x[i : i + 1]  # batches and single photos at once
+        for _ in range(2):
+            results[i] = workers.forward(part)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, (logits, pooled) in results.items():
+        n = len(logits)
+        assert np.abs(logits - want[0][i : i + n]).max() < 1e-5
+        assert np.abs(pooled - want[1][i : i + n]).max() < 1e-5
+
+
 def test_a_tflite_file_that_is_not_the_checked_one_is_refused(models_dir, tmp_path):
     from nutrilearn.vision.litert import LiteRTBackbone
     from nutrilearn.vision.model_files import MANIFEST_FILENAME, TFLITE_FILENAME, ModelFileError

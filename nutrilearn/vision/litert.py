@@ -6,9 +6,14 @@ for TensorFlow, and a process serving with it needs no TensorFlow at all (a CLI
 ``predict`` fits in a fraction of the memory). Outputs match Keras to ~1e-5 (checked by
 ``nutrilearn setup`` and tests/test_litert.py).
 
-One interpreter per backbone, used under a lock (an interpreter is not thread-safe; the
-app's sessions share one backbone). ``invoke`` releases the GIL, so decoding the next
-chunk in another thread overlaps the forward pass.
+One interpreter per backbone with all the process's cores, used under a lock (an
+interpreter is not thread-safe; the app's sessions share one backbone): a single photo
+gets its lowest latency there. A batch runs on one-thread interpreters instead, one per
+core, each taking the next photo ("workers", built at the first batch): a multi-threaded
+interpreter waits at every layer for its slowest thread, so as soon as anything else
+wants a core (the decode thread, another process) a 2-thread pass costs as much as a
+1-thread one, while independent 1-thread passes just share the cores. ``invoke``
+releases the GIL, so the workers run in parallel and decoding the next chunk overlaps them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -25,10 +31,11 @@ from nutrilearn.vision.images import INPUT_SIZE
 from nutrilearn.vision.model_files import read_checked_tflite
 
 # "per_photo": the interpreter keeps its fixed (1, 224, 224, 3) input and a batch runs
-# photo by photo; "resize": the input is resized to the batch. bench/bench_predict.py
-# measures both (bench/RESULTS.md); per photo was as fast or faster, and never reallocates.
-BATCH_MODES = ("per_photo", "resize")
-DEFAULT_BATCH_MODE = "per_photo"
+# photo by photo; "resize": the input is resized to the batch; "workers": photo by photo
+# on ``threads`` one-thread interpreters in parallel (a single photo still runs on the
+# multi-threaded one). bench/bench_predict.py measures all three (bench/RESULTS.md).
+BATCH_MODES = ("per_photo", "resize", "workers")
+DEFAULT_BATCH_MODE = "workers"
 LOGITS_DIM, POOLED_DIM = 1000, 1280
 _STDERR_LOCK = threading.Lock()
 
@@ -61,29 +68,51 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class _Runner:
+    """One interpreter on the fixed (1, 224, 224, 3) input, and its tensor indices."""
+
+    def __init__(self, model: bytes, threads: int):
+        from ai_edge_litert.interpreter import Interpreter  # ~0.1 s; XNNPACK is its default CPU delegate
+
+        with _quiet_native_stderr():
+            self.interpreter = Interpreter(model_content=model, num_threads=threads)
+            self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        outputs = {int(d["shape"][-1]): d["index"] for d in self.interpreter.get_output_details()}
+        if set(outputs) != {LOGITS_DIM, POOLED_DIM}:
+            raise ValueError(f"not the NutriLearn backbone: outputs of sizes {sorted(outputs)}")
+        self.logits, self.pooled = outputs[LOGITS_DIM], outputs[POOLED_DIM]
+
+    def run_each(self, x: np.ndarray, todo: Iterator[int], logits: np.ndarray, pooled: np.ndarray) -> None:
+        """Forward the photos ``todo`` hands out (shared between runners) into the outputs."""
+        it = self.interpreter
+        for i in todo:
+            it.set_tensor(self.input, x[i : i + 1])
+            it.invoke()
+            logits[i] = it.get_tensor(self.logits)[0]
+            pooled[i] = it.get_tensor(self.pooled)[0]
+
+
 class LiteRTBackbone:
     """``forward(x) -> (logits, pooled)``, the same contract as ``KerasBackbone``."""
 
     kind = "litert"
 
     def __init__(self, model: bytes, threads: int | None = None, batch_mode: str = DEFAULT_BATCH_MODE):
-        from ai_edge_litert.interpreter import Interpreter  # ~0.1 s; XNNPACK is its default CPU delegate
-
         if batch_mode not in BATCH_MODES:
             raise ValueError(f"batch_mode must be one of {BATCH_MODES}, got {batch_mode!r}")
-        self._model = model  # the interpreter reads from this buffer: keep it alive
+        self._model = model  # the interpreters read from this buffer: keep it alive
         self.threads = threads or cpu_threads()
         self.batch_mode = batch_mode
-        with _quiet_native_stderr():
-            self._interpreter = Interpreter(model_content=model, num_threads=self.threads)
-            self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        outputs = {int(d["shape"][-1]): d["index"] for d in self._interpreter.get_output_details()}
-        if set(outputs) != {LOGITS_DIM, POOLED_DIM}:
-            raise ValueError(f"not the NutriLearn backbone: outputs of sizes {sorted(outputs)}")
-        self._logits, self._pooled = outputs[LOGITS_DIM], outputs[POOLED_DIM]
+        main = _Runner(model, self.threads)
+        self._interpreter, self._input = main.interpreter, main.input
+        self._logits, self._pooled = main.logits, main.pooled
         self._batch = 1
         self._lock = threading.Lock()
+        # Batch workers: built at the first batch (a one-photo process never pays for them).
+        self._workers: list[_Runner] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._workers_lock = threading.Lock()
 
     @classmethod
     def load(cls, models_dir: Path, threads: int | None = None, batch_mode: str = DEFAULT_BATCH_MODE) -> "LiteRTBackbone":
@@ -98,6 +127,8 @@ class LiteRTBackbone:
         n = len(x)
         if n == 0:
             return np.empty((0, LOGITS_DIM), np.float32), np.empty((0, POOLED_DIM), np.float32)
+        if self.batch_mode == "workers" and n > 1 and self.threads > 1:
+            return self._forward_workers(x)
         with self._lock:
             if self.batch_mode == "resize":
                 return self._run(x, n)
@@ -106,6 +137,24 @@ class LiteRTBackbone:
             for i in range(n):
                 logits[i : i + 1], pooled[i : i + 1] = self._run(x[i : i + 1], 1)
             return logits, pooled
+
+    def _forward_workers(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Photo by photo on the one-thread interpreters in parallel; this thread is one of them."""
+        n = len(x)
+        logits = np.empty((n, LOGITS_DIM), np.float32)
+        pooled = np.empty((n, POOLED_DIM), np.float32)
+        with self._workers_lock:  # one batch at a time on the workers
+            if not self._workers:
+                self._workers = [_Runner(self._model, 1) for _ in range(self.threads)]
+                self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="litert")
+            todo = iter(range(n))  # next() on a shared iterator hands each photo out once (GIL)
+            helpers = [self._pool.submit(w.run_each, x, todo, logits, pooled) for w in self._workers[1:]]
+            try:
+                self._workers[0].run_each(x, todo, logits, pooled)
+            finally:
+                for h in helpers:
+                    h.result()
+        return logits, pooled
 
     def _run(self, x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         it = self._interpreter
