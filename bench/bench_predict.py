@@ -224,26 +224,31 @@ APP_START = textwrap.dedent(
     at.run()
     assert not at.exception, at.exception
     assert at.subheader, "no prediction shown"
-    print(time.perf_counter() - t0, at.subheader[0].value)
+    print(time.time(), at.subheader[0].value, flush=True)  # the answer is on the page now
     """
 )
 
 
 def app_start_to_first_prediction(photo: Path, env: dict[str, str], runs: int) -> dict:
+    """From launching the process to the answer on the page (the child stamps the clock when
+    it is shown); the whole process, with its exit (the logger's last flush to MLflow), apart."""
     out = {}
     samples: dict[str, list[float]] = {"litert": [], "keras": []}
+    whole: dict[str, list[float]] = {"litert": [], "keras": []}
     answers = {}
     for _ in range(runs):
         for runtime in samples:
-            t0 = time.perf_counter()
+            launched, t0 = time.time(), time.perf_counter()
             done = subprocess.run([sys.executable, "-c", APP_START, str(photo)], cwd=ROOT, capture_output=True,
                                   text=True, timeout=300, env={**env, "NUTRILEARN_RUNTIME": runtime})
-            samples[runtime].append(time.perf_counter() - t0)
+            whole[runtime].append(time.perf_counter() - t0)
             if done.returncode != 0:
                 raise SystemExit(done.stderr[-2000:])
-            answers[runtime] = done.stdout.strip().splitlines()[-1].split(" ", 1)[1]
+            shown, answers[runtime] = done.stdout.strip().splitlines()[-1].split(" ", 1)
+            samples[runtime].append(float(shown) - launched)
     for runtime, s in samples.items():
-        out[runtime] = {"median_wall_s": statistics.median(s), "runs": s, "answer": answers[runtime]}
+        out[runtime] = {"median_wall_s": statistics.median(s), "runs": s, "answer": answers[runtime],
+                        "median_whole_process_s": statistics.median(whole[runtime])}
     out["keras_over_litert"] = out["keras"]["median_wall_s"] / out["litert"]["median_wall_s"]
     return out
 
@@ -309,8 +314,9 @@ def main() -> None:
     start = results["app_start"] = app_start_to_first_prediction(photo, env, args.process_runs)
     print(f"app start to first prediction (new process, AppTest, median of {args.process_runs}): "
           f"LiteRT {start['litert']['median_wall_s']:.1f} s, Keras {start['keras']['median_wall_s']:.1f} s -> "
-          f"{start['keras_over_litert']:.1f}x; answers: {start['litert']['answer']} / {start['keras']['answer']}",
-          flush=True)
+          f"{start['keras_over_litert']:.1f}x; answers: {start['litert']['answer']} / {start['keras']['answer']}; "
+          f"whole process with its exit: LiteRT {start['litert']['median_whole_process_s']:.1f} s, "
+          f"Keras {start['keras']['median_whole_process_s']:.1f} s", flush=True)
     results["load_after"] = os.getloadavg()
     print(f"load average after: {results['load_after'][0]:.1f}")
     if args.json:
