@@ -83,7 +83,7 @@ def _record_panel() -> None:
             left.image(rec.thumbnail, width=256)
         else:
             left.caption("no photo kept")
-        right.dataframe(photos.record_table(rec), hide_index=True, width="stretch")
+        right.table(photos.record_table(rec).set_index("field"))
 
 
 def _grid(frame: pd.DataFrame, key: str) -> None:

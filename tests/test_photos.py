@@ -284,7 +284,42 @@ def test_photos_page_draws_galleries_and_opens_a_record(gallery_store):
     buttons[0].click()
     at.run()
     assert not at.exception, at.exception
-    table = {row["field"]: row["value"] for row in at.dataframe[0].value.to_dict("records")}
+    table = at.table[0].value["value"].to_dict()
     by_id = {r.request_id: r for r in served}
     assert table["request_id"] == rid and table["label"] == by_id[rid].label
     assert "challenger answer" in table and table["challenger answer"] != table["label"]
+
+
+def test_figures_never_read_the_thumbnail_column(gallery_store, monkeypatch):
+    """Every query the Monitoring, Drift and Models pages make, spied on at ``History.query``
+    (the relation a query sees holds only the columns it names): the thumbnail column is
+    named only by the lookup of Recent predictions' shown rows, by request id."""
+    from streamlit.testing.v1 import AppTest
+
+    from nutrilearn.monitoring.history import FIGURE_COLUMNS, History
+
+    calls = []
+    query = History.query
+
+    def spy(self, kind, filters, columns, sql, params=(), *args, **kw):
+        calls.append((tuple(columns), sql, list(params)))
+        return query(self, kind, filters, columns, sql, params, *args, **kw)
+
+    monkeypatch.setattr(History, "query", spy)
+    assert "thumbnail" not in FIGURE_COLUMNS
+    pages = Path(__file__).resolve().parents[1] / "pages"
+    for name, widgets in (("monitoring", {"mon_period": "All time", "mon_hide_replayed": False}),
+                          ("drift", {}), ("models", {})):
+        calls.clear()
+        at = AppTest.from_file(str(pages / f"{name}.py"), default_timeout=180)
+        at.run()
+        for key, value in widgets.items():
+            next(w for kind in ("selectbox", "toggle") for w in at.get(kind) if w.key == key).set_value(value)
+        at.run()
+        assert calls or name == "models", f"{name} asked the history nothing"  # Models: no registry here
+        photo_calls = [c for c in calls if "thumbnail" in c[0]]
+        if name == "monitoring":
+            assert photo_calls and all("request_id IN" in sql and len(params) <= 200 for _, sql, params in photo_calls)
+            assert len(calls) > len(photo_calls)  # the figures' own reads, none of them with photos
+        else:
+            assert photo_calls == [], f"{name} read thumbnails"
