@@ -11,7 +11,8 @@ sidebar (``Identity.local``), admin actions need the admin token, and nothing is
 Roles (each includes the one before):
 
 - ``user``: analyze photos, give feedback, and keep their own meal log.
-- ``analyst``: also Monitoring, Drift and Models (read-only) and drift checks.
+- ``analyst``: also Monitoring, Drift and Models (read-only), drift checks, and labelling
+  other users' photos from the labelling queue.
 - ``admin``: also promote, roll back, set the challenger and replay demo traffic.
 
 Nobody reads or changes another user's meal log through the app; the meal store refuses
@@ -35,6 +36,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "analyze": frozenset({USER, ANALYST, ADMIN}),          # upload photos, confirm or correct labels
     "own_meals": frozenset({USER, ANALYST, ADMIN}),        # one's own meal log, targets, export
     "view_monitoring": frozenset({ANALYST, ADMIN}),        # Monitoring, Drift, Models (read), drift checks
+    "label": frozenset({ANALYST, ADMIN}),                  # label other users' photos (the labelling queue)
     "promote": frozenset({ADMIN}),
     "rollback": frozenset({ADMIN}),
     "set_challenger": frozenset({ADMIN}),

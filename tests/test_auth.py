@@ -115,7 +115,7 @@ def test_unknown_roles_and_actions_are_errors():
 
 @pytest.mark.parametrize("roles, allowed", [
     ((), {"analyze", "own_meals"}),
-    ((ANALYST,), {"analyze", "own_meals", "view_monitoring"}),
+    ((ANALYST,), {"analyze", "own_meals", "view_monitoring", "label"}),
     ((ANALYST, ADMIN), set(auth.PERMISSIONS)),
 ])
 def test_what_each_role_may_do(roles, allowed):

@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 # Modules under nutrilearn.cli that contribute subcommands, in help order.
-COMMAND_MODULES = ("setup", "predict", "tracking", "monitor", "models", "meals", "replay", "drift")
+COMMAND_MODULES = ("setup", "predict", "tracking", "monitor", "models", "meals", "replay", "drift", "label_queue")
 
 
 def build_parser() -> argparse.ArgumentParser:

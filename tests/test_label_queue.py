@@ -1,0 +1,139 @@
+"""The labelling queue on real photos: it asks about the least sure answers, the photos of
+a food that newly came in, and the champion/challenger disagreements; never about a photo
+already labelled; its labels are feedback records that realized accuracy reads; the CLI's
+JSON shape. Stores: ``label_store`` (ribs arrive in the last day) and issue 11's (a
+challenger in shadow, 30% feedback)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nutrilearn.auth import AccessDenied, Identity
+from nutrilearn.monitoring import label_queue as lq
+from tests.conftest import ROOT
+from tests.issue11_store import TOKEN
+from tests.label_store import OTHER_FOOD, label_store  # noqa: F401  (the session's store)
+
+pytestmark = [pytest.mark.food10]
+
+
+@pytest.fixture
+def in_store(label_store, monkeypatch, classifier):
+    from nutrilearn import serving
+
+    monkeypatch.setenv("NUTRILEARN_HOME", str(label_store["home"]))
+    monkeypatch.setenv("NUTRILEARN_MODELS_DIR", str(ROOT / "models"))
+    for var in ("MLFLOW_TRACKING_URI", "DATABASE_URL", "NUTRILEARN_SPOOL_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(serving, "load_classifier", lambda *a, **k: classifier)
+    return label_store
+
+
+@pytest.fixture
+def reader(in_store):
+    from nutrilearn.config import Settings
+    from nutrilearn.tracking.reader import PredictionReader
+
+    r = PredictionReader(Settings.from_env())
+    r.refresh()
+    yield r
+    r.close()
+
+
+def test_the_queue_asks_about_unsure_answers_and_the_new_food(in_store, reader):
+    queue = lq.build_queue(reader, 20, days=2)
+    assert len(queue.items) == 20 and queue.answers == in_store["n_current"]
+    assert queue.mean_confidence < queue.window_mean_confidence - 0.05, (queue.mean_confidence,
+                                                                         queue.window_mean_confidence)
+    scores = [i.score for i in queue.items]
+    assert scores == sorted(scores, reverse=True)
+    truth = {r.request_id: r.filename for r in in_store["records"]}
+    assert all(i.request_id in truth for i in queue.items)  # served answers of the window only
+    # the ribs' cluster grew: the queue says so for its photos
+    grown = [c for c in queue.clusters.moved() if c.change > 0]
+    assert grown and grown[0].change >= 0.3
+    in_cluster = [i for i in queue.items if i.cluster is not None]
+    assert in_cluster and all("new kind of photo" in i.reason for i in in_cluster)
+    assert all(i.reason for i in queue.items)
+
+
+def test_labels_are_feedback_and_leave_the_queue_for_good(in_store, reader):
+    from nutrilearn.config import Settings
+    from nutrilearn.monitoring import performance
+    from nutrilearn.tracking.logger import PredictionLogger
+
+    queue = lq.build_queue(reader, 5, days=2)
+    me = Identity.local("labeller")
+    logger = PredictionLogger(Settings.from_env(), start=False)  # spooled: read back at once
+    try:
+        for item in queue.items[:3]:
+            record = lq.record_label(logger, me, item, item.top5_labels[1])  # the second guess: a correction
+            assert record.user == "labeller" and record.predicted_label == item.label
+        with pytest.raises(AccessDenied):  # a plain user may not label other users' photos
+            lq.record_label(logger, Identity("u1", "Ursula", roles=frozenset({"user"}), provider="oidc"),
+                            queue.items[3], queue.items[3].label)
+        with pytest.raises(ValueError, match="not a food label"):
+            lq.record_label(logger, me, queue.items[3], "'; DROP TABLE feedback; --")
+    finally:
+        logger.spool.close()
+    labelled = {i.request_id for i in queue.items[:3]}
+    again = lq.build_queue(reader, 200, days=2)
+    assert not labelled & {i.request_id for i in again.items}  # never asked twice
+    assert again.labelled >= 3
+    assert set(lq.labelled_ids(reader, queue.start)) >= labelled
+    # realized accuracy sees them: three corrections, so nothing right among them
+    truth = performance.labelled(reader.predictions(start=queue.start), reader.feedback())
+    mine = truth[truth["request_id"].isin(labelled)]
+    assert len(mine) == 3 and not mine["correct"].any()
+
+
+def test_label_queue_cli_json(in_store, capsys):
+    from nutrilearn.cli import main
+
+    capsys.readouterr()
+    assert main(["label-queue", "--n", "7", "--days", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    items = out["items"]
+    assert len(items) == 7
+    for item in items:
+        assert {"request_id", "label", "confidence", "reason"} <= set(item)
+        assert isinstance(item["request_id"], str) and isinstance(item["label"], str)
+        assert 0.0 <= item["confidence"] <= 1.0 and item["reason"]
+    assert out["queue_mean_confidence"] < out["window_mean_confidence"]
+    assert main(["label-queue", "--n", "3", "--days", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "to label of" in text and items[0]["request_id"] in text
+
+
+@pytest.fixture
+def in_issue11(issue11_store, monkeypatch, classifier):
+    from nutrilearn import serving
+
+    monkeypatch.setenv("NUTRILEARN_HOME", str(issue11_store["home"]))
+    monkeypatch.setenv("NUTRILEARN_MODELS_DIR", str(ROOT / "models"))
+    monkeypatch.setenv("NUTRILEARN_ADMIN_TOKEN", TOKEN)
+    for var in ("MLFLOW_TRACKING_URI", "DATABASE_URL", "NUTRILEARN_SPOOL_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(serving, "load_classifier", lambda *a, **k: classifier)
+    return issue11_store
+
+
+def test_disagreements_are_queued_and_labelled_photos_never_are(in_issue11):
+    from nutrilearn.config import Settings
+    from nutrilearn.tracking.reader import PredictionReader
+
+    reader = PredictionReader(Settings.from_env())
+    try:
+        reader.refresh()
+        queue = lq.build_queue(reader, 40, days=2, reference_days=None)
+        labelled = set(reader.feedback()["request_id"])
+        assert labelled and not labelled & {i.request_id for i in queue.items}
+        assert queue.labelled > 0 and queue.answers > queue.labelled
+        split = [i for i in queue.items if i.challenger_label and i.challenger_label != i.label]
+        assert split and all("challenger" in i.reason for i in split)
+        assert not any(i.request_id.endswith(".challenger") for i in queue.items)
+        assert queue.mean_confidence < queue.window_mean_confidence
+    finally:
+        reader.close()
