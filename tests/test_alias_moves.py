@@ -51,10 +51,23 @@ def test_moves_within_keeps_the_moves_a_chart_of_those_times_can_show():
     assert moves_within(alias_moves([]), times).empty
 
 
+def test_moves_close_together_share_one_label():
+    """A bootstrap and a promotion a minute apart would print over each other: the first
+    rule carries both texts, the second none; a move further off keeps its own."""
+    events = [event(0, "champion", "create", None, "1"), event(1 / 1440, "champion", "promote", "1", "2"),
+              event(3, "champion", "rollback", "2", "1")]
+    times = pd.Series(pd.date_range(T0 - timedelta(days=1), T0 + timedelta(days=3), freq="D"))
+    near = moves_within(alias_moves(events), times)
+    assert list(near["label"]) == ["create: v- → v1; promote: v1 → v2", "", "rollback: v2 → v1"]
+    assert list(near["text"]) == ["create: v- → v1", "promote: v1 → v2", "rollback: v2 → v1"]  # tooltips keep each
+    wide = moves_within(alias_moves(events), times, apart=0.0)  # at least a minute apart: each its own
+    assert list(wide["label"]) == list(wide["text"])
+
+
 def test_over_time_moves_marks_every_signal_row_at_the_moves_in_the_chart_span():
     moves = alias_moves(EVENTS)
     marks = over_time_moves(moves, chunks([1, 2]))  # chunks cover days 1 to 3: margin takes in day 4 not 5
-    assert list(marks.columns) == ["signal", "when", "text"]
+    assert list(marks.columns) == ["signal", "when", "text", "label"]
     assert sorted(marks["signal"]) == ["confidence", "food"]
     assert set(marks["text"]) == {"promote: v1 → v2"}
     assert (marks["when"] == pd.Timestamp(T0 + timedelta(days=3))).all()

@@ -58,7 +58,7 @@ def embedding_projection(reference: pd.DataFrame, current: pd.DataFrame, cap: in
     return out
 
 
-MOVE_COLUMNS = ["signal", "when", "text"]
+MOVE_COLUMNS = ["signal", "when", "text", "label"]
 
 
 def over_time_moves(moves: pd.DataFrame, chunks: pd.DataFrame) -> pd.DataFrame:
@@ -66,10 +66,10 @@ def over_time_moves(moves: pd.DataFrame, chunks: pd.DataFrame) -> pd.DataFrame:
     ``versions.alias_moves``, ``chunks`` from ``DriftMonitor.over_time``): those within the
     chunks' span (``versions.moves_within``), once for each signal, since the chart draws a
     row per signal and a model change explains a step in any of them. Columns: signal,
-    when (aware UTC), text ("promote: v1 → v2")."""
+    when (aware UTC), text ("promote: v1 → v2"), label (what to write there)."""
     if moves is None or moves.empty or chunks is None or chunks.empty:
         return pd.DataFrame({"signal": pd.Series(dtype=object), "when": pd.Series(dtype="datetime64[ns, UTC]"),
-                             "text": pd.Series(dtype=object)})
+                             "text": pd.Series(dtype=object), "label": pd.Series(dtype=object)})
     near = moves_within(moves, pd.concat([chunks["start"], chunks["end"]], ignore_index=True))
     signals = pd.DataFrame({"signal": chunks["signal"].drop_duplicates().to_numpy()})
-    return signals.merge(near[["when", "text"]], how="cross")[MOVE_COLUMNS]
+    return signals.merge(near[["when", "text", "label"]], how="cross")[MOVE_COLUMNS]

@@ -148,6 +148,7 @@ def alias_moves(events, alias: str = "champion") -> pd.DataFrame:
 
 
 MOVE_MARGIN = pd.Timedelta(days=1)
+MOVE_LABEL_APART = 0.08  # of a chart's span: closer moves share one label
 
 
 def champion_moves(settings) -> pd.DataFrame:
@@ -161,12 +162,28 @@ def champion_moves(settings) -> pd.DataFrame:
     return alias_moves(Registry(settings).history())
 
 
-def moves_within(moves: pd.DataFrame, times, margin: pd.Timedelta = MOVE_MARGIN) -> pd.DataFrame:
+def moves_within(moves: pd.DataFrame, times, margin: pd.Timedelta = MOVE_MARGIN,
+                 apart: float = MOVE_LABEL_APART) -> pd.DataFrame:
     """The ``moves`` within the span of ``times`` (aware, or naive taken as UTC) widened by
     ``margin`` either side: the ones a chart of those times can show without its axis
-    stretching over months. All of them when ``times`` is empty."""
+    stretching over months (all of them when ``times`` is empty). A ``label`` column says
+    what to write at each rule: moves closer than ``apart`` of the span to the previous
+    labelled one (a bootstrap and a promotion a minute apart) share its label, "; "-joined,
+    and get none of their own, so labels never print over each other."""
     stamps = pd.to_datetime(pd.Series(times, dtype=object), utc=True).dropna()
-    if moves.empty or stamps.empty:
-        return moves.reset_index(drop=True)
-    lo, hi = stamps.min() - margin, stamps.max() + margin
-    return moves[(moves["when"] >= lo) & (moves["when"] <= hi)].reset_index(drop=True)
+    if not moves.empty and not stamps.empty:
+        lo, hi = stamps.min() - margin, stamps.max() + margin
+        moves = moves[(moves["when"] >= lo) & (moves["when"] <= hi)]
+    moves = moves.sort_values("when", kind="stable").reset_index(drop=True)
+    labels = [""] * len(moves)
+    if len(moves):
+        ends = pd.concat([stamps, moves["when"]]) if len(stamps) else moves["when"]
+        gap = max((ends.max() - ends.min()) * apart, pd.Timedelta(minutes=1))
+        head = 0
+        labels[0] = moves["text"].iloc[0]
+        for i in range(1, len(moves)):
+            if moves["when"].iloc[i] - moves["when"].iloc[head] < gap:
+                labels[head] += "; " + moves["text"].iloc[i]
+            else:
+                head, labels[i] = i, moves["text"].iloc[i]
+    return moves.assign(label=labels)
