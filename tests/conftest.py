@@ -76,5 +76,5 @@ def image_bytes(mode: str = "RGB", size=(320, 240), fmt: str = "PNG", color=(200
     return buf.getvalue()
 
 
-from tests.e2e import browser  # noqa: E402,F401  (one Chromium per session, shared by the browser tests)
+from tests.e2e import browser, page  # noqa: E402,F401  (one Chromium per session; a page a test, for the browser tests)
 from tests.issue11_store import issue11_store  # noqa: E402,F401  (issue 11's store, built once a session)

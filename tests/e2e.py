@@ -100,6 +100,17 @@ def browser():
     pw.stop()
 
 
+@pytest.fixture
+def page(browser, request):
+    """A fresh browser context (1400 x 1000) and page for each test; every wait is bounded
+    by the test module's ``TIMEOUT_MS`` (120 s when it sets none)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(getattr(request.module, "TIMEOUT_MS", 120_000))
+    yield page
+    context.close()
+
+
 def wait_idle(page, timeout_ms: int = 120_000) -> None:
     """Wait until Streamlit has finished running the script (its status widget is gone)."""
     page.wait_for_timeout(300)

@@ -18,15 +18,6 @@ def app(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture
-def page(browser, app):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    yield page
-    context.close()
-
-
 def _open_analyze(page, app) -> None:
     page.goto(app.url)
     page.get_by_text("No photos yet").wait_for()  # the first run is complete: widgets are live

@@ -34,15 +34,6 @@ def _monitoring_count(page, app_url: str, label: str, want: int, within_s: float
     return value
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    yield page
-    context.close()
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_app_processes_share_one_tracking_server(tmp_path, page, food10, backend, request):
     """The production shape: an ``mlflow server`` (sqlite, or PostgreSQL as in the README)
