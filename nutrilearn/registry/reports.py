@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+from nutrilearn.answers import percent
 from nutrilearn.registry.metrics import Evaluation
 
 
@@ -67,7 +68,7 @@ def confusion_png(ev: Evaluation, title: str) -> bytes:
         for j, count in enumerate(row):
             if count:
                 ax.text(j, i, str(count), ha="center", va="center", fontsize=6)
-    ax.set(xlabel="predicted", ylabel="true", title=f"{title}: accuracy {ev.accuracy:.3f}")
+    ax.set(xlabel="predicted", ylabel="true", title=f"{title}: accuracy {percent(ev.accuracy)}")
     return _png(fig)
 
 
