@@ -15,6 +15,7 @@ PAGES = [  # (file, title, icon, what it needs: nutrilearn.auth.PERMISSIONS); mi
     ("pages/monitoring.py", "Monitoring", "📈", "view_monitoring"),
     ("pages/photos.py", "Photos", "🖼️", "view_monitoring"),
     ("pages/drift.py", "Drift", "🧭", "view_monitoring"),
+    ("pages/label.py", "Label", "🔖", "label"),
     ("pages/models.py", "Models", "🏷️", "view_monitoring"),
 ]
 

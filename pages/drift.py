@@ -15,7 +15,9 @@ import streamlit as st
 
 from nutrilearn.answers import VEGA_PERCENT, percent, percent_columns
 from nutrilearn.monitoring import drift_views as views
-from nutrilearn.monitoring import performance, windows
+from nutrilearn.monitoring import performance, photos, windows
+from nutrilearn.monitoring.clusters import ClusterDrift, map_sample
+from nutrilearn.monitoring.stats import food_names
 from nutrilearn.monitoring.drift import IMAGE_PROPERTIES, DriftMonitor
 from nutrilearn_app import state
 from nutrilearn_app.charts import move_rules
@@ -49,6 +51,7 @@ def _analysis(key: tuple, _reference: pd.DataFrame, _current: pd.DataFrame, _lat
         "over_time": monitor.over_time(_later, every),
         "accuracy": performance.performance_over_time(_later, every, truth),
         "truth": truth,
+        "clusters": ClusterDrift().fit(_reference).compare(_current),
     }
 
 
@@ -161,7 +164,8 @@ if st.button("Record this check in MLflow", help="Logs a run in experiment nutri
     except Exception:
         st.error("Could not record the check: the tracking store did not answer. Try again later.")
 
-tabs = st.tabs(["Foods", "Confidence", "Image properties", "Over time", "Embeddings", "Accuracy", "History"])
+tabs = st.tabs(["Foods", "Confidence", "Image properties", "Over time", "Embeddings", "Photo clusters", "Accuracy",
+               "History"])
 
 with tabs[0]:
     shares = views.food_shares(reference.frame, current.frame)
@@ -254,6 +258,49 @@ with tabs[4]:
                    f"{emb.details.get('sample_cap', '-')} embeddings a window); kernel-witness AUC {emb.distance:.2f}.")
 
 with tabs[5]:
+    clustered = result["clusters"]
+    if not clustered.clusters:
+        st.info("Too few predictions with embeddings in these windows to cluster.")
+    else:
+        since = reference.frame["timestamp"].min() if len(reference.frame) else None
+        shown = clustered.moved()[:6] or clustered.clusters[:1]
+        dots = map_sample(clustered)
+        try:
+            thumbs = photos.thumbnails(reader, [*dots["request_id"], *(r for c in shown for r in c.examples)],
+                                       start=since)
+        except Exception:  # photos are a help here, never a reason to fail the page
+            thumbs = {}
+        st.caption(f"Both windows' embeddings in {clustered.k} clusters (k-means, seeded); a cluster moved when "
+                   "its share of the current window differs from its share of the reference by 5 points or "
+                   "more. Largest change first: a cluster that grew is a kind of photo that came in.")
+        dots = dots.assign(photo=[photos.data_url(thumbs.get(r)) for r in dots["request_id"]],
+                           food=food_names(dots["label"]),
+                           cluster=dots["cluster"].astype(str))
+        hover = alt.selection_point(on="pointerover", nearest=True, fields=["request_id"], empty=False,
+                                    clear="pointerout")
+        xy = {"x": alt.X("x:Q", title=f"PC1 ({percent(clustered.explained[0])})"),
+              "y": alt.Y("y:Q", title=f"PC2 ({percent(clustered.explained[1])})")}
+        dots_layer = alt.Chart(dots).mark_point(size=40, filled=True, opacity=0.7).encode(
+            **xy, color=alt.Color("cluster:N", title="cluster"), shape=alt.Shape("window:N", title="window"),
+            tooltip=["cluster", "window", "food", "request_id"]).add_params(hover)
+        photo_layer = alt.Chart(dots).mark_image(width=96, height=96).encode(**xy, url="photo:N").transform_filter(hover)
+        st.altair_chart(dots_layer + photo_layer, width="stretch")
+        st.caption(f"{len(dots):,} of the clustered photos; hover over a point to see its photo. Axes: the first two "
+                   "principal directions of both windows' embeddings.")
+        for c in shown:
+            foods = ", ".join(food_names(pd.Series(c.top_foods)).tolist()) if c.top_foods else "–"
+            with st.container(border=True):
+                st.markdown(f"**Cluster {c.id}**: {percent(c.reference_share)} of the reference → "
+                            f"{percent(c.current_share)} of the current window ({percent(c.change, signed=True)}); "
+                            f"mostly {foods}")
+                found = [r for r in c.examples if r in thumbs]
+                if found:
+                    st.image([thumbs[r] for r in found], width=96, caption=[r[:8] for r in found])
+                else:
+                    st.caption("No thumbnails kept for these photos (kept since thumbnails exist, unless "
+                               "NUTRILEARN_KEEP_THUMBNAILS=0). Request ids: " + ", ".join(c.examples))
+
+with tabs[6]:
     acc = result["accuracy"]
     if not acc.empty:
         acc = _for_chart(acc)
@@ -298,7 +345,7 @@ with tabs[5]:
         st.caption(f"Reliability diagram over all labelled predictions (ECE {ece:.3f}); the diagonal is perfect "
                    "calibration.")
 
-with tabs[6]:
+with tabs[7]:
     from nutrilearn.monitoring.drift_runs import drift_history
 
     try:

@@ -176,9 +176,19 @@ class ClusterDrift:
         return ClusterReport(shifts, k, len(ref), len(cur), points, explained)
 
 
+def map_sample(report: ClusterReport, cap: int = 300, seed: int = 0) -> pd.DataFrame:
+    """At most ``cap`` of the map's points (seeded, each window in proportion), so a page can
+    send every shown point's thumbnail with the chart without sending thousands."""
+    points = report.points
+    if len(points) <= cap:
+        return points.reset_index(drop=True)
+    keep = np.sort(np.random.default_rng(seed).choice(len(points), size=cap, replace=False))
+    return points.iloc[keep].reset_index(drop=True)
+
+
 def cluster_drift(reference: pd.DataFrame, current: pd.DataFrame, **options) -> ClusterReport:
     """One-shot ``ClusterDrift(**options).fit(reference).compare(current)``."""
     return ClusterDrift(**options).fit(reference).compare(current)
 
 
-__all__ = ["ClusterDrift", "ClusterReport", "ClusterShift", "choose_k", "cluster_drift"]
+__all__ = ["ClusterDrift", "ClusterReport", "ClusterShift", "choose_k", "cluster_drift", "map_sample"]

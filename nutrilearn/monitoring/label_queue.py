@@ -88,6 +88,12 @@ class LabelQueue:
     window_mean_confidence: float | None
     clusters: "ClusterReport | None" = None
     notes: list[str] = field(default_factory=list)  # e.g. why no cluster reasons
+    correct: int = 0  # labelled answers whose label the person confirmed
+
+    @property
+    def realized_accuracy(self) -> float | None:
+        """Share of the window's labelled answers that were right (None before any label)."""
+        return self.correct / self.labelled if self.labelled else None
 
     @property
     def mean_confidence(self) -> float | None:
@@ -100,7 +106,8 @@ class LabelQueue:
     def to_dict(self) -> dict[str, Any]:
         return {"items": [i.to_dict() for i in self.items], "start": self.start.isoformat(),
                 "end": self.end.isoformat() if self.end else None, "answers": self.answers,
-                "labelled": self.labelled, "window_mean_confidence": self.window_mean_confidence,
+                "labelled": self.labelled, "realized_accuracy": self.realized_accuracy,
+                "window_mean_confidence": self.window_mean_confidence,
                 "queue_mean_confidence": self.mean_confidence, "notes": list(self.notes)}
 
 
@@ -110,11 +117,16 @@ def _history(source: "History | PredictionReader") -> "History":
     return source if isinstance(source, History) else source.history
 
 
+def labels_given(source: "History | PredictionReader", since: datetime | None) -> pd.DataFrame:
+    """``request_id, true_label``: the latest feedback per request given since ``since`` (by anyone)."""
+    return _history(source).query("feedback", Filters(start=since), ("request_id", "label", "timestamp"), """
+        SELECT request_id, label AS true_label FROM {src}
+        QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY timestamp DESC) = 1""")
+
+
 def labelled_ids(source: "History | PredictionReader", since: datetime | None) -> list[str]:
     """Request ids with feedback given since ``since`` (by anyone): never queued again."""
-    df = _history(source).query("feedback", Filters(start=since), ("request_id",),
-                                "SELECT DISTINCT request_id FROM {src}")
-    return df["request_id"].astype(str).tolist()
+    return labels_given(source, since)["request_id"].astype(str).tolist()
 
 
 def _embedding_sample(history: "History", start: datetime, end: datetime | None, cap: int, seed: int) -> pd.DataFrame:
@@ -151,7 +163,8 @@ def _reasons(row: Any, window_mean: float | None) -> tuple[str, ...]:
         out.append(f"champion (v{row.model_version}) said {display_name(row.label)}, challenger "
                    f"(v{row.challenger_version}) said {display_name(row.challenger_label)}")
     if row.cluster is not None and not pd.isna(row.cluster):
-        out.append(f"new kind of photo: cluster {int(row.cluster)} grew by {row.cluster_change:+.0%} of the photos")
+        out.append(f"new kind of photo: its cluster ({int(row.cluster)}) grew {percent(row.cluster_change, signed=True)} "
+                   "in share against the period before")
     if not out:
         out.append(f"least confident left: {percent(row.confidence)}")
     return tuple(out)
@@ -160,12 +173,14 @@ def _reasons(row: Any, window_mean: float | None) -> tuple[str, ...]:
 def build_queue(source: "History | PredictionReader", n: int = 20, *, start: datetime | None = None,
                 end: datetime | None = None, days: float = DEFAULT_DAYS,
                 reference_days: float | None = DEFAULT_REFERENCE_DAYS, exclude: Iterable[str] = (),
-                seed: int = 0, now: datetime | None = None) -> LabelQueue:
+                seed: int = 0, now: datetime | None = None, clusters: "ClusterReport | None" = None) -> LabelQueue:
     """The ``n`` unlabelled served answers of ``[start, end)`` most worth a label.
 
     ``start`` defaults to ``days`` before ``now``; the clusters compare the window with the
     ``reference_days`` before it (None: no cluster reasons). ``exclude``: request ids to
     leave out besides those with feedback (e.g. labelled a moment ago, not read back yet).
+    ``clusters``: a ``grown_clusters`` report already made for this window (a page keeps one
+    while a person labels, rather than clustering again after every click).
     """
     if n < 1:
         raise ValueError("n must be at least 1")
@@ -173,17 +188,21 @@ def build_queue(source: "History | PredictionReader", n: int = 20, *, start: dat
     start = as_utc(start) if start is not None else now - timedelta(days=days)
     end = as_utc(end) if end is not None else None
     history = _history(source)
-    done = sorted(set(labelled_ids(history, start)) | {str(r) for r in exclude})
+    given = labels_given(history, start)
+    skip = sorted({str(r) for r in exclude} - set(given["request_id"]))
+    done_ids = [*given["request_id"].astype(str), *skip]
+    done_labels = [*given["true_label"].astype(str), *([None] * len(skip))]  # skipped: no label known yet
     notes: list[str] = []
     report = None
     moved_ids: list[str] = []
     moved_cluster: list[int] = []
     moved_change: list[float] = []
-    if reference_days:
-        report = grown_clusters(history, start, end, start - timedelta(days=reference_days), start, seed)
+    if clusters is not None or reference_days:
+        report = clusters if clusters is not None else grown_clusters(
+            history, start, end, start - timedelta(days=reference_days), start, seed)
         if not report.clusters:
-            notes.append(f"no cluster reasons: the {reference_days:g} days before the window hold too few "
-                         "predictions with embeddings to compare with")
+            notes.append("no cluster reasons: the period before the window holds too few predictions with "
+                         "embeddings to compare with")
         current_ids = set(report.points.loc[report.points["window"] == "current", "request_id"])
         for c in report.moved():
             if c.change > 0:  # grown: photos unlike the reference period's
@@ -199,11 +218,12 @@ def build_queue(source: "History | PredictionReader", n: int = 20, *, start: dat
                          FROM {src} WHERE status = 'ok' AND confidence IS NOT NULL AND label IS NOT NULL),
                   served AS (SELECT * FROM r WHERE NOT ends_with(request_id, ?)),
                   shadow AS (SELECT * FROM r WHERE ends_with(request_id, ?)),
-                  done AS (SELECT unnest(?::VARCHAR[]) AS request_id)"""
+                  done AS (SELECT unnest(?::VARCHAR[]) AS request_id, unnest(?::VARCHAR[]) AS true_label)"""
     stats = history.query("predictions", window, columns, base + """
-        SELECT count(*) AS answers, avg(confidence) AS mean_confidence,
-               count(*) FILTER (WHERE request_id IN (SELECT request_id FROM done)) AS labelled
-        FROM served""", [SHADOW_SUFFIX, SHADOW_SUFFIX, done]).iloc[0]
+        SELECT count(*) AS answers, avg(s.confidence) AS mean_confidence,
+               count(d.true_label) AS labelled, count(*) FILTER (WHERE d.true_label = s.label) AS correct
+        FROM served AS s LEFT JOIN done AS d ON d.request_id = s.request_id""",
+                          [SHADOW_SUFFIX, SHADOW_SUFFIX, done_ids, done_labels]).iloc[0]
     window_mean = None if pd.isna(stats["mean_confidence"]) else float(stats["mean_confidence"])
     rows = history.query("predictions", window, columns, base + """,
               moved AS (SELECT unnest(?::VARCHAR[]) AS request_id, unnest(?::INTEGER[]) AS cluster,
@@ -218,7 +238,7 @@ def build_queue(source: "History | PredictionReader", n: int = 20, *, start: dat
         LEFT JOIN moved AS m ON m.request_id = s.request_id
         ANTI JOIN done AS d ON d.request_id = s.request_id
         ORDER BY score DESC, s.confidence, s.request_id
-        LIMIT ?""", [SHADOW_SUFFIX, SHADOW_SUFFIX, done, moved_ids, moved_cluster, moved_change,
+        LIMIT ?""", [SHADOW_SUFFIX, SHADOW_SUFFIX, done_ids, done_labels, moved_ids, moved_cluster, moved_change,
                      DISAGREE_WEIGHT, CLUSTER_WEIGHT, SHADOW_SUFFIX, int(n)])
     items = [QueueItem(
         request_id=str(row.request_id), timestamp=row.timestamp.to_pydatetime(), user=str(row.user),
@@ -230,7 +250,8 @@ def build_queue(source: "History | PredictionReader", n: int = 20, *, start: dat
         cluster=None if pd.isna(row.cluster) else int(row.cluster),
         cluster_change=None if pd.isna(row.cluster_change) else float(row.cluster_change),
     ) for row in rows.itertuples(index=False)]
-    return LabelQueue(items, start, end, int(stats["answers"]), int(stats["labelled"]), window_mean, report, notes)
+    return LabelQueue(items, start, end, int(stats["answers"]), int(stats["labelled"]), window_mean, report, notes,
+                      correct=int(stats["correct"]))
 
 
 def vocabulary(item: QueueItem | None = None) -> list[str]:
@@ -264,5 +285,6 @@ def record_label(sink: Any, actor: "Identity | None", item: QueueItem, truth: st
     return record
 
 
-__all__ = ["LabelQueue", "QueueItem", "build_queue", "grown_clusters", "labelled_ids", "record_label", "vocabulary",
+__all__ = ["LabelQueue", "QueueItem", "build_queue", "grown_clusters", "labelled_ids", "labels_given", "record_label",
+           "vocabulary",
            "DISAGREE_WEIGHT", "CLUSTER_WEIGHT"]
