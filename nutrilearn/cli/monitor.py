@@ -1,7 +1,8 @@
 """``nutrilearn monitor``: the Monitoring overview from a shell, answered from the mirror.
 
-The mirror is brought up to date first (new batch runs only, with a progress bar when
-there are many), then one DuckDB pass per figure reads only the window's days and columns.
+The mirror is brought up to date first (new batch runs only, with a progress bar once
+there is something to copy), then a few DuckDB passes read only the window's days and the
+columns each figure needs. Nothing on this path imports pandas (half a second to start).
 """
 
 from __future__ import annotations
@@ -29,38 +30,30 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _time(value: str | None, name: str):
-    import pandas as pd
+    from datetime import datetime, timezone
 
     if value is None:
         return None
     try:
-        ts = pd.Timestamp(value)
+        ts = datetime.fromisoformat(value.strip())
     except (ValueError, TypeError):
         raise SystemExit(f"error: --{name} {value!r} is not a time (try 2026-11-27T10:00)")
-    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
 
 
 def monitor_summary(history, filters, top: int) -> dict:
     """The overview as plain JSON types (what ``--json`` prints)."""
-    ov = history.overview(filters)
-    foods = history.top_foods(filters, top)
-    daily = history.daily(filters)
-    return {
-        "count": ov.count, "errors": ov.errors, "error_rate": ov.error_rate,
-        "mean_confidence": ov.mean_confidence, "latency_ms": ov.latency_ms, "users": ov.users,
-        "top_foods": [{"label": r.label, "count": int(r.count), "share": float(r.share)} for r in foods.itertuples()],
-        "daily": [{"day": str(r.day)[:10], "count": int(r.count), "errors": int(r.errors)} for r in daily.itertuples()],
-        "first": ov.first.isoformat() if ov.first else None, "last": ov.last.isoformat() if ov.last else None,
-    }
+    return history.summary(filters, top)
 
 
 def run(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
     from datetime import datetime, timedelta, timezone
 
     from nutrilearn.cli.progress import progress_bar
     from nutrilearn.config import Settings
     from nutrilearn.monitoring.history import History
-    from nutrilearn.monitoring.stats import Filters
+    from nutrilearn.monitoring.filters import Filters
     from nutrilearn.tracking.mirror import Mirror
 
     start, end = _time(args.since, "since"), _time(args.until, "until")
@@ -69,7 +62,14 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     mirror = Mirror(settings)
     if not args.no_sync:
-        with progress_bar("mirroring batches", None) as update:
+        with ExitStack() as stack:
+            bar: list = []
+
+            def update(done: int, total: int) -> None:  # the bar (and rich) only once there is work
+                if not bar:
+                    bar.append(stack.enter_context(progress_bar("mirroring batches", None)))
+                bar[0](done, total)
+
             result = mirror.sync(progress=update)
         if result.error:
             print(f"warning: {result.error}; answering from the mirror as it is", file=sys.stderr)

@@ -24,15 +24,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from functools import lru_cache
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import pandas as pd
-
-from nutrilearn.monitoring.stats import Filters
+from nutrilearn.monitoring.filters import Filters
 from nutrilearn.tracking.records import (
     REPLAY_SOURCE,
     SHADOW_SUFFIX,
@@ -44,6 +41,9 @@ from nutrilearn.tracking.records import (
 )
 from nutrilearn.tracking.mirror import DayFile, Mirror
 from nutrilearn.tracking.spool import SpoolError, open_existing
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ LATER_COLUMNS = {"thumbnail": "BLOB"}
 # Read only when asked for by name (photo galleries, exports), never by a figure.
 PHOTO_COLUMNS = ("thumbnail",)
 MEMORY_LIMIT = "512MB"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,11 @@ def _utc_times(table):
     fields = [pa.field(f.name, pa.timestamp(f.type.unit, tz="UTC")) if pa.types.is_timestamp(f.type) and f.type.tz
               else f for f in table.schema]
     return table.cast(pa.schema(fields)) if fields != list(table.schema) else table
+
+
+def _number(value: Any) -> float | None:
+    """A float, or None for SQL NULL (and NaN)."""
+    return None if value is None or value != value else float(value)
 
 
 def _midnight(t: datetime) -> datetime:
@@ -260,18 +266,23 @@ class History:
 
     def query(self, kind: str, filters: Filters | None, columns: Sequence[str], sql: str,
               params: Sequence[Any] = (), days: Sequence[str] | None = None) -> pd.DataFrame:
-        """Run ``sql`` where ``src`` is the filtered relation (``columns`` may name ``day``);
-        retried once if a day file was compacted away under the query (another process
-        synced meanwhile)."""
+        """``query_arrow`` as a DataFrame (the same pandas types the record schema gives
+        everywhere else)."""
+        return self.query_arrow(kind, filters, columns, sql, params, days).to_pandas()
+
+    def query_arrow(self, kind: str, filters: Filters | None, columns: Sequence[str], sql: str,
+                    params: Sequence[Any] = (), days: Sequence[str] | None = None):
+        """Run ``sql`` where ``src`` is the filtered relation (``columns`` may name ``day``),
+        as an Arrow table with UTC times; retried once if a day file was compacted away under
+        the query (another process synced meanwhile). No pandas: the CLI stays quick to start."""
         for attempt in (1, 2):
             with self._lock:
                 cur = self._con.cursor()
             try:
                 cur.execute("SET TimeZone = 'UTC'")  # a cursor is its own session: days are UTC days
                 source, source_params = self._source(cur, kind, filters, columns, days)
-                # Through Arrow: the same pandas types the record schema gives everywhere else.
                 table = cur.sql(sql.replace("{src}", source), params=[*source_params, *params]).to_arrow_table()
-                return _utc_times(table).to_pandas()
+                return _utc_times(table)
             except Exception as exc:  # duckdb.IOException when a file vanished under us
                 if attempt == 2 or "No files found" not in str(exc) and "IO Error" not in str(exc):
                     raise
@@ -285,42 +296,62 @@ class History:
         # One pass without timestamps (the first and last day come from the folder names);
         # users counted apart (a DISTINCT beside the quantile made DuckDB's pass 4x slower at
         # 10M rows); then the first and last times from those two days' files only.
-        df = self.query("predictions", filters, ("status", "confidence", "total_ms", "day"), """
+        row = self.query_arrow("predictions", filters, ("status", "confidence", "total_ms", "day"), """
             SELECT count(*) AS n,
                    count(*) FILTER (WHERE status <> 'ok') AS errors,
                    avg(confidence) FILTER (WHERE status = 'ok') AS mean_confidence,
                    quantile_cont(total_ms, [0.5, 0.95, 0.99]) AS latency,
                    min(day) AS first_day, max(day) AS last_day
-            FROM {src}""")
-        row = df.iloc[0]
+            FROM {src}""").to_pylist()[0]
         n = int(row["n"])
         first = last = None
         users = 0
         if n:
-            users = int(self.query("predictions", filters, ("user",),
-                                   'SELECT count(*) AS users FROM (SELECT "user" FROM {src} GROUP BY "user")').iloc[0, 0])
-            ends = [str(row["first_day"])[:10], str(row["last_day"])[:10]]
-            times = self.query("predictions", filters, ("timestamp",),
-                               "SELECT min(timestamp) AS first, max(timestamp) AS last FROM {src}", days=ends).iloc[0]
-            first, last = times["first"].to_pydatetime(), times["last"].to_pydatetime()
+            users = self.query_arrow("predictions", filters, ("user",), 'SELECT count(*) AS users FROM '
+                                     '(SELECT "user" FROM {src} GROUP BY "user")').to_pylist()[0]["users"]
+            ends = [row["first_day"].isoformat(), row["last_day"].isoformat()]
+            # As epoch microseconds: pyarrow would import pandas to convert aware times.
+            times = self.query_arrow("predictions", filters, ("timestamp",), "SELECT epoch_us(min(timestamp)) AS first, "
+                                     "epoch_us(max(timestamp)) AS last FROM {src}", days=ends).to_pylist()[0]
+            first, last = _EPOCH + timedelta(microseconds=times["first"]), _EPOCH + timedelta(microseconds=times["last"])
         lat = row["latency"] if n and row["latency"] is not None else [None, None, None]
         return Overview(
             count=n, errors=int(row["errors"]), error_rate=(int(row["errors"]) / n) if n else 0.0,
-            mean_confidence=None if pd.isna(row["mean_confidence"]) else float(row["mean_confidence"]),
-            latency_ms={k: (None if v is None or pd.isna(v) else float(v)) for k, v in zip(("p50", "p95", "p99"), lat)},
-            users=users, first=first, last=last,
+            mean_confidence=_number(row["mean_confidence"]),
+            latency_ms={k: _number(v) for k, v in zip(("p50", "p95", "p99"), lat)},
+            users=int(users), first=first, last=last,
         )
+
+    def summary(self, filters: Filters | None = None, top: int = 10) -> dict[str, Any]:
+        """The overview, top foods and daily counts as plain JSON types (``nutrilearn monitor
+        --json``): three engine passes, no pandas."""
+        ov = self.overview(filters)
+        foods = self._top_foods(filters, top).to_pylist()
+        daily = self._daily(filters).to_pylist()
+        return {
+            "count": ov.count, "errors": ov.errors, "error_rate": ov.error_rate,
+            "mean_confidence": ov.mean_confidence, "latency_ms": ov.latency_ms, "users": ov.users,
+            "top_foods": [{"label": r["label"], "count": int(r["count"]), "share": float(r["share"])} for r in foods],
+            "daily": [{"day": r["day"].isoformat(), "count": int(r["count"]), "errors": int(r["errors"])} for r in daily],
+            "first": ov.first.isoformat() if ov.first else None, "last": ov.last.isoformat() if ov.last else None,
+        }
 
     def top_foods(self, filters: Filters | None = None, n: int = 10) -> pd.DataFrame:
         """``label, count, share`` of the ok predictions, most common first."""
-        return self.query("predictions", filters, ("label", "status"), """
+        return self._top_foods(filters, n).to_pandas()
+
+    def _top_foods(self, filters: Filters | None, n: int):
+        return self.query_arrow("predictions", filters, ("label", "status"), """
             SELECT label, count(*) AS count, count(*) / sum(count(*)) OVER () AS share
             FROM {src} WHERE status = 'ok' AND label IS NOT NULL
             GROUP BY label ORDER BY count DESC, label LIMIT ?""", [int(n)])
 
     def daily(self, filters: Filters | None = None) -> pd.DataFrame:
         """``day, count, errors`` per UTC day."""
-        return self.query("predictions", filters, ("status", "day"), """
+        return self._daily(filters).to_pandas()
+
+    def _daily(self, filters: Filters | None):
+        return self.query_arrow("predictions", filters, ("status", "day"), """
             SELECT day, count(*) AS count, count(*) FILTER (WHERE status <> 'ok') AS errors
             FROM {src} GROUP BY day ORDER BY day""")
 

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from nutrilearn.monitoring.filters import Filters  # noqa: F401 (re-exported: it was defined here)
 from nutrilearn.tracking.records import REPLAY_SOURCE, SHADOW_SUFFIX, STATUS_ERROR, STATUS_OK, FeedbackRecord, PredictionRecord, as_utc
 
 # A challenger running in shadow logs a second record for the same photo, with this suffix
@@ -103,29 +104,6 @@ def prepare_feedback(feedback: pd.DataFrame | None) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ filtering
-
-@dataclass(frozen=True)
-class Filters:
-    """What the page's sidebar chose. Empty tuples mean "all"."""
-
-    start: datetime | None = None  # inclusive; a naive datetime is taken as UTC
-    end: datetime | None = None  # exclusive
-    model_versions: tuple[str, ...] = ()
-    users: tuple[str, ...] = ()
-    hide_replayed: bool = True  # replayed traffic is demo/test data, never mistaken for live
-    # Shadow records (a challenger's answer to a photo the champion answered) are not extra
-    # requests: left out by default so volumes, users and health count what people got;
-    # included to compare versions (confidence by version, accuracy by version).
-    include_shadow: bool = False
-
-    @classmethod
-    def last(cls, period: timedelta | None, now: datetime | None = None, **kw) -> "Filters":
-        """The window ``[now - period, now]`` (``None`` for all time)."""
-        if period is None:
-            return cls(**kw)
-        now = now or datetime.now().astimezone()
-        return cls(start=now - period, **kw)
-
 
 def filter_predictions(predictions: pd.DataFrame, filters: Filters | None = None) -> pd.DataFrame:
     """Apply time range, model version, user and replay filters in one vectorised mask.
