@@ -65,25 +65,20 @@ def _select(request_id: str) -> None:
     st.session_state["photos_selected"] = request_id
 
 
-def _record_panel() -> None:
-    """The click-through: the selected photo's record, its challenger's answer and feedback."""
-    rid = st.session_state.get("photos_selected")
-    if not rid:
-        return
+@st.dialog("Record", width="large", on_dismiss=lambda: _select(""))
+def _record_dialog(rid: str) -> None:
+    """The click-through: the photo's record, its challenger's answer and feedback."""
     rec = photos.record(reader, rid, start=since)
-    with st.container(border=True):
-        head = st.columns([6, 1])
-        head[0].markdown(f"**Record** `{rid}`")
-        head[1].button("Close", key="photos_close", on_click=_select, args=("",))
-        if rec is None:
-            st.warning("That record is not in this time range any more.")
-            return
-        left, right = st.columns([1, 3])
-        if rec.thumbnail:
-            left.image(rec.thumbnail, width=256)
-        else:
-            left.caption("no photo kept")
-        right.table(photos.record_table(rec).set_index("field"))
+    st.markdown(f"**Record** `{rid}`")
+    if rec is None:
+        st.warning("That record is not in this time range any more.")
+        return
+    left, right = st.columns([1, 2])
+    if rec.thumbnail:
+        left.image(rec.thumbnail, width="stretch")
+    else:
+        left.caption("no photo kept")
+    right.table(photos.record_table(rec).set_index("field"))
 
 
 def _grid(frame: pd.DataFrame, key: str) -> None:
@@ -102,7 +97,6 @@ def _grid(frame: pd.DataFrame, key: str) -> None:
                           width="stretch")
 
 
-_record_panel()
 for tab, (title, which) in zip(st.tabs(list(TABS)), TABS.items()):
     with tab:
         st.caption(EXPLAIN[which])
@@ -118,3 +112,5 @@ for tab, (title, which) in zip(st.tabs(list(TABS)), TABS.items()):
                 _grid(group, f"photos-{which}")
         else:
             _grid(frame, f"photos-{which}")
+if st.session_state.get("photos_selected"):  # open until dismissed, across reruns
+    _record_dialog(st.session_state["photos_selected"])

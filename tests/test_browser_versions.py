@@ -116,6 +116,7 @@ def _served_feedback(store) -> int:
 def test_photos_page_shows_real_thumbnails_and_opens_a_disagreement(page, app, issue11_store):
     """Issue 14: the Photos page over the scenario's replayed food10 traffic (version 1 in
     shadow): real thumbnails decoded by the browser, and a disagreement's record."""
+    page.set_viewport_size({"width": 1400, "height": 2200})  # the grid in one screenshot (the app scrolls inside)
     _open(page, app, "Photos")
     page.locator('[data-testid="stSidebar"]').get_by_text("Hide replayed traffic").click()
     wait_idle(page)
@@ -131,10 +132,13 @@ def test_photos_page_shows_real_thumbnails_and_opens_a_disagreement(page, app, i
     page.get_by_role("tab", name="Champion vs challenger").click()
     panel = page.locator('[role="tabpanel"]:visible')
     panel.get_by_text(re.compile(r"^v\d+: .* · v1: ")).first.wait_for()
+    screenshot(page, "issue14-photos-disagreements")
     panel.get_by_role("button", name="Record").first.click()
-    wait_idle(page)
-    record = page.locator('[data-testid="stVerticalBlockBorderWrapper"]', has_text="Record").first
-    record.get_by_text(re.compile(r"^Record")).first.wait_for()
-    page.get_by_text("challenger answer").first.wait_for()
-    assert page.locator('[data-testid="stException"]').count() == 0
-    screenshot(page, "issue14-photos")
+    try:
+        dialog = page.get_by_role("dialog")
+        dialog.locator("p", has_text=re.compile(r"^Record [0-9a-f]{32}$")).first.wait_for()
+        dialog.get_by_text("challenger answer", exact=True).first.wait_for()
+        wait_idle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        screenshot(page, "issue14-photos-record")
