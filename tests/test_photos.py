@@ -323,3 +323,20 @@ def test_figures_never_read_the_thumbnail_column(gallery_store, monkeypatch):
             assert len(calls) > len(photo_calls)  # the figures' own reads, none of them with photos
         else:
             assert photo_calls == [], f"{name} read thumbnails"
+
+
+def test_challenger_shadow_records_keep_no_thumbnail_of_their_own(classifier, food10):
+    """A shadow answer is the same photo: the champion's record holds its thumbnail."""
+    from nutrilearn.config import Settings
+    from nutrilearn.pipeline import Analyzer, ModelInfo
+    from nutrilearn.registry.routing import challenger_records
+    from nutrilearn.vision.images import crop_and_resize, decode_image
+
+    found = _food10_photos(food10, step=100)[:3]
+    records = Analyzer(classifier, ModelInfo(), Settings()).analyze(found, user="t")
+    assert all(r.thumbnail for r in records)
+    crops = [crop_and_resize(decode_image(p.data, 20_000_000, 40_000_000).image) for p in found]
+    shadows = challenger_records(records, classifier.features(np.stack(crops)), classifier,
+                                 ModelInfo(version="2", alias="challenger"), share=1.0)
+    assert len(shadows) == 3 and all(s.thumbnail is None for s in shadows)
+    assert [photos.photo_id(s.request_id) for s in shadows] == [r.request_id for r in records]
