@@ -64,27 +64,33 @@ def _windows(args, settings):
         from nutrilearn.serving import build_analyzer
 
         analyzer = build_analyzer(settings)
+    reader = None
     if any(k != "dir" for k in kinds.values()):
         from nutrilearn.tracking.reader import PredictionReader
 
         reader = PredictionReader(settings)
-        try:
-            predictions = reader.predictions(include_replayed=not args.live_only)
-            feedback = reader.feedback(refresh=False)
-        finally:
-            reader.close()
     needs_registry = any(kind == "champion" and args_["since"] is None for kind, args_ in parsed.values())
     champion = windows.champion_start(settings) if needs_registry else None
     out = []
-    for name, spec in (("reference", ref_spec), ("current", cur_spec)):
-        if kinds[name] == "dir":
-            from nutrilearn.cli.progress import progress_bar
+    try:
+        if reader is not None:
+            reader.refresh()
+            feedback = reader.feedback(refresh=False)
+        for name, spec in (("reference", ref_spec), ("current", cur_spec)):
+            if kinds[name] == "dir":
+                from nutrilearn.cli.progress import progress_bar
 
-            path = parsed[name][1]["path"]
-            with progress_bar(f"predicting {name} photos") as update:
-                out.append(windows.folder_window(analyzer, path, name, progress=update))
-        else:
-            out.append(windows.select(predictions, spec, name, champion=champion))
+                path = parsed[name][1]["path"]
+                with progress_bar(f"predicting {name} photos") as update:
+                    out.append(windows.folder_window(analyzer, path, name, progress=update))
+            else:  # resolved in the engine: the window's rows only, embeddings for a sample
+                from nutrilearn.monitoring import drift_data
+
+                out.append(drift_data.select(reader.history, spec, name, live_only=args.live_only,
+                                             champion=champion, embeddings=max(args.sample_cap, drift_data.SAMPLE_CAP)))
+    finally:
+        if reader is not None:
+            reader.close()
     reference, current = out
     return reference, windows.without(current, reference), feedback
 
