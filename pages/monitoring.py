@@ -247,7 +247,7 @@ with recent_tab:
                                                key="mon_show_challenger")
     if show_both:
         rows = mv.with_challenger(rows, pairs)
-    rows = photos.with_thumbnails(rows, reader, start=since)  # the shown rows' photos only, by request id
+    rows = photos.with_thumbnails(rows, reader, time_column="time")  # the shown rows' photos only, by request id
     st.caption(f"{len(rows):,} shown of {int(mon.search_mask(df, search).sum()):,} matching")
     band_css = [f"background-color: {BAND_COLOURS[b]}" if b in BAND_COLOURS else "" for b in rows["band"]]
     styled = percent_columns(rows.style.apply(lambda _: band_css, subset=["confidence"])

@@ -83,7 +83,8 @@ def _record_dialog(rid: str) -> None:
 
 def _grid(frame: pd.DataFrame, key: str) -> None:
     """Thumbnails in rows of ``COLUMNS``, each captioned, with a button to its record."""
-    thumbs = photos.thumbnails(reader, frame["request_id"], start=since)
+    start, end = photos.time_span(frame["timestamp"])  # only the days these photos were taken
+    thumbs = photos.thumbnails(reader, frame["request_id"], start=start, end=end)
     for start in range(0, len(frame), COLUMNS):
         cols = st.columns(COLUMNS)
         for col, row in zip(cols, frame.iloc[start:start + COLUMNS].itertuples(index=False)):

@@ -259,8 +259,11 @@ def test_galleries_choose_the_right_photos(gallery_store):
     judged = photos.record(reader, feedback[1].request_id)
     assert judged.feedback["true_label"] == feedback[1].label
 
-    table = photos.with_thumbnails(low, reader)
-    assert table["photo"].str.startswith("data:image/webp;base64,").all()
+    table = photos.with_thumbnails(low, reader, time_column="timestamp")  # only the rows' days opened
+    assert table["photo"].str.startswith("data:image/webp;base64,").all() and table.columns[0] == "photo"
+    one = served[41]  # the narrowest span, one record's own time, still finds it (end exclusive)
+    assert photos.thumbnails(reader, [one.request_id], **dict(zip(("start", "end"), photos.time_span([one.timestamp])))
+                             ) == {one.request_id: one.thumbnail}
 
 
 def test_photos_page_draws_galleries_and_opens_a_record(gallery_store):

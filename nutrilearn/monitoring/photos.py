@@ -78,11 +78,22 @@ def data_url(thumbnail: bytes | None) -> str | None:
     return f"data:image/{kind};base64,{base64.b64encode(thumbnail).decode('ascii')}"
 
 
+def time_span(times: Iterable) -> tuple[datetime | None, datetime | None]:
+    """``(start, end)`` just covering these record times (None, None if there are none):
+    a lookup for shown rows then opens only the days they fall on, whatever the window."""
+    stamps = pd.to_datetime(pd.Series(list(times), dtype="object"), utc=True).dropna()
+    if stamps.empty:
+        return None, None
+    return stamps.min().to_pydatetime(), (stamps.max() + pd.Timedelta(microseconds=1)).to_pydatetime()
+
+
 def with_thumbnails(rows: pd.DataFrame, source: "History | PredictionReader", column: str = "photo",
-                    start: datetime | None = None, end: datetime | None = None) -> pd.DataFrame:
+                    time_column: str | None = None) -> pd.DataFrame:
     """``rows`` (with ``request_id``) with a first ``column`` of thumbnail data URLs (None
-    where none was kept): for an image column of a table."""
+    where none was kept): for an image column of a table. ``time_column`` (the rows' record
+    times) narrows the lookup to the days they fall on."""
     ids = rows["request_id"].astype(str)
+    start, end = time_span(rows[time_column]) if time_column and len(rows) else (None, None)
     found = thumbnails(source, ids, start=start, end=end)
     out = rows.copy()
     out.insert(0, column, [data_url(found.get(r)) for r in ids])
