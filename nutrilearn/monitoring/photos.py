@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import pandas as pd
 
 from nutrilearn.monitoring.history import FIGURE_COLUMNS, History
-from nutrilearn.monitoring.stats import Filters
+from nutrilearn.monitoring.filters import Filters
 from nutrilearn.tracking.records import SHADOW_SUFFIX
 
 if TYPE_CHECKING:
