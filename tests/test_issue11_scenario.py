@@ -188,7 +188,7 @@ def test_models_page_shows_vocabularies_difference_and_the_guard(env):
     text = _texts(at)
     assert f"version {env['v2']} knows 10 foods, version 1 knows 46; 0 in common" in text
     assert f"**Only version {env['v2']} can name** (10)" in text and "**Only version 1 can name** (46)" in text
-    assert f"version {env['v2']} 100%, version 1 10%" in text  # coverage of food10/test
+    assert f"version {env['v2']} 100.0%, version 1 10.0%" in text  # coverage of food10/test, one percent format
     assert "On the 1 labels both can produce** (50 photos)" in text
     history = at.dataframe[-1].value
     assert history["vocabulary"].str.startswith("accepted").any()
