@@ -97,6 +97,17 @@ def test_image_stats_see_darkening():
     assert dark.contrast < bright.contrast and dark.sharpness < bright.sharpness
 
 
+def test_image_stats_saturation_is_hsv_saturation():
+    """The fast channel max/min gives HSV saturation exactly, black pixels included."""
+    import colorsys
+
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    pixels[:10] = 0  # black: saturation 0
+    want = np.mean([colorsys.rgb_to_hsv(*(p / 255.0))[1] for p in pixels.reshape(-1, 3)])
+    assert I.image_stats(pixels, 1.0).saturation == pytest.approx(want, abs=1e-6)
+
+
 def test_a_batch_with_bad_files_goes_on(classifier, tmp_path):
     analyzer = Analyzer(classifier, ModelInfo(), Settings.from_env())
     photos = [
