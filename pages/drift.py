@@ -15,7 +15,7 @@ import streamlit as st
 
 from nutrilearn.answers import VEGA_PERCENT, percent, percent_columns
 from nutrilearn.monitoring import drift_views as views
-from nutrilearn.monitoring import performance, photos, windows
+from nutrilearn.monitoring import drift_data, performance, photos, windows
 from nutrilearn.monitoring.clusters import ClusterDrift, map_sample
 from nutrilearn.monitoring.stats import food_names
 from nutrilearn.monitoring.drift import IMAGE_PROPERTIES, DriftMonitor
@@ -55,6 +55,13 @@ def _analysis(key: tuple, _reference: pd.DataFrame, _current: pd.DataFrame, _lat
     }
 
 
+@st.cache_data(show_spinner="Reading predictions…", max_entries=4)
+def _later(key: tuple, _reference) -> pd.DataFrame:
+    """A bounded sample of the predictions outside the reference (tested over time); read
+    again when a new batch is mirrored (``key`` holds the runs count), not per prediction."""
+    return drift_data.later(state.prediction_reader().history, _reference, live_only=key[-1])
+
+
 cfg = state.settings()
 st.title("🧭 Drift")
 st.caption("Each signal is a statistical test of the current window against the reference; the report "
@@ -64,7 +71,7 @@ st.caption("Each signal is a statistical test of the current window against the 
 try:
     with st.spinner("Reading predictions…"):
         reader = state.prediction_reader()
-        raw = reader.predictions()
+        reader.refresh()  # windows are then read through the engine, each its rows only
         feedback = reader.feedback(refresh=False)
 except Exception:  # an unreachable tracking server must not take the page down
     st.error(f"Cannot read predictions from `{cfg.tracking_uri}`: the tracking store did not answer. "
@@ -74,9 +81,6 @@ except Exception:  # an unreachable tracking server must not take the page down
 with st.sidebar:
     st.subheader("Drift windows")
     live_only = st.toggle("Leave out replayed traffic", value=False, key="drift_live_only")
-    if live_only:
-        raw = raw[raw["source"] != "replay"]
-    data = windows.usable(raw)
     ref_kind = st.selectbox("Reference", ["First N predictions", "Since the current champion",
                                           "After a version became champion", "Date range"], key="drift_ref_kind")
     champion = None
@@ -94,7 +98,8 @@ with st.sidebar:
             st.caption(f"Version {champion[1]} became champion at {champion[0]:%Y-%m-%d %H:%M} UTC. The window "
                        f"holds its served answers from then on; replayed ones count whatever their simulated time.")
     elif ref_kind == "Date range":
-        first_day = data["timestamp"].min().date() if len(data) else datetime.now(timezone.utc).date()
+        oldest = drift_data.oldest_time(reader.history, live_only)
+        first_day = oldest.date() if oldest else datetime.now(timezone.utc).date()
         days = st.date_input("From - to (UTC, end exclusive)", (first_day, first_day + timedelta(days=7)),
                              key="drift_ref_range")
         start, end = (days[0], days[-1]) if len(days) else (first_day, first_day + timedelta(days=7))
@@ -103,7 +108,7 @@ with st.sidebar:
         day = st.date_input("Champion since (UTC day)", datetime.now(timezone.utc).date(), key="drift_champ_day")
         at = st.time_input("at (UTC)", time(0, 0), key="drift_champ_time")
         n = st.number_input("N (reference)", 20, 1_000_000, 500, 100, key="drift_champ_n")
-        versions = sorted(data["model_version"].dropna().astype(str).unique()) if len(data) else []
+        versions = drift_data.model_versions(reader.history, live_only)
         version = st.selectbox("Version", ["any", *versions], key="drift_champ_version")
         ref_spec = f"champion:{datetime.combine(day, at).isoformat()}@{n}" + (
             f",version={version}" if version != "any" else "")
@@ -118,20 +123,22 @@ with st.sidebar:
     every = "1D" if chunking == "day" else int(chunking.split()[0])
 
 try:
-    reference = windows.select(raw, ref_spec, "reference", champion=champion)
+    reference = drift_data.select(reader.history, ref_spec, "reference", live_only=live_only, champion=champion)
 except windows.WindowSpecError as exc:
     st.info(str(exc))
     st.stop()
-current = windows.without(windows.select(raw, cur_spec, "current"), reference)
+current = windows.without(drift_data.select(reader.history, cur_spec, "current", live_only=live_only), reference)
 if min(reference.n, current.n) < 20:
     st.info(f"Not enough predictions to test: reference {reference.summary()}, current {current.summary()} "
             "(served answers; each window needs at least 20). Log more predictions (Analyze page, "
             "`nutrilearn predict`, or `nutrilearn replay`) or widen the windows.")
     st.stop()
 
-later = data[~data["request_id"].isin(reference.frame["request_id"])]
+later = _later((tuple(sorted(reference.describe().items())), reader.mirror.stats()["runs"], live_only), reference)
 key = (reference.describe(), current.describe())
-key_hash = (ref_spec, cur_spec, len(raw), str(data["timestamp"].max()), len(feedback), live_only)
+# The windows themselves (spec, size, time span) and the over-time sample: never the size of
+# the whole history, so a new prediction recomputes only what it changes.
+key_hash = (ref_spec, cur_spec, live_only, len(feedback), len(later), str(later["timestamp"].max()) if len(later) else "")
 result = _analysis((key[0], key[1], key_hash), reference.frame, current.frame, later, feedback, alpha, every)
 report = result["report"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -14,11 +15,27 @@ PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "drift.py")
 
 
 class FakeReader:
+    """The page reads windows through ``history``: a real History over a mirror holding
+    ``predictions_frame`` (never synced with MLflow)."""
+
     predictions_frame = pd.DataFrame()
     feedback_frame = pd.DataFrame()
 
     def __init__(self, *args, **kwargs):
-        pass
+        import pyarrow as pa
+
+        from nutrilearn.config import Settings
+        from nutrilearn.monitoring.history import History
+        from nutrilearn.tracking.mirror import Mirror
+
+        settings = Settings.from_env()
+        self.mirror = Mirror(settings, directory=settings.home / f"fake-mirror-{uuid.uuid4().hex[:8]}")
+        if len(self.predictions_frame):
+            self.mirror.ingest("predictions", pa.Table.from_pandas(self.predictions_frame, preserve_index=False))
+        self.history = History(self.mirror, None)
+
+    def refresh(self) -> int:
+        return 0
 
     def predictions(self, **kwargs):
         return self.predictions_frame

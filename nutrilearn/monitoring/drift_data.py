@@ -98,6 +98,19 @@ def newest_time(history: History, live_only: bool = False) -> datetime | None:
     return None
 
 
+def oldest_time(history: History, live_only: bool = False) -> datetime | None:
+    """The oldest usable prediction's time (a date picker's default), read from the oldest days."""
+    first = _ordered(history, _filters(live_only), 1, newest=False, columns=("timestamp",))
+    return first["timestamp"].iloc[0].to_pydatetime() if len(first) else None
+
+
+def model_versions(history: History, live_only: bool = False) -> list[str]:
+    """The model versions with usable predictions, sorted."""
+    df = history.query("predictions", _filters(live_only), ("status", "model_alias", "model_version"),
+                       f"SELECT DISTINCT model_version FROM {{src}} WHERE {USABLE} AND model_version IS NOT NULL")
+    return sorted(str(v) for v in df["model_version"])
+
+
 def with_embeddings(history: History, frame: pd.DataFrame, cap: int, seed: int = 0,
                     live_only: bool = False) -> pd.DataFrame:
     """``frame`` with an ``embedding`` column filled for at most ``cap`` rows drawn at random

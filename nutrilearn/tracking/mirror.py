@@ -304,8 +304,6 @@ class Mirror:
 
     def _copy(self, run: BatchRun) -> tuple[int, list[str]]:
         """Split one run's rows by day into the mirror; returns ``(rows, days)``."""
-        import pyarrow.compute as pc
-
         with self._db() as db:
             twin = db.execute("SELECT 1 FROM runs WHERE batch_id = ? AND batch_id != ''", (run.batch_id,)).fetchone()
         if twin:  # the same batch written twice (a crash between write and bookkeeping): once is enough
@@ -314,16 +312,7 @@ class Mirror:
                 db.execute("DELETE FROM retry WHERE run_id = ?", (run.run_id,))
             return 0, []
         table = self._fetch(run)
-        written: list[tuple[str, str, int]] = []
-        if table is not None and table.num_rows:
-            table = table.sort_by("timestamp")
-            days = pc.strftime(table.column("timestamp"), format="%Y-%m-%d", locale="C")
-            for day in pc.unique(days).to_pylist():
-                part = table.filter(pc.equal(days, day))
-                rel = Path(run.kind) / f"day={day}" / f"{run.run_id}.parquet"
-                self._write(part, rel)
-                shadows = _shadow_count(part) if run.kind == "predictions" else 0
-                written.append((rel.as_posix(), day, part.num_rows, shadows))
+        written = self._split(run.kind, table, run.run_id) if table is not None else []
         rows = sum(n for _, _, n, _ in written)
         with self._db() as db:
             db.executemany("INSERT OR REPLACE INTO files (path, kind, day, rows, shadow_rows) VALUES (?, ?, ?, ?, ?)",
@@ -331,6 +320,35 @@ class Mirror:
             db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, 1)", (run.run_id, run.kind, run.batch_id, rows))
             db.execute("DELETE FROM retry WHERE run_id = ?", (run.run_id,))
         return rows, [day for _, day, _, _ in written]
+
+    def _split(self, kind: str, table, name: str) -> list[tuple[str, str, int, int]]:
+        """Write ``table``'s rows as ``<kind>/day=<day>/<name>.parquet``, one file a UTC day;
+        ``(path, day, rows, shadow rows)`` of each file (not yet in the manifest)."""
+        import pyarrow.compute as pc
+
+        written: list[tuple[str, str, int, int]] = []
+        if not table.num_rows:
+            return written
+        table = table.sort_by("timestamp")
+        days = pc.strftime(table.column("timestamp"), format="%Y-%m-%d", locale="C")
+        for day in pc.unique(days).to_pylist():
+            part = table.filter(pc.equal(days, day))
+            rel = Path(kind) / f"day={day}" / f"{name}.parquet"
+            self._write(part, rel)
+            shadows = _shadow_count(part) if kind == "predictions" else 0
+            written.append((rel.as_posix(), day, part.num_rows, shadows))
+        return written
+
+    def ingest(self, kind: str, table, name: str | None = None) -> int:
+        """Add rows that did not come from a batch run (tests, imports), split by UTC day
+        like a batch's; returns the rows added. ``table`` is cast to the record schema."""
+        with self._lock:
+            table = conform(table, _SCHEMAS[kind]())
+            written = self._split(kind, table, name or f"i-{uuid.uuid4().hex}")
+            with self._db() as db:
+                db.executemany("INSERT OR REPLACE INTO files (path, kind, day, rows, shadow_rows) "
+                               "VALUES (?, ?, ?, ?, ?)", [(path, kind, day, n, sh) for path, day, n, sh in written])
+            return sum(n for _, _, n, _ in written)
 
     def _fetch(self, run: BatchRun):
         import pyarrow.parquet as pq
