@@ -461,6 +461,11 @@ with trends:
         st.caption("Served: answers people were given; shadow: the challenger's answers to the same photos. "
                    "Intervals are 95% Wilson intervals. Labels are compared as written: a version whose "
                    "vocabulary lacks a food (version 1 knows ImageNet's 46) can never be right about it.")
+    elif n_outside := len(mon.prepare_feedback(feedback)):  # all of this time range's feedback is filtered out
+        st.caption(f"No feedback on the predictions in view; {n_outside:,} feedback record(s) of this time range "
+                   "judge predictions the filters leave out"
+                   + (" (replayed traffic is hidden: turn off **Hide replayed traffic** in the sidebar)."
+                      if hide_replayed and options["replayed"] else "."))
     else:
         st.caption("No feedback on these predictions yet: realized accuracy appears once people confirm "
                    "or correct labels (or `nutrilearn replay --feedback-share`).")

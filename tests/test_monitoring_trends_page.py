@@ -111,3 +111,20 @@ def test_trends_count_the_shadow_answers_in_view_that_feedback_judged(page):
 def test_trends_with_version_one_and_shadows_count_both_of_its_roles(page):
     at = _run(mon_versions=["1"], mon_include_shadow=True)
     assert _metrics(at)["Predictions with feedback"] == str(page["v1_served_judged"] + page["shadow_judged"])
+
+
+def test_feedback_hidden_with_replayed_traffic_is_said_not_zero_without_a_word(page):
+    """Live uploads without feedback, replayed traffic with it: the live view's trends show
+    0 (true of the view) and say where the feedback is."""
+    frame = FakeReader.predictions_frame
+    replayed = ~frame["request_id"].isin(frame["request_id"].iloc[10:12])  # two of version 2's stay live...
+    FakeReader.predictions_frame = frame.assign(source=frame["source"].where(~replayed, "replay"))
+    FakeReader.feedback_frame = FakeReader.feedback_frame[  # ...and have no feedback
+        ~FakeReader.feedback_frame["request_id"].isin(frame["request_id"].iloc[10:12])]
+    at = _run()
+    assert _metrics(at)["Predictions"] == "2" and _metrics(at)["Predictions with feedback"] == "0"
+    said = " ".join(c.value for c in at.caption)
+    assert f"{len(FakeReader.feedback_frame)} feedback record(s) of this time range judge predictions" in said
+    assert "Hide replayed traffic" in said
+    at = _run(mon_hide_replayed=False)
+    assert _metrics(at)["Predictions with feedback"] == str(len(FakeReader.feedback_frame))
