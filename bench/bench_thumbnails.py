@@ -16,6 +16,12 @@ experiment of one sqlite store, and reports per prediction:
    column's compressed bytes beside the bytes of the columns figures read
    (``FIGURE_COLUMNS``): what a figure's query would read either way;
 4. the time to make a thumbnail from the decoded photo (median, p95).
+
+``--scale-dir DIR`` instead times the Photos page's gallery queries (``monitoring.photos``)
+over a store ``bench/bench_scale.py`` built in DIR, reading its mirror only (a week and
+all history, warm process, median of 3):
+
+    .venv/bin/python bench/bench_thumbnails.py --scale-dir /work/scale
 """
 
 from __future__ import annotations
@@ -117,12 +123,45 @@ def thumbnail_times(photos, settings, limit: int = 300) -> list[float]:
     return out
 
 
+def time_galleries(directory: Path) -> None:
+    """Each gallery over a bench_scale store's mirror: a week and all history (read only)."""
+    from datetime import timedelta
+
+    for line in (directory / "env").read_text().splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        os.environ[key.strip()] = value.strip()
+    from nutrilearn.config import Settings
+    from nutrilearn.monitoring import photos
+    from nutrilearn.monitoring.filters import Filters
+    from nutrilearn.monitoring.history import History
+    from nutrilearn.tracking.mirror import Mirror
+
+    settings = Settings.from_env()
+    mirror = Mirror(settings, directory=settings.mirror_dir)
+    history = History(mirror, None)
+    print(f"{mirror.stats()['prediction_rows']:,} predictions mirrored; load average {os.getloadavg()[0]:.1f}")
+    for name, filters in (("week", Filters.last(timedelta(days=7), hide_replayed=False)),
+                          ("all history", Filters(hide_replayed=False))):
+        for which in photos.GALLERIES:
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                frame = photos.gallery(history, which, filters, n=24)
+                times.append(time.perf_counter() - t0)
+            print(f"{name:<12} {which:<16} {len(frame):>3} photos  {statistics.median(times):.3f} s")
+    history.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="predictions each way")
     parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "data" / "food10" / "test")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--scale-dir", type=Path, help="time the gallery queries over a bench_scale store instead")
     args = parser.parse_args()
+    if args.scale_dir:
+        time_galleries(args.scale_dir)
+        return
 
     with tempfile.TemporaryDirectory(prefix="bench-thumbnails-") as tmp:
         home = Path(tmp)
