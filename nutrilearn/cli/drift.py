@@ -118,10 +118,11 @@ def cluster_block(reference, current, k: int | None = None) -> list[dict]:
 
 def _clusters_text(clusters: list[dict], top: int = 3) -> str:
     """The clusters that moved most, one line each (empty when nothing was clustered)."""
+    from nutrilearn.answers import percent
     from nutrilearn.vision.vocabulary import display_name
 
-    lines = [f"  cluster {c['id']}: {c['reference_share']:.0%} -> {c['current_share']:.0%} of the photos "
-             f"({c['share_change']:+.0%}); mostly {', '.join(display_name(f) for f in c['top_foods']) or '-'}; "
+    lines = [f"  cluster {c['id']}: {percent(c['reference_share'])} -> {percent(c['current_share'])} of the photos "
+             f"({percent(c['share_change'], signed=True)}); mostly {', '.join(display_name(f) for f in c['top_foods']) or '-'}; "
              f"e.g. {', '.join(c['examples'][:3])}" for c in clusters[:top]]
     return "\nphoto clusters that moved most:\n" + "\n".join(lines) if lines else ""
 
