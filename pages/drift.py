@@ -288,21 +288,22 @@ with tabs[5]:
         xy = {"x": alt.X("x:Q", title=f"PC1 ({percent(clustered.explained[0])})"),
               "y": alt.Y("y:Q", title=f"PC2 ({percent(clustered.explained[1])})")}
         dots_layer = alt.Chart(dots).mark_point(size=40, filled=True, opacity=0.7).encode(
-            **xy, color=alt.Color("cluster:N", title="cluster"), shape=alt.Shape("window:N", title="window"),
+            **xy, color=alt.Color("cluster:N", title="cluster", scale=alt.Scale(scheme="category10")), shape=alt.Shape("window:N", title="window"),
             tooltip=["cluster", "window", "food", "request_id"]).add_params(hover)
         photo_layer = alt.Chart(dots).mark_image(width=96, height=96).encode(**xy, url="photo:N").transform_filter(hover)
         st.altair_chart(dots_layer + photo_layer, width="stretch")
         st.caption(f"{len(dots):,} of the clustered photos; hover over a point to see its photo. Axes: the first two "
                    "principal directions of both windows' embeddings.")
+        names = dict(zip(clustered.points["request_id"], food_names(clustered.points["label"])))
         for c in shown:
             foods = ", ".join(food_names(pd.Series(c.top_foods)).tolist()) if c.top_foods else "–"
-            with st.container(border=True):
+            with st.container(border=True, key=f"drift-cluster-{c.id}"):
                 st.markdown(f"**Cluster {c.id}**: {percent(c.reference_share)} of the reference → "
                             f"{percent(c.current_share)} of the current window ({percent(c.change, signed=True)}); "
                             f"mostly {foods}")
                 found = [r for r in c.examples if r in thumbs]
                 if found:
-                    st.image([thumbs[r] for r in found], width=96, caption=[r[:8] for r in found])
+                    st.image([thumbs[r] for r in found], width=96, caption=[names.get(r, "") for r in found])
                 else:
                     st.caption("No thumbnails kept for these photos (kept since thumbnails exist, unless "
                                "NUTRILEARN_KEEP_THUMBNAILS=0). Request ids: " + ", ".join(c.examples))

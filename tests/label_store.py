@@ -13,6 +13,7 @@ No feedback is logged: the tests label items themselves.
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -70,5 +71,6 @@ def label_store(tmp_path_factory, classifier, food10):
     finally:
         mp.undo()  # the rest of the session must not run in this store's home
     records = [r for d in done for r in d.records]
+    said = Counter(r.label for r in done[1].records if r.status == "ok")  # what the model called the ribs
     yield {"home": home, "settings": settings, "now": now, "records": records, "foods": foods,
-           "n_current": N_CURRENT + N_MIXED}
+           "n_current": N_CURRENT + N_MIXED, "other_food_said": [label for label, _ in said.most_common(3)]}

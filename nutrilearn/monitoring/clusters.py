@@ -104,6 +104,21 @@ def _rows(frame: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
     return rows[["request_id", "label", "embedding"]].reset_index(drop=True)
 
 
+def _distinct(both: pd.DataFrame, order: np.ndarray, n: int) -> list[str]:
+    """The first ``n`` request ids in ``order`` of distinct photos: the same photo sent twice
+    has the same embedding, and showing it twice shows one photo less."""
+    seen: set[bytes] = set()
+    out: list[str] = []
+    for i in order:
+        blob = bytes(both["embedding"].iat[i])
+        if blob not in seen:
+            seen.add(blob)
+            out.append(str(both["request_id"].iat[i]))
+            if len(out) == n:
+                break
+    return out
+
+
 def _space(x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     """(clustering space, 2-D map, the map's explained variance): centred, PCA, unit length."""
     from sklearn.decomposition import PCA
@@ -168,7 +183,7 @@ class ClusterDrift:
                 id=c, reference_share=float(ref_counts[c] / len(ref)), current_share=float(cur_counts[c] / len(cur)),
                 reference_count=int(ref_counts[c]), current_count=int(cur_counts[c]),
                 top_foods=foods.index[: self.top_foods].tolist(),
-                examples=both["request_id"].iloc[order[: self.examples]].tolist(),
+                examples=_distinct(both, order, self.examples),
                 members=both["request_id"].iloc[order].tolist()))
         shifts.sort(key=lambda s: (-abs(s.change), s.id))
         points = pd.DataFrame({"request_id": both["request_id"], "window": both["window"], "cluster": labels,
