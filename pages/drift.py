@@ -288,7 +288,8 @@ with tabs[5]:
         xy = {"x": alt.X("x:Q", title=f"PC1 ({percent(clustered.explained[0])})"),
               "y": alt.Y("y:Q", title=f"PC2 ({percent(clustered.explained[1])})")}
         dots_layer = alt.Chart(dots).mark_point(size=40, filled=True, opacity=0.7).encode(
-            **xy, color=alt.Color("cluster:N", title="cluster", scale=alt.Scale(scheme="category10")), shape=alt.Shape("window:N", title="window"),
+            **xy, color=alt.Color("cluster:N", title="cluster", scale=alt.Scale(scheme="category10")),
+            shape=alt.Shape("window:N", title="window"),
             tooltip=["cluster", "window", "food", "request_id"]).add_params(hover)
         photo_layer = alt.Chart(dots).mark_image(width=96, height=96).encode(**xy, url="photo:N").transform_filter(hover)
         st.altair_chart(dots_layer + photo_layer, width="stretch")
