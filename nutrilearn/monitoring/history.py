@@ -265,15 +265,18 @@ class History:
         return files
 
     def query(self, kind: str, filters: Filters | None, columns: Sequence[str], sql: str,
-              params: Sequence[Any] = (), days: Sequence[str] | None = None) -> pd.DataFrame:
+              params: Sequence[Any] = (), days: Sequence[str] | None = None,
+              tables: dict[str, Any] | None = None) -> pd.DataFrame:
         """``query_arrow`` as a DataFrame (the same pandas types the record schema gives
         everywhere else)."""
-        return self.query_arrow(kind, filters, columns, sql, params, days).to_pandas()
+        return self.query_arrow(kind, filters, columns, sql, params, days, tables).to_pandas()
 
     def query_arrow(self, kind: str, filters: Filters | None, columns: Sequence[str], sql: str,
-                    params: Sequence[Any] = (), days: Sequence[str] | None = None):
+                    params: Sequence[Any] = (), days: Sequence[str] | None = None,
+                    tables: dict[str, Any] | None = None):
         """Run ``sql`` where ``src`` is the filtered relation (``columns`` may name ``day``),
-        as an Arrow table with UTC times; retried once if a day file was compacted away under
+        as an Arrow table with UTC times; ``tables`` (name -> Arrow table or DataFrame) are
+        registered for the query to join. Retried once if a day file was compacted away under
         the query (another process synced meanwhile). No pandas: the CLI stays quick to start."""
         for attempt in (1, 2):
             with self._lock:
@@ -281,6 +284,8 @@ class History:
             try:
                 cur.execute("SET TimeZone = 'UTC'")  # a cursor is its own session: days are UTC days
                 source, source_params = self._source(cur, kind, filters, columns, days)
+                for name, table in (tables or {}).items():
+                    cur.register(name, table)
                 table = cur.sql(sql.replace("{src}", source), params=[*source_params, *params]).to_arrow_table()
                 return _utc_times(table)
             except Exception as exc:  # duckdb.IOException when a file vanished under us

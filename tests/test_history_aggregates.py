@@ -1,0 +1,131 @@
+"""The Monitoring figures computed in the engine (``monitoring.aggregates``) equal their pandas
+twins (``stats``, ``health``, ``versions``) on the same records, whatever the filters."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nutrilearn import monitoring as mon
+from nutrilearn.monitoring import aggregates as agg
+from nutrilearn.monitoring import versions as mv
+from nutrilearn.monitoring.filters import Filters
+from nutrilearn.tracking.reader import PredictionReader
+from nutrilearn.tracking.records import SHADOW_SUFFIX
+from tracking_fixtures import T0, make_feedback, make_record
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytest_plugins = ["tracking_fixtures"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, mlflow_db):
+    """260 predictions over four UTC days (two versions, errors of two types, shadows,
+    replayed, confidences on bin edges, not_food), feedback on some; 220 flushed."""
+    import os
+
+    from nutrilearn.config import Settings
+    from nutrilearn.tracking.logger import PredictionLogger
+    from tracking_fixtures import FAST
+
+    home = tmp_path_factory.mktemp("agg")
+    env = {"NUTRILEARN_HOME": str(home), "MLFLOW_TRACKING_URI": mlflow_db,
+           "NUTRILEARN_SPOOL_DIR": str(home / "spool"), "NUTRILEARN_PREDICTIONS_EXPERIMENT": "predictions-agg"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        settings = Settings.from_env()
+        logger = PredictionLogger(settings, batch_max_records=30, start=False, **FAST)
+        records = []
+        for i in range(260):
+            rec = make_record(i, model_version="2" if i >= 130 else "1", source="replay" if i % 11 == 10 else "app",
+                              when=T0 + timedelta(minutes=21 * i), user=f"u{i % 4}")
+            if rec.status == "ok":
+                rec.confidence = [0.3, 0.7, 0.05, 1.0, 0.55][i % 5] if i % 3 == 0 else rec.confidence
+                if i % 23 == 5:
+                    rec.label = "not_food"
+            else:
+                rec.error_type = None if i % 2 else "UnreadableImage"
+            if i % 13 == 12:
+                rec.request_id += SHADOW_SUFFIX
+            records.append(rec)
+            logger.submit(rec)
+            if i == 219:
+                assert logger.flush(timeout=120)
+        for rec in records[::5]:
+            served = rec.request_id.removesuffix(SHADOW_SUFFIX)
+            fb = make_feedback(rec, label=rec.label if rec.timestamp.minute % 2 else "bagel")
+            fb.request_id = served
+            logger.submit_feedback(fb)
+        assert logger.flush(timeout=120)
+        reader = PredictionReader(settings)
+        reader.refresh()
+        yield reader
+        reader.close()
+        logger.close(timeout=0.0)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+FILTERS = [
+    Filters(),
+    Filters(hide_replayed=False, include_shadow=True),
+    Filters(start=T0 + timedelta(hours=30), end=T0 + timedelta(days=3, hours=2), model_versions=("2",)),
+    Filters(users=("u1", "u3"), hide_replayed=False),
+]
+
+
+def _frames(reader, f):
+    data = mon.prepare(reader.predictions(refresh=False))
+    return mon.filter_predictions(data, f), reader.feedback(refresh=False)
+
+
+def _plain(df: pd.DataFrame) -> pd.DataFrame:
+    """Text as objects (categoricals and Arrow strings compare as their values)."""
+    df = df.reset_index(drop=True)
+    for c in df.columns:
+        if isinstance(df[c].dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(df[c].dtype):
+            df[c] = df[c].astype(object).where(df[c].notna(), None)
+    return df
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    pd.testing.assert_frame_equal(_plain(a), _plain(b), check_dtype=False, check_exact=False, rtol=1e-9)
+
+
+@pytest.mark.parametrize("f", FILTERS)
+def test_engine_figures_equal_the_pandas_ones(store, f):
+    h = store.history
+    df, feedback = _frames(store, f)
+    assert len(df) > 20
+    _same(agg.top_foods(h, f, 5), mon.top_foods(df, 5))
+    _same(agg.daily_volume(h, f), mon.daily_volume(df))
+    _same(agg.by_user(h, f), mon.by_user(df))
+    for bins in (10, 20, 7):
+        _same(agg.confidence_histogram(h, f, bins), mon.confidence_histogram(df, bins))
+    assert np.allclose(list(agg.confidence_summary(h, f, 0.4).__dict__.values()),
+                       list(mon.confidence_summary(df, 0.4).__dict__.values()), equal_nan=True)
+    _same(agg.confidence_by_version(h, f, 0.4), mon.confidence_by_version(df, 0.4))
+    _same(agg.latency_summary(h, f), mon.latency_summary(df))
+    # (as objects: the pandas twin cannot fill "unknown" into a categorical)
+    _same(agg.errors_by_type(h, f), mon.errors_by_type(df.astype({"error_type": object})))
+    joined = mon.join_feedback(df, feedback)
+    assert len(joined) > 0
+    assert agg.feedback_summary(h, f, feedback) == mon.feedback_summary(joined)
+    _same(agg.accuracy_by_version(h, f, feedback), mv.accuracy_by_version(joined))
+
+
+def test_edge_confidences_land_in_numpys_bins(store):
+    f = Filters(hide_replayed=False)
+    df, _ = _frames(store, f)
+    hist = agg.confidence_histogram(store.history, f, 10)
+    assert (df["confidence"] == 0.3).any() and (df["confidence"] == 1.0).any()  # values on float edges
+    _same(hist, mon.confidence_histogram(df, 10))
