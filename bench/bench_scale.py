@@ -13,6 +13,13 @@ process with the mirror up to date:
     .venv/bin/python bench/bench_scale.py --n 1000000 --dir /tmp/scale          # build + time
     .venv/bin/python bench/bench_scale.py --n 3000000 --dir /tmp/scale          # extends to 3M
     .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-time          # time what is there
+    git archive REV nutrilearn | tar -x -C /tmp/base                            # an older version...
+    .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-time --baseline /tmp/base  # ...timed alongside
+
+The store is timed as it is (a subset cannot be timed: grow it in steps, timing each).
+``--baseline DIR`` runs an older ``nutrilearn`` package (DIR/nutrilearn) on the same store
+right after each timed run, alternating, and prints the ratio of the medians: on a shared,
+loaded machine the ratio is the figure to trust.
 
 Records spread over ``--days`` (default 120) ending now, with meal-time peaks, 60 users,
 three model versions (promotions along the way), 2% errors, 5% replayed. Batches hold
@@ -191,20 +198,28 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return float(tail[1]), int(tail[2]) / 1024, p.stdout
 
 
-def time_store(directory: Path, repeats: int) -> dict:
+def time_store(directory: Path, repeats: int, baseline: Path | None = None) -> dict:
     env = dict(os.environ, **env_for(directory))
     out: dict = {}
     t, rss, _ = timed([NUTRILEARN, "monitor", "--json"], env)  # brings the mirror up to date
     out["first_sync_and_overview_s"] = round(t, 2)
+    # The baseline answers from the mirror as it is (--no-sync: it never writes to it).
+    base_cmd = [sys.executable, "-c", "import sys; from nutrilearn.cli import main; sys.exit(main())"]
+    base_env = dict(env, PYTHONPATH=str(baseline)) if baseline else None
     for name, extra in (("week", ["--days", "7"]), ("all", [])):
-        walls, peaks = [], []
+        walls, peaks, base = [], [], []
         for _ in range(repeats):
             t, rss, stdout = timed([NUTRILEARN, "monitor", "--json", *extra], env)
             walls.append(t)
             peaks.append(rss)
+            if base_env is not None:
+                base.append(timed([*base_cmd, "monitor", "--json", "--no-sync", *extra], base_env)[0])
         count = json.loads(stdout[: stdout.rindex("}") + 1])["count"]
         out[name] = {"median_s": round(statistics.median(walls), 2), "max_s": round(max(walls), 2),
                      "peak_rss_mb": round(max(peaks)), "count": count}
+        if base:
+            out[name]["baseline_median_s"] = round(statistics.median(base), 2)
+            out[name]["ratio_to_baseline"] = round(statistics.median(walls) / statistics.median(base), 3)
     out["warm"] = warm_questions(directory)
     return out
 
@@ -278,12 +293,14 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only-time", action="store_true")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="a directory holding an older nutrilearn package, timed alongside (ratio printed)")
     args = ap.parse_args()
     print(f"load: {os.getloadavg()[0]:.2f}", file=sys.stderr)
     if not args.only_time:
         build(args.dir, args.n, args.batch, args.days, args.seed)
     print(f"marked {mark_finished_writers(args.dir)} writer(s) from before run marks", file=sys.stderr)
-    result = time_store(args.dir, args.repeats)
+    result = time_store(args.dir, args.repeats, args.baseline)
     result["pickup_1000"] = pickup(args.dir)
     result["load_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, indent=2))
