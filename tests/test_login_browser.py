@@ -252,11 +252,11 @@ def test_two_users_each_see_only_their_own_meals(browser, app, seeded):
 def test_a_plain_user_cannot_open_monitoring_or_models(context, app):
     page = context.new_page()
     log_in(page, app, "bob")
-    for path in ("monitoring", "models"):
+    for path in ("monitoring", "models", "label"):
         page.goto(f"{app.url}/{path}")
         page.get_by_text("No photos yet").wait_for()  # Streamlit falls back to the first page they may open
         wait_idle(page)
-        assert page.get_by_role("heading", name=re.compile("Monitoring|Models")).count() == 0
+        assert page.get_by_role("heading", name=re.compile("Monitoring|Models|Label")).count() == 0
         assert page.get_by_role("button", name="Promote").count() == 0
 
 
@@ -267,7 +267,7 @@ def test_an_analyst_sees_monitoring_but_no_alias_controls_and_a_forged_move_is_r
     settings, reg, two = registry
     page = context.new_page()
     log_in(page, app, "ana")
-    assert nav_links(page) == {"Analyze", "Meals", "Monitoring", "Drift", "Models"}
+    assert nav_links(page) == {"Analyze", "Meals", "Monitoring", "Photos", "Drift", "Label", "Models"}
     page.goto(f"{app.url}/models")
     page.get_by_text("Only admins may promote: Ana Analyst is an analyst").wait_for()
     wait_idle(page)
