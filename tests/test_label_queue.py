@@ -174,3 +174,32 @@ def _reader_now():
     from nutrilearn.tracking.reader import PredictionReader
 
     return PredictionReader(Settings.from_env())
+
+
+def test_a_label_keeps_its_thumbnail_for_training_when_asked(home, monkeypatch):
+    """``train --base`` reads kept photos: with NUTRILEARN_KEEP_FEEDBACK_PHOTOS a queue label
+    keeps the thumbnail under its label; "not a recognised food" is kept as feedback only."""
+    from datetime import datetime, timezone
+
+    from nutrilearn.config import Settings
+    from nutrilearn.vision.vocabulary import NOT_FOOD
+    from tests.conftest import image_bytes
+
+    monkeypatch.setenv("NUTRILEARN_KEEP_FEEDBACK_PHOTOS", "1")
+    monkeypatch.setenv("NUTRILEARN_FEEDBACK_DIR", str(home / "kept"))
+
+    class Sink(list):
+        def submit_feedback(self, record):
+            self.append(record)
+
+    def item(rid: str, label: str) -> lq.QueueItem:
+        return lq.QueueItem(rid, datetime(2026, 11, 29, tzinfo=timezone.utc), "u", "1", label, 0.3,
+                            [label, "pizza"], [0.3, 0.2], ("unsure",), 0.7)
+
+    sink, me = Sink(), Identity.local("labeller")
+    thumb = image_bytes(size=(128, 96), fmt="WEBP")
+    lq.record_label(sink, me, item("a" * 32, "hamburger"), "pizza", settings=Settings.from_env(), photo=thumb)
+    assert (home / "kept" / "pizza" / f"{'a' * 32}.webp").read_bytes() == thumb
+    lq.record_label(sink, me, item("b" * 32, NOT_FOOD), NOT_FOOD, settings=Settings.from_env(), photo=thumb)
+    assert [r.label for r in sink] == ["pizza", NOT_FOOD] and [r.kind for r in sink] == ["corrected", "confirmed"]
+    assert not list((home / "kept").glob(f"*/{'b' * 32}.*"))

@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import logging
+
 import pandas as pd
 
 from nutrilearn.monitoring.stats import Filters
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     from nutrilearn.monitoring.clusters import ClusterReport
     from nutrilearn.monitoring.history import History
     from nutrilearn.tracking.reader import PredictionReader
+
+log = logging.getLogger(__name__)
 
 DISAGREE_WEIGHT = 0.5
 CLUSTER_WEIGHT = 0.3
@@ -255,10 +259,10 @@ def build_queue(source: "History | PredictionReader", n: int = 20, *, start: dat
 
 
 def vocabulary(item: QueueItem | None = None) -> list[str]:
-    """What a label may be: every food the nutrition table names, plus the item's top 5."""
+    """What a label may be: every food the nutrition table names, plus the item's answer and top 5."""
     from nutrilearn.nutrition import known_labels
 
-    return sorted(set(known_labels()) | set(item.top5_labels if item else ()))
+    return sorted(set(known_labels()) | (set(item.top5_labels) | {item.label} if item else set()))
 
 
 def record_label(sink: Any, actor: "Identity | None", item: QueueItem, truth: str, *,
@@ -281,7 +285,10 @@ def record_label(sink: Any, actor: "Identity | None", item: QueueItem, truth: st
     if settings is not None and photo:
         from nutrilearn.registry.feedback_store import keep_photo
 
-        keep_photo(settings, item.request_id, truth, photo)  # no-op unless kept photos are on
+        try:
+            keep_photo(settings, item.request_id, truth, photo)  # no-op unless kept photos are on
+        except ValueError as exc:  # e.g. "not a recognised food" is no training class: the label stands
+            log.info("label of %s kept without its photo: %s", item.request_id, exc)
     return record
 
 
