@@ -52,6 +52,17 @@ def test_thumbnail_is_small_webp_within_128_px():
         assert len(data) <= 8_000
 
 
+def test_jpeg_thumbnails_where_pillow_has_no_webp(monkeypatch):
+    from nutrilearn.vision import thumbnails
+
+    monkeypatch.setattr(thumbnails, "FORMAT", "JPEG")
+    rec = make_record(1, error=False)
+    rec.thumbnail = make_thumbnail(picture(1, (640, 480)))
+    assert Image.open(io.BytesIO(rec.thumbnail)).format == "JPEG" and len(rec.thumbnail) <= 8_000
+    check_prediction(rec)
+    assert photos.data_url(rec.thumbnail).startswith("data:image/jpeg;base64,")
+
+
 def test_record_check_refuses_what_is_not_a_thumbnail():
     rec = with_thumbnail(1)
     check_prediction(rec)

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import io
 
-from PIL import Image
+from PIL import Image, features
 
 from nutrilearn.tracking.records import MAX_THUMBNAIL_BYTES
 
 MAX_SIDE = 128
 QUALITY = 70  # WebP quality: 128 px food photos at 2-4 KB, still recognisable
 METHOD = 2  # WebP effort: 0 is 20% bigger, 4 is twice as slow for 4% less
-FORMAT = "WEBP"
+# Pillow's wheels always have WebP; a Pillow built without it keeps JPEG thumbnails (both are
+# what the record check and the pages accept).
+FORMAT = "WEBP" if features.check("webp") else "JPEG"
 
 
 def make_thumbnail(image: Image.Image, max_side: int = MAX_SIDE, quality: int = QUALITY,
@@ -37,7 +39,7 @@ def make_thumbnail(image: Image.Image, max_side: int = MAX_SIDE, quality: int = 
         thumb = thumb.convert("RGB")
     for q in dict.fromkeys((quality, 40, 10)):
         out = io.BytesIO()
-        thumb.save(out, FORMAT, quality=q, method=METHOD)
+        thumb.save(out, FORMAT, quality=q, **({"method": METHOD} if FORMAT == "WEBP" else {"optimize": True}))
         if out.tell() <= max_bytes:
             return out.getvalue()
     if max(thumb.size) <= 1:
