@@ -52,7 +52,8 @@ except Exception as exc:  # an unreadable store must not take the page down
     st.error(f"Cannot read predictions: {type(exc).__name__}: {exc}")
     st.stop()
 if not foods:
-    st.info("No predictions in this time range. Analyze some photos, or widen the range.")
+    st.info("No predictions in this time range. Analyze some photos, or widen the range"
+            + (" (replayed traffic is hidden: untick **Hide replayed traffic** to see it)." if hide_replayed else "."))
     st.stop()
 if not cfg.keep_thumbnails:
     st.info("Thumbnails are off here (`NUTRILEARN_KEEP_THUMBNAILS=0`): new predictions keep no photo; "

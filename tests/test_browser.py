@@ -52,7 +52,7 @@ def test_a_text_file_gets_a_clear_error_and_the_app_stays_up(page, app, tmp_path
     page.get_by_text("No photos yet").wait_for()
 
 
-@pytest.mark.parametrize("path, heading", [("meals", "Meals"), ("drift", "Drift"), ("models", "Models")])
+@pytest.mark.parametrize("path, heading", [("meals", "Meals"), ("drift", "Drift"), ("models", "Models"), ("photos", "Photos")])
 def test_every_page_opens(page, app, path, heading):
     page.goto(f"{app.url}/{path}")
     page.get_by_role("heading", name=re.compile(heading)).first.wait_for()
