@@ -142,3 +142,38 @@ def test_only_writers_with_new_runs_are_asked(tracking, loggers, tmp_path, monke
     monkeypatch.setattr(again.finder, "_search", lambda flt: asked.append(flt) or real(flt))
     asked.clear()
     assert again.sync().new_rows == 0 and len(asked) == 1  # only the one without a run mark
+
+
+def test_compaction_rewrites_new_batches_not_the_day(tracking, monkeypatch):
+    """Tiered: batch files merge among themselves; merged files merge only once there are
+    COMPACT_AT of them, so picking up a batch never rewrites the whole day."""
+    import pyarrow as pa
+
+    monkeypatch.setattr(mirror_mod, "COMPACT_AT", 3)
+    m = Mirror(tracking)
+    n = 0
+
+    def add(k: int) -> None:
+        nonlocal n
+        for _ in range(k):
+            rows = [make_record(n + i, when=T0 + timedelta(minutes=n + i)).to_row() for i in range(5)]
+            n += 5
+            m.ingest("predictions", pa.Table.from_pylist(rows))
+        m._compact("predictions", T0.strftime("%Y-%m-%d"))
+
+    def merged() -> list[str]:
+        return sorted(f.path for f in m.day_files("predictions") if "/c-" in f.path)
+
+    add(3)
+    first = merged()
+    assert len(first) == 1 and len(m.day_files("predictions")) == 1
+    add(2)  # below the mark: the merged file stays as it is
+    assert merged() == first and len(m.day_files("predictions")) == 3
+    add(1)  # three batch files: merged among themselves, the first merged file untouched
+    assert len(merged()) == 2 and first[0] in merged()
+    add(3)
+    assert len(merged()) == 1 and merged() != first  # three merged files became one
+    assert sum(f.rows for f in m.day_files("predictions")) == n
+    h = History(m)
+    assert h.overview(Filters(hide_replayed=False)).count == n
+    h.close()
