@@ -203,8 +203,9 @@ def time_store(directory: Path, repeats: int, baseline: Path | None = None) -> d
     out: dict = {}
     t, rss, _ = timed([NUTRILEARN, "monitor", "--json"], env)  # brings the mirror up to date
     out["first_sync_and_overview_s"] = round(t, 2)
-    # The baseline answers from the mirror as it is (--no-sync: it never writes to it).
-    base_cmd = [sys.executable, "-c", "import sys; from nutrilearn.cli import main; sys.exit(main())"]
+    # The baseline answers from the mirror as it is (--no-sync: it never writes to it); -P:
+    # not this checkout from the working directory, the baseline from PYTHONPATH.
+    base_cmd = [sys.executable, "-P", "-c", "import sys; from nutrilearn.cli import main; sys.exit(main())"]
     base_env = dict(env, PYTHONPATH=str(baseline)) if baseline else None
     for name, extra in (("week", ["--days", "7"]), ("all", [])):
         walls, peaks, base = [], [], []
