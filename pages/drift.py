@@ -285,16 +285,31 @@ with tabs[5]:
                            cluster=dots["cluster"].astype(str))
         hover = alt.selection_point(on="pointerover", nearest=True, fields=["request_id"], empty=False,
                                     clear="pointerout")
+        pick = alt.selection_point(name="pick", on="click", nearest=True, fields=["request_id"], empty=False)
         xy = {"x": alt.X("x:Q", title=f"PC1 ({percent(clustered.explained[0])})"),
               "y": alt.Y("y:Q", title=f"PC2 ({percent(clustered.explained[1])})")}
         dots_layer = alt.Chart(dots).mark_point(size=40, filled=True, opacity=0.7).encode(
             **xy, color=alt.Color("cluster:N", title="cluster", scale=alt.Scale(scheme="category10")),
             shape=alt.Shape("window:N", title="window"),
-            tooltip=["cluster", "window", "food", "request_id"]).add_params(hover)
+            tooltip=["cluster", "window", "food", "request_id"]).add_params(hover, pick)
         photo_layer = alt.Chart(dots).mark_image(width=96, height=96).encode(**xy, url="photo:N").transform_filter(hover)
-        st.altair_chart(dots_layer + photo_layer, width="stretch")
-        st.caption(f"{len(dots):,} of the clustered photos; hover over a point to see its photo. Axes: the first two "
-                   "principal directions of both windows' embeddings.")
+        map_col, record_col = st.columns([3, 1])
+        event = map_col.altair_chart(dots_layer + photo_layer, width="stretch", on_select="rerun",
+                                     selection_mode=["pick"], key="drift_cluster_map")
+        map_col.caption(f"{len(dots):,} of the clustered photos; hover over a point to see its photo, click it to "
+                        "open its record. Axes: the first two principal directions of both windows' embeddings.")
+        picked = next((p.get("request_id") for p in (event.selection.get("pick") or []) if isinstance(p, dict)),
+                      None) if event else None
+        with record_col:
+            rec = photos.record(reader, picked, start=since) if picked else None
+            if rec is None:
+                st.caption("Click a point in the map to open its record here.")
+            else:
+                if rec.thumbnail:
+                    st.image(rec.thumbnail, width=180)
+                st.markdown(f"**{food_names(pd.Series([rec.fields.get('label')])).iloc[0]}** · "
+                            f"{percent(rec.fields.get('confidence'))} · cluster {clustered.cluster_of().get(picked, '–')}")
+                st.dataframe(photos.record_table(rec), hide_index=True, width="stretch", height=300)
         names = dict(zip(clustered.points["request_id"], food_names(clustered.points["label"])))
         for c in shown:
             foods = ", ".join(food_names(pd.Series(c.top_foods)).tolist()) if c.top_foods else "–"

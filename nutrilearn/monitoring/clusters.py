@@ -9,11 +9,11 @@ predicted foods and example request ids to look at (the pages show their thumbna
 Same shape as the detectors: ``ClusterDrift(...).fit(reference).compare(current)``.
 
 Why the preprocessing: the pooled features are ReLU6 averages, so every embedding shares a
-large common direction ("a photo of food on a plate"). Centring on the two windows' mean,
-keeping the 20 leading principal directions and normalising to unit length (spherical
-k-means) clusters what differs between photos rather than how bright or busy they are.
-On food10 (1,500 photos, 10 foods) this isolates held-out foods a little better than raw
-embeddings (measured in tests/test_clusters.py).
+large common direction ("a photo of food on a plate"). Centring on the two windows' mean
+and normalising to unit length (spherical k-means) clusters what differs between photos
+rather than how strongly they share it. Rows are ordered by their content first, so the
+same photos give the same clusters whenever they were sent, and k-means keeps the best of
+10 seeded starts.
 
 Why ``k`` is small: food10's foods overlap in this space (k-means at k = 10 recovers them
 with an adjusted Rand index of only ~0.2), so many clusters each hold a sliver of a new
@@ -31,7 +31,6 @@ import pandas as pd
 from nutrilearn.monitoring.windows import usable
 
 SAMPLE_CAP = 1000  # embeddings per window entering the clustering
-PCA_DIM = 20
 MIN_K, MAX_K, PER_CLUSTER = 4, 12, 100
 TOP_FOODS = 3
 EXAMPLES = 8
@@ -120,16 +119,15 @@ def _distinct(both: pd.DataFrame, order: np.ndarray, n: int) -> list[str]:
 
 
 def _space(x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
-    """(clustering space, 2-D map, the map's explained variance): centred, PCA, unit length."""
+    """(clustering space, 2-D map, the map's explained variance): centred, unit length; the
+    map is the first two principal directions of the centred embeddings."""
     from sklearn.decomposition import PCA
 
     centred = x - x.mean(axis=0)
-    dim = int(min(PCA_DIM, centred.shape[0] - 1, centred.shape[1]))
-    pca = PCA(n_components=max(dim, 2), random_state=seed).fit(centred)
-    z = pca.transform(centred)
-    norms = np.linalg.norm(z, axis=1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    pca = PCA(n_components=2, random_state=seed).fit(centred)
     ratio = pca.explained_variance_ratio_
-    return z / np.where(norms > 0, norms, 1.0), z[:, :2], (float(ratio[0]), float(ratio[1]))
+    return centred / np.where(norms > 0, norms, 1.0), pca.transform(centred), (float(ratio[0]), float(ratio[1]))
 
 
 class ClusterDrift:
@@ -160,13 +158,17 @@ class ClusterDrift:
         ref, cur = self.reference_, _rows(current, self.sample_cap, self.seed + 1)
         cur = cur[~cur["request_id"].isin(ref["request_id"])]  # a photo counts in one window only
         both = pd.concat([ref.assign(window="reference"), cur.assign(window="current")], ignore_index=True)
+        # Rows in an order of their content, not of their times or ids: k-means' start depends
+        # on the order, and the same photos must give the same clusters whenever they were sent.
+        both = both.assign(_key=both["embedding"].map(bytes)).sort_values(
+            ["_key", "window", "request_id"], kind="stable").drop(columns="_key").reset_index(drop=True)
         empty = pd.DataFrame(columns=["request_id", "window", "cluster", "x", "y", "label"])
         if len(ref) < 2 or len(cur) < 2:
             return ClusterReport([], 0, len(ref), len(cur), empty)
         x = from_bytes(both["embedding"].tolist()).astype(np.float64)
         space, xy, explained = _space(x, self.seed)
         k = self.k or choose_k(len(both))
-        km = KMeans(n_clusters=k, n_init=4, random_state=self.seed).fit(space)
+        km = KMeans(n_clusters=k, n_init=10, random_state=self.seed).fit(space)
         labels = km.labels_
         distance = np.linalg.norm(space - km.cluster_centers_[labels], axis=1)
         is_cur = (both["window"] == "current").to_numpy()
