@@ -129,3 +129,28 @@ def test_edge_confidences_land_in_numpys_bins(store):
     hist = agg.confidence_histogram(store.history, f, 10)
     assert (df["confidence"] == 0.3).any() and (df["confidence"] == 1.0).any()  # values on float edges
     _same(hist, mon.confidence_histogram(df, 10))
+
+
+@pytest.mark.parametrize("f", FILTERS)
+def test_engine_overview_health_and_trends_equal_the_pandas_ones(store, f):
+    h = store.history
+    df, feedback = _frames(store, f)
+    _same(pd.DataFrame([agg.overview(h, f).__dict__]), pd.DataFrame([mon.overview(df).__dict__]))
+    window = Filters(start=f.start, end=f.end, hide_replayed=False, include_shadow=True)
+    everything = mon.filter_predictions(mon.prepare(store.predictions(refresh=False)), window)
+    assert agg.filter_options(h, window) == mon.filter_options(everything)
+    t, expected = agg.traffic(h, f), mon.traffic(df)
+    assert (t.requests, t.peak_rpm, t.peak_minute) == (expected.requests, expected.peak_rpm, expected.peak_minute)
+    assert t.mean_rpm == pytest.approx(expected.mean_rpm) and t.span_minutes == pytest.approx(expected.span_minutes)
+    for freq in ("1min", "15min", "1h"):
+        _same(agg.request_rate(h, f, freq), mon.request_rate(df, freq))
+    strict = mon.HealthThresholds(p95_latency_ms_degraded=1.0, p95_latency_ms_unhealthy=2.0,
+                                  error_rate_degraded=0.01, error_rate_unhealthy=0.5, min_requests=5)
+    for thresholds in (mon.HealthThresholds(), strict):
+        got = agg.assess_health(h, f, thresholds)
+        want = mon.assess_health(df.astype({"error_type": object}), thresholds)
+        assert (got.status, got.problems, got.notes, got.requests, got.errors) == \
+            (want.status, want.problems, want.notes, want.requests, want.errors)
+    assert agg.assess_health(h, f, strict).problems  # the strict thresholds are crossed: advice compared too
+    _same(agg.join_feedback(h, f, feedback), mon.join_feedback(df, feedback))
+    _same(agg.daily_trends(h, f, feedback), mon.daily_trends(df, mon.join_feedback(df, feedback)))

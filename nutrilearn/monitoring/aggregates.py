@@ -15,18 +15,20 @@ import numpy as np
 import pandas as pd
 
 from nutrilearn.monitoring.filters import Filters
-from nutrilearn.monitoring.health import QUANTILES, STAGES
+from nutrilearn.monitoring.health import QUANTILES, STAGES, HealthReport, HealthThresholds, Traffic, judge
 from nutrilearn.monitoring.stats import (
+    FEEDBACK_JOIN_COLUMNS,
     LOW_CONFIDENCE,
     NOT_FOOD,
     ConfidenceSummary,
     FeedbackSummary,
+    Overview,
     _version_key,
     food_names,
     prepare_feedback,
 )
 from nutrilearn.monitoring.versions import ACCURACY_COLUMNS, SERVED, SHADOW, wilson
-from nutrilearn.tracking.records import SHADOW_SUFFIX, STATUS_ERROR, STATUS_OK
+from nutrilearn.tracking.records import REPLAY_SOURCE, SHADOW_SUFFIX, STATUS_ERROR, STATUS_OK
 
 if TYPE_CHECKING:
     from nutrilearn.monitoring.history import History
@@ -34,6 +36,105 @@ if TYPE_CHECKING:
 _OK = f"status = '{STATUS_OK}' AND confidence IS NOT NULL"  # module constants, never user text
 # Values a figure needs in its SELECT list are bound in a one-row relation joined *after*
 # ``{src}``: History binds the source's parameters first, so every ``?`` must follow it.
+
+
+def _utc(value) -> pd.Timestamp | None:
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).tz_convert("UTC")
+
+
+def overview(history: History, filters: Filters | None) -> Overview:
+    """``stats.overview``: totals, errors, mean confidence, users, foods, not_food, replayed, first, last."""
+    r = history.query("predictions", filters, ("status", "confidence", "label", "user", "source", "timestamp"), f"""
+        SELECT count(*) AS total, count(*) FILTER (WHERE status = '{STATUS_OK}') AS ok,
+               count(*) FILTER (WHERE status = '{STATUS_ERROR}') AS errors,
+               avg(confidence) FILTER (WHERE status = '{STATUS_OK}') AS mean_confidence,
+               count(DISTINCT "user") AS users,
+               count(DISTINCT label) FILTER (WHERE status = '{STATUS_OK}' AND label <> k.nf) AS foods,
+               count(*) FILTER (WHERE status = '{STATUS_OK}' AND label = k.nf) AS not_food,
+               count(*) FILTER (WHERE source = k.rp) AS replayed, min(timestamp) AS first, max(timestamp) AS last
+        FROM {{src}}, (SELECT CAST(? AS VARCHAR) AS nf, CAST(? AS VARCHAR) AS rp) AS k""",
+                      [NOT_FOOD, REPLAY_SOURCE]).iloc[0]
+    total, errors = int(r["total"]), int(r["errors"])
+    return Overview(total=total, ok=int(r["ok"]), errors=errors, error_rate=errors / total if total else float("nan"),
+                    mean_confidence=float("nan") if pd.isna(r["mean_confidence"]) else float(r["mean_confidence"]),
+                    unique_users=int(r["users"]), unique_foods=int(r["foods"]), not_food=int(r["not_food"]),
+                    replayed=int(r["replayed"]), first=_utc(r["first"]) if total else None,
+                    last=_utc(r["last"]) if total else None)
+
+
+def filter_options(history: History, filters: Filters | None) -> dict[str, list]:
+    """``stats.filter_options`` of the rows ``filters`` select (the page: its time range,
+    replayed and shadow answers included): versions, users, replayed and shadow counts."""
+    r = history.query("predictions", filters, ("model_version", "user", "source", "request_id"), """
+        SELECT list(DISTINCT model_version) AS versions, list(DISTINCT "user") AS users,
+               count(*) FILTER (WHERE source = k.rp) AS replayed,
+               count(*) FILTER (WHERE ends_with(request_id, k.sh)) AS shadow
+        FROM {src}, (SELECT CAST(? AS VARCHAR) AS rp, CAST(? AS VARCHAR) AS sh) AS k""",
+                      [REPLAY_SOURCE, SHADOW_SUFFIX]).iloc[0]
+    versions = [v for v in (r["versions"] if r["versions"] is not None else []) if v is not None]
+    users = [str(u) for u in (r["users"] if r["users"] is not None else []) if u is not None]
+    return {"model_versions": sorted(versions, key=_version_key), "users": sorted(users),
+            "replayed": int(r["replayed"]), "shadow": int(r["shadow"])}
+
+
+_US_PER_MINUTE = 60_000_000
+
+
+def traffic(history: History, filters: Filters | None) -> Traffic:
+    """``health.traffic``: requests, span, mean and peak requests per minute (minutes as epoch
+    microseconds // 60e6: UTC calendar minutes without time zone arithmetic)."""
+    r = history.query("predictions", filters, ("timestamp",), """
+        SELECT count(*) AS n, epoch_us(min(timestamp)) AS t0, epoch_us(max(timestamp)) AS t1 FROM {src}""").iloc[0]
+    n = int(r["n"])
+    if n == 0:
+        return Traffic(0, 0.0, float("nan"), 0, None)
+    peak = history.query("predictions", filters, ("timestamp",), f"""
+        SELECT epoch_us(timestamp) // {_US_PER_MINUTE} AS minute, count(*) AS n FROM {{src}}
+        GROUP BY minute ORDER BY n DESC, minute LIMIT 1""").iloc[0]
+    span = max((int(r["t1"]) - int(r["t0"])) / _US_PER_MINUTE, 1.0)
+    return Traffic(requests=n, span_minutes=float(span), mean_rpm=n / span, peak_rpm=int(peak["n"]),
+                   peak_minute=pd.Timestamp(int(peak["minute"]) * _US_PER_MINUTE, unit="us", tz="UTC"))
+
+
+def request_rate(history: History, filters: Filters | None, freq: str = "1min") -> pd.DataFrame:
+    """``health.request_rate``: requests per ``freq`` bucket (a divisor of a day), gaps as zero."""
+    step = pd.Timedelta(pd.tseries.frequencies.to_offset(freq))
+    us = int(step / pd.Timedelta(microseconds=1))
+    g = history.query("predictions", filters, ("timestamp",), """
+        SELECT epoch_us(timestamp) // k.us AS bucket, count(*) AS requests
+        FROM {src}, (SELECT CAST(? AS BIGINT) AS us) AS k GROUP BY bucket ORDER BY bucket""", [us])
+    if g.empty:
+        return pd.DataFrame({"time": pd.Series(dtype="datetime64[us, UTC]"),
+                             "requests": pd.Series(dtype="int64"), "per_minute": pd.Series(dtype="float64")})
+    buckets = np.arange(int(g["bucket"].min()), int(g["bucket"].max()) + 1)
+    counts = g.set_index("bucket")["requests"].reindex(buckets, fill_value=0).to_numpy(dtype="int64")
+    times = pd.to_datetime(buckets * us, unit="us", utc=True)
+    return pd.DataFrame({"time": times, "requests": counts, "per_minute": counts / (step / pd.Timedelta(minutes=1))})
+
+
+def slow_stage(history: History, filters: Filters | None, p95: float) -> str:
+    """``health.slow_stage`` given the p95 of total latency: the stage holding most of the
+    time in the requests at or above it."""
+    r = history.query("predictions", filters, ("status", "decode_ms", "preprocess_ms", "inference_ms", "total_ms"), f"""
+        SELECT avg(coalesce(decode_ms, 0)) AS decode, avg(coalesce(preprocess_ms, 0)) AS preprocess,
+               avg(coalesce(inference_ms, 0)) AS inference, avg(total_ms) AS total, count(*) AS n
+        FROM {{src}} WHERE status = '{STATUS_OK}' AND total_ms >= ?""", [float(p95)]).iloc[0]
+    if int(r["n"]) == 0:
+        return "overhead"
+    shares = {"decode": r["decode"], "preprocess": r["preprocess"], "inference": r["inference"],
+              "overhead": float(r["total"] - r["decode"] - r["preprocess"] - r["inference"])}
+    return max(shares, key=shares.get)
+
+
+def assess_health(history: History, filters: Filters | None, thresholds: HealthThresholds | None = None
+                  ) -> HealthReport:
+    """``health.assess_health`` from engine aggregates (the same judgement, ``health.judge``)."""
+    latency = latency_summary(history, filters)
+    by_type = errors_by_type(history, filters)
+    flow = traffic(history, filters)
+    errors = int(by_type["errors"].sum())
+    p95 = float(latency.loc[latency["stage"] == "total", "p95"].iloc[0])
+    return judge(flow.requests, errors, latency, by_type, flow, lambda: slow_stage(history, filters, p95), thresholds)
 
 
 def top_foods(history: History, filters: Filters | None, n: int = 10) -> pd.DataFrame:
@@ -169,6 +270,42 @@ def _judged(history: History, filters: Filters | None, feedback: pd.DataFrame | 
         tables={"judged_feedback": fb})
 
 
+def join_feedback(history: History, filters: Filters | None, feedback: pd.DataFrame | None) -> pd.DataFrame:
+    """``stats.join_feedback``: one row per judged prediction in view (a small frame: only
+    predictions with feedback come back), oldest first."""
+    j = _judged(history, filters, feedback, "p.request_id, p.timestamp, p.model_version, p.label, fb.true_label, "
+                "coalesce(fb.true_label = p.label, false) AS correct", "ORDER BY p.timestamp, p.request_id")
+    return j[list(FEEDBACK_JOIN_COLUMNS)].reset_index(drop=True)
+
+
+def daily_trends(history: History, filters: Filters | None, feedback: pd.DataFrame | None) -> pd.DataFrame:
+    """``stats.daily_trends``: per UTC day predictions, mean confidence, error rate, feedback
+    and realized accuracy (feedback counted on its prediction's day)."""
+    cols = ["day", "predictions", "mean_confidence", "error_rate", "feedback", "realized_accuracy"]
+    g = history.query("predictions", filters, ("status", "confidence", "day"), f"""
+        SELECT day, count(*) AS predictions, avg(confidence) FILTER (WHERE status = '{STATUS_OK}') AS mean_confidence,
+               count(*) FILTER (WHERE status = '{STATUS_ERROR}') AS errors
+        FROM {{src}} GROUP BY day""")
+    if g.empty:
+        return pd.DataFrame({c: pd.Series(dtype="datetime64[us, UTC]" if c == "day" else "float64") for c in cols})
+    fb = _judged(history, filters, feedback, "CAST(p.timestamp AS DATE) AS day, count(*) AS n, "
+                 "count(*) FILTER (WHERE fb.true_label = p.label) AS k", "GROUP BY 1")
+    g["day"] = pd.to_datetime(g["day"]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    days = pd.date_range(g["day"].min(), g["day"].max(), freq="D", unit="us", name="day")
+    out = g.set_index("day").reindex(days)
+    out["predictions"] = out["predictions"].fillna(0).astype("int64")
+    out["errors"] = out["errors"].fillna(0)
+    out["error_rate"] = out["errors"] / out["predictions"].where(out["predictions"] > 0)
+    if len(fb):
+        fb["day"] = pd.to_datetime(fb["day"]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+        out = out.join(fb.set_index("day"), how="left")
+    else:
+        out["n"], out["k"] = 0, 0
+    out["feedback"] = out["n"].fillna(0).astype("int64")
+    out["realized_accuracy"] = out["k"] / out["n"].where(out["n"] > 0)
+    return out.rename_axis("day").reset_index()[cols]
+
+
 def feedback_summary(history: History, filters: Filters | None, feedback: pd.DataFrame | None) -> FeedbackSummary:
     """``stats.feedback_summary`` of ``stats.join_feedback``: judged predictions, correct, accuracy."""
     r = _judged(history, filters, feedback,
@@ -194,5 +331,7 @@ def accuracy_by_version(history: History, filters: Filters | None, feedback: pd.
     return g.sort_values("_key").drop(columns="_key").reset_index(drop=True)[ACCURACY_COLUMNS]
 
 
-__all__ = ["top_foods", "daily_volume", "by_user", "confidence_summary", "confidence_by_version",
-           "confidence_histogram", "latency_summary", "errors_by_type", "feedback_summary", "accuracy_by_version"]
+__all__ = ["overview", "filter_options", "traffic", "request_rate", "slow_stage", "assess_health", "top_foods",
+           "daily_volume", "by_user", "confidence_summary", "confidence_by_version", "confidence_histogram",
+           "latency_summary", "errors_by_type", "join_feedback", "daily_trends", "feedback_summary",
+           "accuracy_by_version"]

@@ -247,12 +247,17 @@ def _check(check: str, value: float, degraded: float, unhealthy: float, what: st
 
 def assess_health(df: pd.DataFrame, thresholds: HealthThresholds | None = None) -> HealthReport:
     """All health figures and the status they add up to."""
+    return judge(len(df), int((df["status"] == STATUS_ERROR).sum()), latency_summary(df), errors_by_type(df),
+                 traffic(df), lambda: slow_stage(df), thresholds)
+
+
+def judge(n: int, errors: int, latency: pd.DataFrame, by_type: pd.DataFrame, traffic_: Traffic,
+          slowest: Callable[[], str], thresholds: HealthThresholds | None = None) -> HealthReport:
+    """The status the figures add up to, from figures computed anywhere (pandas rows here,
+    DuckDB aggregates in ``aggregates.assess_health``); ``slowest()`` is asked only when
+    latency crosses a threshold."""
     t = thresholds or HealthThresholds()
-    n = len(df)
-    errors = int((df["status"] == STATUS_ERROR).sum())
     rate = errors / n if n else float("nan")
-    latency = latency_summary(df)
-    by_type = errors_by_type(df)
     found: list[Problem | None] = []
     notes: list[str] = []
 
@@ -268,13 +273,13 @@ def assess_health(df: pd.DataFrame, thresholds: HealthThresholds | None = None) 
         notes.append("No successful predictions in view: latency is not judged.")
     else:
         found.append(_check("latency", p95, t.p95_latency_ms_degraded, t.p95_latency_ms_unhealthy,
-                            f"p95 latency {p95:.0f} ms", lambda ms: f"{ms:.0f} ms", lambda: STAGE_ADVICE[slow_stage(df)]))
+                            f"p95 latency {p95:.0f} ms", lambda ms: f"{ms:.0f} ms", lambda: STAGE_ADVICE[slowest()]))
     problems = [p for p in found if p is not None]
 
     status = max((p.severity for p in problems), key=_RANK.get, default=HEALTHY)
     return HealthReport(status=status, problems=tuple(problems), notes=tuple(notes), requests=n,
                         errors=errors, error_rate=rate, latency=latency, errors_by_type=by_type,
-                        traffic=traffic(df), thresholds=t)
+                        traffic=traffic_, thresholds=t)
 
 
 def dead_letter_table(letters) -> pd.DataFrame:
