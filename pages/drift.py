@@ -292,7 +292,8 @@ with tabs[5]:
             **xy, color=alt.Color("cluster:N", title="cluster", scale=alt.Scale(scheme="category10")),
             shape=alt.Shape("window:N", title="window"),
             tooltip=["cluster", "window", "food", "request_id"]).add_params(hover, pick)
-        photo_layer = alt.Chart(dots).mark_image(width=96, height=96).encode(**xy, url="photo:N").transform_filter(hover)
+        photo_layer = alt.Chart(dots).mark_image(width=96, height=96).encode(**xy, url="photo:N").transform_filter(
+            hover)  # the hovered point's thumbnail, drawn at the point (tooltips cannot show images)
         map_col, record_col = st.columns([3, 1])
         event = map_col.altair_chart(dots_layer + photo_layer, width="stretch", on_select="rerun",
                                      selection_mode=["pick"], key="drift_cluster_map")
@@ -307,8 +308,9 @@ with tabs[5]:
             else:
                 if rec.thumbnail:
                     st.image(rec.thumbnail, width=180)
-                st.markdown(f"**{food_names(pd.Series([rec.fields.get('label')])).iloc[0]}** · "
-                            f"{percent(rec.fields.get('confidence'))} · cluster {clustered.cluster_of().get(picked, '–')}")
+                food = food_names(pd.Series([rec.fields.get("label")])).iloc[0]
+                st.markdown(f"**{food}** · {percent(rec.fields.get('confidence'))} · "
+                            f"cluster {clustered.cluster_of().get(picked, '–')}")
                 st.dataframe(photos.record_table(rec), hide_index=True, width="stretch", height=300)
         names = dict(zip(clustered.points["request_id"], food_names(clustered.points["label"])))
         for c in shown:

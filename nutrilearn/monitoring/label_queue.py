@@ -167,8 +167,8 @@ def _reasons(row: Any, window_mean: float | None) -> tuple[str, ...]:
         out.append(f"champion (v{row.model_version}) said {display_name(row.label)}, challenger "
                    f"(v{row.challenger_version}) said {display_name(row.challenger_label)}")
     if row.cluster is not None and not pd.isna(row.cluster):
-        out.append(f"new kind of photo: its cluster ({int(row.cluster)}) grew {percent(row.cluster_change, signed=True)} "
-                   "in share against the period before")
+        grew = percent(row.cluster_change, signed=True)
+        out.append(f"new kind of photo: its cluster ({int(row.cluster)}) grew {grew} in share against the period before")
     if not out:
         out.append(f"least confident left: {percent(row.confidence)}")
     return tuple(out)
