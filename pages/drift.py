@@ -62,6 +62,12 @@ def _later(key: tuple, _reference) -> pd.DataFrame:
     return drift_data.later(state.prediction_reader().history, _reference, live_only=key[-1])
 
 
+@st.cache_data(show_spinner=False, max_entries=8, ttl=900)
+def _thumbnails(request_ids: tuple[str, ...], since) -> dict[str, bytes]:
+    """The photos of the cluster map and examples (a thumbnail never changes: safe to keep)."""
+    return photos.thumbnails(state.prediction_reader(), request_ids, start=since)
+
+
 cfg = state.settings()
 st.title("🧭 Drift")
 st.caption("Each signal is a statistical test of the current window against the reference; the report "
@@ -273,8 +279,8 @@ with tabs[5]:
         shown = clustered.moved()[:6] or clustered.clusters[:1]
         dots = map_sample(clustered)
         try:
-            thumbs = photos.thumbnails(reader, [*dots["request_id"], *(r for c in shown for r in c.examples)],
-                                       start=since)
+            thumbs = _thumbnails(tuple(dict.fromkeys([*dots["request_id"], *(r for c in shown for r in c.examples)])),
+                                 since)
         except Exception:  # photos are a help here, never a reason to fail the page
             thumbs = {}
         st.caption(f"Both windows' embeddings in {clustered.k} clusters (k-means, seeded); a cluster moved when "
