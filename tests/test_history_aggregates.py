@@ -53,6 +53,10 @@ def store(tmp_path_factory, mlflow_db):
                 rec.request_id += SHADOW_SUFFIX
             records.append(rec)
             logger.submit(rec)
+            if i % 17 == 3 and rec.status == "ok":  # a challenger's answer to the same photo
+                twin = make_record(1000 + i, model_version="3", when=rec.timestamp, user=rec.user)
+                twin.request_id, twin.status = rec.request_id + SHADOW_SUFFIX, "ok"
+                logger.submit(twin)
             if i == 219:
                 assert logger.flush(timeout=120)
         for rec in records[::5]:
@@ -154,3 +158,27 @@ def test_engine_overview_health_and_trends_equal_the_pandas_ones(store, f):
     assert agg.assess_health(h, f, strict).problems  # the strict thresholds are crossed: advice compared too
     _same(agg.join_feedback(h, f, feedback), mon.join_feedback(df, feedback))
     _same(agg.daily_trends(h, f, feedback), mon.daily_trends(df, mon.join_feedback(df, feedback)))
+
+
+@pytest.mark.parametrize("search", ["", "u1", "UNREADABLE", "photo", "not", "nothing-like-this"])
+@pytest.mark.parametrize("sort_by,descending", [("time", True), ("confidence", False), ("food", True),
+                                                ("latency_ms", True), ("user", False)])
+def test_engine_recent_rows_equal_the_pandas_ones(store, search, sort_by, descending):
+    f = Filters(hide_replayed=False, include_shadow=True)
+    df, _ = _frames(store, f)
+    h = store.history
+    assert agg.recent_count(h, f, search) == int(mon.search_mask(df, search).sum())
+    rows = agg.recent_rows(h, f, 15, search, sort_by, descending)
+    got = mon.recent(mon.prepare(rows), 15, sort_by=sort_by, descending=descending) if len(rows) else rows
+    want = mon.recent(df, 15, search, sort_by, descending)
+    assert list(got["request_id"] if len(rows) else []) == list(want["request_id"])
+
+
+def test_engine_shadow_pairs_equal_the_pandas_ones(store):
+    f = Filters(hide_replayed=False)
+    df = mon.filter_predictions(mon.prepare(store.predictions(refresh=False)), Filters(hide_replayed=False,
+                                                                                         include_shadow=True))
+    want = mv.shadow_pairs(df)
+    got = agg.shadow_pairs(store.history, f)
+    assert len(want) >= 5
+    _same(got, want)

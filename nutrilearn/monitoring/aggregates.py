@@ -9,6 +9,7 @@ against each other on the same records.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -306,6 +307,83 @@ def daily_trends(history: History, filters: Filters | None, feedback: pd.DataFra
     return out.rename_axis("day").reset_index()[cols]
 
 
+_SEARCHED = ("user", "model_version", "status", "source", "error_type", "filename")
+_SORT_KEYS = {"time": "timestamp", "latency_ms": "total_ms", "band": "confidence"}
+RECENT_ROW_COLUMNS = ("request_id", "timestamp", "label", "confidence", "total_ms", "user", "model_version",
+                      "status", "source", "error_type", "filename")
+
+
+def _search(history: History, filters: Filters | None, search: str) -> tuple[str, list, dict]:
+    """``(condition, params, tables)`` for ``stats.search_mask``: a literal, case-insensitive
+    substring of food name, label, user, version, status, source, error type or file name.
+    Food names are matched here on the view's distinct labels; the needle is a bound value."""
+    needle = (search or "").strip().lower()
+    if not needle:
+        return "TRUE", [], {}
+    labels = history.query("predictions", filters, ("label",), "SELECT DISTINCT label FROM {src} WHERE label IS NOT NULL")
+    names = food_names(labels["label"].astype(object))
+    hit = [lab for lab, name in zip(labels["label"], names) if needle in str(lab).lower() or needle in str(name).lower()]
+    cond = " OR ".join([f'contains(lower(CAST("{c}" AS VARCHAR)), ?)' for c in _SEARCHED] + ["list_contains(?, label)"])
+    return f"({cond})", [needle] * len(_SEARCHED) + [hit], {}
+
+
+def recent_count(history: History, filters: Filters | None, search: str = "") -> int:
+    """How many predictions in view match ``search`` (``stats.search_mask(...).sum()``)."""
+    cond, params, _ = _search(history, filters, search)
+    return int(history.query("predictions", filters, ("label", *_SEARCHED),
+                             f"SELECT count(*) AS n FROM {{src}} WHERE {cond}", params).iloc[0, 0])
+
+
+def recent_rows(history: History, filters: Filters | None, limit: int = 200, search: str = "",
+                sort_by: str = "time", descending: bool = True) -> pd.DataFrame:
+    """The rows ``stats.recent`` would show: matching ``search``, sorted by ``sort_by`` (ties
+    oldest first, missing values last), the first ``limit``; only those rows come back.
+    Format them with ``stats.recent(rows, limit, sort_by=..., descending=...)``."""
+    from nutrilearn.monitoring.stats import RECENT_COLUMNS
+
+    if sort_by not in RECENT_COLUMNS:
+        raise ValueError(f"cannot sort by {sort_by!r}; choose one of {', '.join(RECENT_COLUMNS)}")
+    cond, params, _ = _search(history, filters, search)
+    tables = {}
+    if sort_by == "food":  # display names, as the table shows them
+        labels = history.query("predictions", filters, ("label",), "SELECT DISTINCT label FROM {src} WHERE label IS NOT NULL")
+        tables["food_names"] = pd.DataFrame({"label": labels["label"].astype(object),
+                                             "food": food_names(labels["label"].astype(object)).astype(object)})
+        key = "(SELECT n.food FROM food_names AS n WHERE n.label = p.label)"
+    else:
+        key = f'p."{_SORT_KEYS.get(sort_by, sort_by)}"'
+    order = "DESC" if descending else "ASC"
+    rows = history.query("predictions", filters, RECENT_ROW_COLUMNS, f"""
+        SELECT * FROM {{src}} AS p WHERE {cond}
+        ORDER BY {key} {order} NULLS LAST, p.timestamp, p.request_id LIMIT ?""", [*params, int(limit)], tables=tables)
+    return rows
+
+
+def shadow_pairs(history: History, filters: Filters | None) -> pd.DataFrame:
+    """``versions.shadow_pairs``: served answers beside the challenger's shadow answer to the
+    same photo; the shadow answers first, then only their served twins (by request id)."""
+    cols = ["request_id", "timestamp", "model_version", "label", "confidence",
+            "challenger_version", "challenger_label", "challenger_confidence"]
+    f = replace(filters or Filters(), include_shadow=True)
+    shadow = history.query("predictions", f, ("request_id", "model_version", "label", "confidence", "status"), f"""
+        SELECT left(request_id, length(request_id) - {len(SHADOW_SUFFIX)}) AS request_id,
+               CAST(model_version AS VARCHAR) AS challenger_version, label AS challenger_label,
+               confidence AS challenger_confidence
+        FROM {{src}} WHERE status = '{STATUS_OK}' AND ends_with(request_id, '{SHADOW_SUFFIX}')
+        ORDER BY timestamp, request_id""")
+    if shadow.empty:
+        return pd.DataFrame(columns=cols)
+    shadow = shadow.drop_duplicates("request_id", keep="last")
+    served = history.query("predictions", f, ("request_id", "timestamp", "model_version", "label", "confidence", "status"), f"""
+        SELECT request_id, timestamp, CAST(model_version AS VARCHAR) AS model_version, label, confidence
+        FROM {{src}} WHERE status = '{STATUS_OK}' AND NOT ends_with(request_id, '{SHADOW_SUFFIX}')
+          AND request_id IN (SELECT unnest(?))
+        ORDER BY timestamp, request_id""", [shadow["request_id"].tolist()])
+    if served.empty:
+        return pd.DataFrame(columns=cols)
+    return served.merge(shadow, on="request_id", how="inner")[cols]
+
+
 def feedback_summary(history: History, filters: Filters | None, feedback: pd.DataFrame | None) -> FeedbackSummary:
     """``stats.feedback_summary`` of ``stats.join_feedback``: judged predictions, correct, accuracy."""
     r = _judged(history, filters, feedback,
@@ -334,4 +412,4 @@ def accuracy_by_version(history: History, filters: Filters | None, feedback: pd.
 __all__ = ["overview", "filter_options", "traffic", "request_rate", "slow_stage", "assess_health", "top_foods",
            "daily_volume", "by_user", "confidence_summary", "confidence_by_version", "confidence_histogram",
            "latency_summary", "errors_by_type", "join_feedback", "daily_trends", "feedback_summary",
-           "accuracy_by_version"]
+           "accuracy_by_version", "recent_count", "recent_rows", "shadow_pairs"]
