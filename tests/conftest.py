@@ -78,3 +78,4 @@ def image_bytes(mode: str = "RGB", size=(320, 240), fmt: str = "PNG", color=(200
 
 from tests.e2e import browser, page  # noqa: E402,F401  (one Chromium per session; a page a test, for the browser tests)
 from tests.issue11_store import issue11_store  # noqa: E402,F401  (issue 11's store, built once a session)
+from tests.label_store import label_store  # noqa: E402,F401  (issue 14: ribs arrive in the last day; built once a session)

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tests.e2e import ARTIFACTS, StreamlitApp, metric_value, screenshot, wait_idle
-from tests.label_store import N_CURRENT, N_MIXED, N_REFERENCE, label_store  # noqa: F401
+from tests.label_store import N_CURRENT, N_MIXED, N_REFERENCE
 
 TIMEOUT_MS = 180_000
 pytestmark = [pytest.mark.food10, pytest.mark.slow]

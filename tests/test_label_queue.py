@@ -14,7 +14,6 @@ from nutrilearn.auth import AccessDenied, Identity
 from nutrilearn.monitoring import label_queue as lq
 from tests.conftest import ROOT
 from tests.issue11_store import TOKEN
-from tests.label_store import label_store  # noqa: F401  (the session's store)
 
 pytestmark = [pytest.mark.food10]
 
