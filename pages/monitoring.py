@@ -15,9 +15,9 @@ import streamlit as st
 
 from nutrilearn import monitoring as mon
 from nutrilearn.answers import VEGA_PERCENT, percent, percent_columns
+from nutrilearn.monitoring import aggregates as agg
 from nutrilearn.monitoring import photos
 from nutrilearn.monitoring import versions as mv
-from nutrilearn.monitoring.history import FIGURE_COLUMNS
 from nutrilearn_app import state
 from nutrilearn_app.charts import move_rules
 
@@ -114,11 +114,11 @@ try:
         if refresh_clicked or "mon_loaded" not in st.session_state:
             reader.refresh()
             st.session_state["mon_loaded"] = True
-        # Only the chosen time range's days and the columns figures use (no embeddings): memory
-        # follows what is shown, not the history (the sidebar's choice, read before it is drawn).
+        # Figures are DuckDB aggregates over the chosen time range (monitoring.aggregates): no
+        # rows are loaded but the ones a table shows, so memory follows what is shown, not the
+        # history (the sidebar's choice, read before it is drawn).
         window = mon.TIME_RANGES.get(st.session_state.get("mon_period", "Last 7 days"))
         since = None if window is None else pd.Timestamp.now(tz="UTC") - window
-        raw = reader.predictions(start=since, columns=FIGURE_COLUMNS, refresh=False)
         feedback = reader.feedback(start=since, refresh=False)
 except Exception as exc:  # an unreachable tracking server must not take the page down
     st.error(f"Cannot read predictions from `{cfg.tracking_uri}`: {type(exc).__name__}: {exc}")
@@ -140,8 +140,9 @@ if AUTO_REFRESH[auto]:
 
     _watch(_data_version())
 
-data = mon.prepare(raw)
-options = mon.filter_options(data)
+history = reader.history
+everything = mon.Filters(start=since, hide_replayed=False, include_shadow=True)  # all of the time range
+options = agg.filter_options(history, everything)
 
 # -------------------------------------------------------------------------------- filters
 with st.sidebar:
@@ -161,28 +162,27 @@ with st.sidebar:
 
 filters = mon.Filters.last(mon.TIME_RANGES[period], model_versions=tuple(versions), users=tuple(users),
                            hide_replayed=hide_replayed, include_shadow=include_shadow)
-df = mon.filter_predictions(data, filters)
+ov = agg.overview(history, filters)
 # Versions meet on purpose (accuracy by version, disagreement): shadow answers included there only.
-compare = mon.filter_predictions(data, replace(filters, include_shadow=True)) if options["shadow"] else df
-joined = mon.join_feedback(compare, feedback)
-pairs = mv.shadow_pairs(mon.filter_predictions(data, replace(filters, include_shadow=True, model_versions=())))
+compare = replace(filters, include_shadow=True) if options["shadow"] else filters
+joined = agg.join_feedback(history, compare, feedback)
+pairs = agg.shadow_pairs(history, replace(filters, model_versions=())) if options["shadow"] else pd.DataFrame()
 
-if df.empty:
-    if len(data) == 0 and _data_version() == (0, 0):
+if ov.total == 0:
+    if agg.overview(history, everything).total == 0 and _data_version() == (0, 0):
         st.info("No predictions logged yet. Analyze some photos, or replay labelled ones: "
                 "`nutrilearn replay --photos DIR --n 500 --days 7 --users 5`.")
     elif hide_replayed and options["replayed"]:
         st.info(f"No live predictions match these filters; {options['replayed']:,} replayed predictions "
                 "are hidden. Turn off **Hide replayed traffic** in the sidebar to include them.")
-    elif not include_shadow and len(compare):
-        st.info(f"No served predictions match these filters; {len(compare):,} challenger (shadow) answers do. "
+    elif not include_shadow and (n_compare := agg.overview(history, compare).total):
+        st.info(f"No served predictions match these filters; {n_compare:,} challenger (shadow) answers do. "
                 "Turn on **Include challenger (shadow) answers** in the sidebar to see them.")
     else:
         st.info("No predictions match these filters.")
     st.stop()
 
 # ------------------------------------------------------------------------------- overview
-ov = mon.overview(df)
 cols = st.columns(6)
 cols[0].metric("Predictions", f"{ov.total:,}")
 cols[1].metric("Mean confidence", percent(ov.mean_confidence) if ov.ok else "–")
@@ -190,7 +190,7 @@ cols[2].metric("Unique users", ov.unique_users)
 cols[3].metric("Unique foods", ov.unique_foods)
 cols[4].metric("Errors", f"{ov.errors:,}")
 cols[5].metric("Error rate", percent(ov.error_rate))
-n_shadow = int(mon.stats.is_shadow(df).sum())
+n_shadow = agg.filter_options(history, filters)["shadow"] if include_shadow else 0
 st.caption(f"{ov.first:%Y-%m-%d %H:%M} to {ov.last:%Y-%m-%d %H:%M} UTC · {ov.not_food:,} answered "
            "\"not a recognised food\"" + (f" · {ov.replayed:,} replayed" if ov.replayed else "")
            + (f" · {n_shadow:,} challenger (shadow) answers included" if n_shadow else
@@ -205,7 +205,7 @@ volumes, recent_tab, confidence, health, trends = st.tabs(
 with volumes:
     n_foods = st.slider("Foods shown", 5, 30, 10, key="mon_top_n")
     left, right = st.columns(2)
-    foods = mon.top_foods(df, n=n_foods)
+    foods = agg.top_foods(history, filters, n=n_foods)
     left.altair_chart(
         alt.Chart(foods, title="Top foods").mark_bar().encode(
             x=alt.X("predictions:Q", title="Predictions", axis=COUNT_AXIS),
@@ -215,7 +215,7 @@ with volumes:
         ),
         width="stretch",
     )
-    daily = mon.daily_volume(df).melt("day", ["predictions", "errors"], var_name="series", value_name="count")
+    daily = agg.daily_volume(history, filters).melt("day", ["predictions", "errors"], var_name="series", value_name="count")
     right.altair_chart(
         alt.Chart(daily, title="Predictions by day (UTC)").mark_line(point=True).encode(
             x=alt.X("day:T", title=None), y=alt.Y("count:Q", title="Requests", axis=COUNT_AXIS),
@@ -225,7 +225,7 @@ with volumes:
     )
     st.markdown("**By user**")
     st.dataframe(
-        percent_columns(mon.by_user(df), ("mean_confidence", "min_confidence", "max_confidence")), hide_index=True,
+        percent_columns(agg.by_user(history, filters), ("mean_confidence", "min_confidence", "max_confidence")), hide_index=True,
         column_config={
             "mean_confidence": st.column_config.NumberColumn("mean confidence"),
             "min_confidence": st.column_config.NumberColumn("min"),
@@ -242,13 +242,14 @@ with recent_tab:
     sort_by = c2.selectbox("Sort by", mon.stats.RECENT_COLUMNS[:8], key="mon_sort")
     descending = c3.toggle("Descending", value=True, key="mon_desc")
     limit = c4.number_input("Rows", 10, 1000, 200, 50, key="mon_limit")
-    rows = mon.recent(df, limit=int(limit), search=search, sort_by=sort_by, descending=descending, low=low)
+    shown = agg.recent_rows(history, filters, int(limit), search, sort_by, descending)  # these rows only
+    rows = mon.recent(mon.prepare(shown), limit=int(limit), sort_by=sort_by, descending=descending, low=low)
     show_both = bool(len(pairs)) and st.toggle("Show the challenger's answer beside", value=False,
                                                key="mon_show_challenger")
     if show_both:
         rows = mv.with_challenger(rows, pairs)
     rows = photos.with_thumbnails(rows, reader, time_column="time")  # the shown rows' photos only, by request id
-    st.caption(f"{len(rows):,} shown of {int(mon.search_mask(df, search).sum()):,} matching")
+    st.caption(f"{len(rows):,} shown of {agg.recent_count(history, filters, search):,} matching")
     band_css = [f"background-color: {BAND_COLOURS[b]}" if b in BAND_COLOURS else "" for b in rows["band"]]
     styled = percent_columns(rows.style.apply(lambda _: band_css, subset=["confidence"])
                              .apply(lambda _: band_css, subset=["band"]), ("confidence", "challenger_confidence"))
@@ -272,14 +273,14 @@ with recent_tab:
 
 # ----------------------------------------------------------------------------- confidence
 with confidence:
-    summary = mon.confidence_summary(df, low)
+    summary = agg.confidence_summary(history, filters, low)
     c = st.columns(4)
     c[0].metric("Mean", percent(summary.mean) if summary.count else "–")
     c[1].metric("Median", percent(summary.median) if summary.count else "–")
     c[2].metric("Std deviation", f"{summary.std:.3f}" if summary.count > 1 else "–")
     c[3].metric(f"Below {percent(low)}", percent(summary.low_share) if summary.count else "–")
     bins = st.slider("Bins", 5, 50, 20, key="mon_bins")
-    hist = mon.confidence_histogram(df, bins=bins)
+    hist = agg.confidence_histogram(history, filters, bins=bins)
     several = hist["model_version"].nunique() > 1
     bars = alt.Chart(hist).mark_bar(
         opacity=0.55 if several else 0.9, binSpacing=0).encode(
@@ -298,14 +299,14 @@ with confidence:
     st.caption("Served answers only." if not n_shadow else
                "Served and challenger (shadow) answers, as chosen in the sidebar.")
     if several:
-        st.dataframe(percent_columns(mon.confidence_by_version(df, low), ("mean", "median", "low_share")),
+        st.dataframe(percent_columns(agg.confidence_by_version(history, filters, low), ("mean", "median", "low_share")),
                      hide_index=True,
                      column_config={"std": st.column_config.NumberColumn(format="%.3f"),
                                     "low_share": st.column_config.NumberColumn(f"below {percent(low)}")})
 
 # ---------------------------------------------------------------------------- health
 with health:
-    report = mon.assess_health(df, mon.HealthThresholds.from_env())
+    report = agg.assess_health(history, filters, mon.HealthThresholds.from_env())
     STATUS_BOX[report.status](f"Status: **{report.status}**"
                               + ("" if report.problems else " — no threshold crossed"))
     for problem in report.problems:
@@ -356,9 +357,9 @@ with health:
         b.metric("Peak requests / min", t.peak_rpm)
         if t.peak_minute is not None:
             b.caption(f"at {t.peak_minute:%Y-%m-%d %H:%M} UTC")
-        freq = mon.rate_frequency(df["timestamp"].max() - df["timestamp"].min())
+        freq = mon.rate_frequency(ov.last - ov.first)
         st.altair_chart(
-            alt.Chart(mon.request_rate(df, freq), title=f"Requests per minute ({freq} buckets)").mark_area(
+            alt.Chart(agg.request_rate(history, filters, freq), title=f"Requests per minute ({freq} buckets)").mark_area(
                 line=True, opacity=0.4).encode(
                 x=alt.X("time:T", title=None), y=alt.Y("per_minute:Q", title="Requests / min"),
                 tooltip=["time:T", "requests", alt.Tooltip("per_minute:Q", format=".2f")],
@@ -401,7 +402,7 @@ with trends:
     # The answers in view that feedback judged, like every other figure here: served ones by
     # default, and shadow answers too when the sidebar includes them (feedback on a photo
     # judges the challenger's answer to it as well).
-    judged = mon.join_feedback(df, feedback)
+    judged = agg.join_feedback(history, filters, feedback)
     fb = mon.feedback_summary(judged)
     c = st.columns(3)
     c[0].metric("Predictions with feedback", f"{fb.feedback:,}",
@@ -410,7 +411,7 @@ with trends:
     c[1].metric("Realized accuracy", percent(fb.accuracy) if fb.feedback else "–",
                 help="Share of feedback whose true label equals the model's label")
     c[2].metric("Corrected", f"{fb.feedback - fb.correct:,}")
-    daily = mon.daily_trends(df, judged)
+    daily = agg.daily_trends(history, filters, feedback)
     by_day = mv.daily_accuracy(judged)  # served answers only, a line per version
     measures = {"mean_confidence": "Mean confidence", "error_rate": "Error rate"}
     long = daily.rename(columns=measures).melt("day", list(measures.values()), var_name="measure",
@@ -435,7 +436,7 @@ with trends:
                "the number of judged answers and the 95% Wilson interval."
                + (" Dashed lines: champion moves (promotions, rollbacks)." if len(moves) else ""))
     if len(pairs):
-        dis = mv.disagreement_daily(pairs[pairs["timestamp"] >= df["timestamp"].min()] if len(df) else pairs)
+        dis = mv.disagreement_daily(pairs[pairs["timestamp"] >= ov.first])
         st.markdown("**Champion and challenger disagreement** (same photos, no labels needed)")
         chart = alt.Chart(dis).mark_line(point=True).encode(
             x=alt.X("day:T", title=None), y=alt.Y("rate:Q", title="Share of photos answered differently",
