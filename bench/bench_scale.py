@@ -249,6 +249,24 @@ for name, f in (("week", Filters(start=datetime.now(timezone.utc) - timedelta(da
                   ("drift_sample_1000", lambda: h.sample(f, 1000, ("label", "confidence", "brightness")))):
         t = time.perf_counter(); fn(); times[q] = round(time.perf_counter() - t, 3)
     out[name] = times
+    # One rerun of the Monitoring page: every figure it draws, as the page asks them.
+    from dataclasses import replace
+    from nutrilearn.monitoring import aggregates as agg, drift_data
+    fb = h.feedback(Filters(start=f.start))
+    def page():
+        every = Filters(start=f.start, hide_replayed=False, include_shadow=True)
+        opts = agg.filter_options(h, every); ov = agg.overview(h, f)
+        agg.join_feedback(h, f, fb); agg.top_foods(h, f, 10); agg.daily_volume(h, f); agg.by_user(h, f)
+        agg.recent_rows(h, f, 200); agg.recent_count(h, f); agg.confidence_summary(h, f)
+        agg.confidence_histogram(h, f, 20); agg.confidence_by_version(h, f); agg.assess_health(h, f)
+        agg.request_rate(h, f, "1h"); agg.daily_trends(h, f, fb)
+    t = time.perf_counter(); page(); out[name]["monitoring_page_rerun"] = round(time.perf_counter() - t, 3)
+# The Drift page's data path: reference first 500, current last 500, the over-time sample.
+t = time.perf_counter()
+ref = drift_data.select(h, "first:500", "reference"); cur = drift_data.select(h, "last:500", "current")
+out["drift_windows_s"] = round(time.perf_counter() - t, 3)
+t = time.perf_counter(); drift_data.later(h, ref); out["drift_later_sample_s"] = round(time.perf_counter() - t, 3)
+t = time.perf_counter(); drift_data.select(h, "days:7", "current"); out["drift_days7_s"] = round(time.perf_counter() - t, 3)
 print(json.dumps(out))
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
