@@ -12,27 +12,15 @@ import argparse
 import json
 import sys
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
+from nutrilearn.cli.arguments import non_negative, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("label-queue", help="the predictions most worth labelling, with the reason for each",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=_positive_int, default=20, metavar="N", help="items in the queue (20)")
+    p.add_argument("--n", type=positive_int, default=20, metavar="N", help="items in the queue (20)")
     p.add_argument("--days", type=float, default=7.0, metavar="D", help="window: the last D days (7)")
-    p.add_argument("--reference-days", type=_non_negative, default=28.0, metavar="R",
+    p.add_argument("--reference-days", type=non_negative, default=28.0, metavar="R",
                    help="compare photo clusters with the R days before the window (28; 0: no cluster reasons)")
     p.add_argument("--json", action="store_true", help='print {"items": [...], ...} as one JSON object')
     p.set_defaults(handler=run)

@@ -7,26 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must be between 0 and 1")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
+from nutrilearn.cli.arguments import positive_float, positive_int, share
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,13 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "source=replay; the monitoring page hides them unless asked.",
     )
     p.add_argument("--photos", required=True, type=Path, metavar="DIR", help="folder of class folders")
-    p.add_argument("--n", required=True, type=_positive_int, metavar="N", help="predictions to log")
-    p.add_argument("--days", type=_positive_float, default=7.0, metavar="D", help="simulated span ending now (7)")
-    p.add_argument("--users", type=_positive_int, default=5, metavar="U", help="simulated users (5)")
-    p.add_argument("--feedback-share", type=_share, default=0.2, metavar="F",
+    p.add_argument("--n", required=True, type=positive_int, metavar="N", help="predictions to log")
+    p.add_argument("--days", type=positive_float, default=7.0, metavar="D", help="simulated span ending now (7)")
+    p.add_argument("--users", type=positive_int, default=5, metavar="U", help="simulated users (5)")
+    p.add_argument("--feedback-share", type=share, default=0.2, metavar="F",
                    help="share of successful predictions given feedback (0.2)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0): same seed, same traffic")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--no-reuse", action="store_true", help="predict every sampled photo, repeats included")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--flush-timeout", type=float, default=60.0, metavar="S",
