@@ -129,17 +129,18 @@ class Analyzer:
         """Predict every photo; one record each, in order, errors included.
 
         Decoding the next chunk overlaps the model's work on the current one (PIL and
-        TensorFlow both release the GIL): 1.14x on 256-photo batches (bench/bench_predict.py).
+        LiteRT both release the GIL): 1.14x on 256-photo batches (bench/bench_predict.py).
+        The first chunk, which nothing overlaps, is decoded in two halves at once.
         """
         starts = range(0, len(photos), batch_size)
         jobs = [(photos[i : i + batch_size],
                  timestamps[i : i + batch_size] if timestamps is not None else [None] * len(photos[i : i + batch_size]))
                 for i in starts]
         records: list[PredictionRecord] = []
-        # A one-chunk request (the app's usual case) needs no decode thread.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") if len(jobs) > 1 else None
+        # A one-photo request (the app's usual case) needs no decode thread.
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") if len(photos) > 1 else None
         try:
-            prepared = self._prepare(*jobs[0], user, source) if jobs else None
+            prepared = self._prepare_halves(*jobs[0], user, source, pool) if jobs else None
             for k in range(len(jobs)):
                 upcoming = pool.submit(self._prepare, *jobs[k + 1], user, source) if k + 1 < len(jobs) else None
                 records.extend(self._predict(prepared))
@@ -153,6 +154,18 @@ class Analyzer:
             for record in records:
                 self.sink.submit(record)
         return records
+
+    def _prepare_halves(self, chunk: Sequence[Photo], whens, user: str, source: str,
+                        pool: ThreadPoolExecutor | None) -> Prepared:
+        """``_prepare`` with the second half of the chunk in ``pool`` meanwhile (both cores busy)."""
+        half = len(chunk) // 2
+        if pool is None or half == 0:
+            return self._prepare(chunk, whens, user, source)
+        later = pool.submit(self._prepare, chunk[half:], whens[half:], user, source)
+        first = self._prepare(chunk[:half], whens[:half], user, source)
+        second = later.result()
+        return Prepared(first.records + second.records, first.crops + second.crops,
+                        first.ok_index + [len(first.records) + i for i in second.ok_index])
 
     def _prepare(self, chunk: Sequence[Photo], whens, user: str, source: str) -> Prepared:
         """Decode, check and preprocess a chunk; failures become error records here."""
