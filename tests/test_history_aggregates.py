@@ -163,8 +163,9 @@ def test_engine_overview_health_and_trends_equal_the_pandas_ones(store, f):
 @pytest.mark.parametrize("search", ["", "u1", "UNREADABLE", "photo", "not", "nothing-like-this"])
 @pytest.mark.parametrize("sort_by,descending", [("time", True), ("confidence", False), ("food", True),
                                                 ("latency_ms", True), ("user", False)])
-def test_engine_recent_rows_equal_the_pandas_ones(store, search, sort_by, descending):
-    f = Filters(hide_replayed=False, include_shadow=True)
+@pytest.mark.parametrize("f", [Filters(hide_replayed=False, include_shadow=True),
+                               Filters(start=T0 + timedelta(days=1, hours=5), model_versions=("2",))])
+def test_engine_recent_rows_equal_the_pandas_ones(store, search, sort_by, descending, f):
     df, _ = _frames(store, f)
     h = store.history
     assert agg.recent_count(h, f, search) == int(mon.search_mask(df, search).sum())
