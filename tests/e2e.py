@@ -7,11 +7,13 @@ playwright package; nothing is downloaded. Where Chromium is absent, tests skip 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -85,6 +87,18 @@ class StreamlitApp:
         self.proc = None
 
 
+def app_fixture(store: str, name: str, env: dict[str, str] | None = None):
+    """A module-scoped ``app`` fixture: the app served over the home of the session store
+    fixture named ``store`` (one server a test module; the store is built once a session)."""
+    @pytest.fixture(scope="module")
+    def app(request) -> Iterator[StreamlitApp]:
+        server = StreamlitApp(request.getfixturevalue(store)["home"], env=env, name=name).start()
+        yield server
+        server.stop()
+
+    return app
+
+
 @pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.exists():
@@ -115,6 +129,14 @@ def wait_idle(page, timeout_ms: int = 120_000) -> None:
     """Wait until Streamlit has finished running the script (its status widget is gone)."""
     page.wait_for_timeout(300)
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout_ms)
+
+
+def open_page(page, app: StreamlitApp, title: str) -> None:
+    """Open a page the way people do: the app, then its entry in the sidebar's navigation."""
+    page.goto(app.url)
+    page.get_by_text("No photos yet").wait_for()
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    page.get_by_role("heading", name=re.compile(title)).first.wait_for()
 
 
 def upload_and_wait(page, app_url: str, photo: Path) -> str:

@@ -8,18 +8,14 @@ import re
 
 import pytest
 
-from tests.e2e import ARTIFACTS, StreamlitApp, metric_value, screenshot, wait_idle
+from tests.e2e import ARTIFACTS, app_fixture, metric_value, open_page, screenshot, wait_idle
 from tests.label_store import N_CURRENT, N_MIXED, N_REFERENCE
 
 TIMEOUT_MS = 180_000
 pytestmark = [pytest.mark.food10, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def app(label_store):
-    server = StreamlitApp(label_store["home"], name="label-app").start()
-    yield server
-    server.stop()
+app = app_fixture("label_store", "label-app")
 
 
 @pytest.fixture
@@ -29,13 +25,6 @@ def page(browser, app):
     page.set_default_timeout(TIMEOUT_MS)
     yield page
     context.close()
-
-
-def _open(page, app, title: str) -> None:
-    page.goto(app.url)
-    page.get_by_text("No photos yet").wait_for()
-    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
-    page.get_by_role("heading", name=re.compile(title)).first.wait_for()
 
 
 def _no_exception(page) -> str:
@@ -54,7 +43,7 @@ def _set_number(page, label: str, value: int) -> None:
 def test_drift_page_shows_the_cluster_that_came_in_with_its_photos(page, app, label_store):
     from nutrilearn.vision.vocabulary import display_name
 
-    _open(page, app, "Drift")
+    open_page(page, app, "Drift")
     _set_number(page, "N (reference)", N_REFERENCE)
     _set_number(page, "N (current)", N_CURRENT + N_MIXED)
     page.get_by_text(re.compile(fr"first {N_REFERENCE}: {N_REFERENCE} found")).first.wait_for()
@@ -115,7 +104,7 @@ def _label_first(page, items, button) -> None:
 
 
 def test_label_queue_labelled_through_to_realized_accuracy(page, app):
-    _open(page, app, "Label")
+    open_page(page, app, "Label")
     _set_number(page, "Window: the last D days", 2)
     page.get_by_text("Why: ").first.wait_for()
     before, _ = _label_page_numbers(page)
@@ -136,7 +125,7 @@ def test_label_queue_labelled_through_to_realized_accuracy(page, app):
         assert accuracy == "66.7%"
     screenshot(page, "issue14-label-after")
     # Monitoring's realized accuracy counts them too (the store's traffic is replayed: show it)
-    _open(page, app, "Monitoring")
+    open_page(page, app, "Monitoring")
     page.locator('[data-testid="stSidebar"]').get_by_text("Hide replayed traffic").click()
     wait_idle(page, TIMEOUT_MS)
     page.get_by_role("tab", name="Trends").click()

@@ -7,25 +7,13 @@ import re
 
 import pytest
 
-from tests.e2e import StreamlitApp, metric_value, screenshot, wait_idle
+from tests.e2e import app_fixture, metric_value, open_page, screenshot, wait_idle
 from tests.issue11_store import TOKEN
 
 TIMEOUT_MS = 180_000
 
 
-@pytest.fixture(scope="module")
-def app(issue11_store):
-    server = StreamlitApp(issue11_store["home"], env={"NUTRILEARN_ADMIN_TOKEN": TOKEN}, name="issue11-app").start()
-    yield server
-    server.stop()
-
-
-def _open(page, app, title: str) -> None:
-    """Open a page the way people do: the app, then its entry in the sidebar's navigation."""
-    page.goto(app.url)
-    page.get_by_text("No photos yet").wait_for()
-    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
-    page.get_by_role("heading", name=re.compile(title)).first.wait_for()
+app = app_fixture("issue11_store", "issue11-app", env={"NUTRILEARN_ADMIN_TOKEN": TOKEN})
 
 
 def _finished(page, name: str) -> str:
@@ -51,7 +39,7 @@ def test_analyze_names_the_version_and_shows_the_challenger(page, app, issue11_s
 
 @pytest.mark.food10
 def test_models_page_shows_the_vocabulary_difference(page, app, issue11_store):
-    _open(page, app, "Models")
+    open_page(page, app, "Models")
     page.get_by_text(re.compile(r"The label sets differ")).wait_for()
     body = _finished(page, "issue11-models")
     assert f"version {issue11_store['v2']} knows 10 foods, version 1 knows 46" in body
@@ -60,7 +48,7 @@ def test_models_page_shows_the_vocabulary_difference(page, app, issue11_store):
 
 @pytest.mark.food10
 def test_monitoring_counts_served_answers_and_marks_the_disagreement(page, app, issue11_store):
-    _open(page, app, "Monitoring")
+    open_page(page, app, "Monitoring")
     page.locator('[data-testid="stSidebar"]').get_by_text("Hide replayed traffic").click()  # the scenario's traffic is replayed
     # Wait for the rerun that shows replayed traffic: "challenger answers not counted" is
     # there before it too (the Analyze test's upload has a shadow answer), and a screenshot
@@ -76,7 +64,7 @@ def test_monitoring_counts_served_answers_and_marks_the_disagreement(page, app, 
 
 @pytest.mark.food10
 def test_drift_page_leads_with_the_model_change(page, app, issue11_store):
-    _open(page, app, "Drift")
+    open_page(page, app, "Drift")
     # the defaults ask for more than the log holds, and say so
     page.get_by_text(re.compile(r"first 500: \d+ found")).first.wait_for()
     screenshot(page, "issue11-drift-asked-vs-found")
@@ -117,7 +105,7 @@ def test_photos_page_shows_real_thumbnails_and_opens_a_disagreement(page, app, i
     """Issue 14: the Photos page over the scenario's replayed food10 traffic (version 1 in
     shadow): real thumbnails decoded by the browser, and a disagreement's record."""
     page.set_viewport_size({"width": 1400, "height": 2200})  # the grid in one screenshot (the app scrolls inside)
-    _open(page, app, "Photos")
+    open_page(page, app, "Photos")
     page.locator('[data-testid="stSidebar"]').get_by_text("Hide replayed traffic").click()
     wait_idle(page)
     page.get_by_role("tab", name="Least confident").wait_for()
