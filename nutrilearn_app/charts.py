@@ -1,5 +1,5 @@
-"""Altair layers that more than one page draws (drawing only: the figures come from
-``nutrilearn``)."""
+"""Altair layers that more than one page or tab draws (drawing only: the figures come from
+``nutrilearn``): champion-move rules, and photo maps whose points show their thumbnail."""
 
 from __future__ import annotations
 
@@ -21,3 +21,27 @@ def move_rules(moves: pd.DataFrame | None = None) -> alt.LayerChart:
     labels = base.transform_filter("datum.label != ''").mark_text(
         align="right", dx=-3, dy=-4, fontSize=10, color=MOVE_COLOUR).encode(x="when:T", y=alt.value(8), text="label:N")
     return rules + labels
+
+
+PICK = "pick"  # the name of a photo map's click selection (``st.altair_chart(selection_mode=[PICK])``)
+
+
+def photo_map(dots: pd.DataFrame, x: alt.X, y: alt.Y, color: alt.Color, tooltip: list,
+              shape: alt.Shape | None = None) -> alt.LayerChart:
+    """A scatter of photos (``dots``: the x and y fields, ``request_id``, ``photo`` as a data
+    URL or None) whose hovered point shows its thumbnail, and whose clicked point is the
+    ``PICK`` selection (see ``picked``). Tooltips cannot show images, so the thumbnail is an
+    image layer filtered to the nearest hovered point and drawn at it."""
+    hover = alt.selection_point(on="pointerover", nearest=True, fields=["request_id"], empty=False,
+                                clear="pointerout")
+    pick = alt.selection_point(name=PICK, on="click", nearest=True, fields=["request_id"], empty=False)
+    encoding = {"x": x, "y": y, "color": color, "tooltip": tooltip} | ({"shape": shape} if shape else {})
+    points = alt.Chart(dots).mark_point(size=40, filled=True, opacity=0.7).encode(**encoding).add_params(hover, pick)
+    photo = alt.Chart(dots).mark_image(width=96, height=96).encode(x=x, y=y, url="photo:N").transform_filter(hover)
+    return points + photo
+
+
+def picked(event) -> str | None:
+    """The request id a click picked in a ``photo_map`` drawn with ``on_select="rerun"``, or None."""
+    chosen = (event.selection.get(PICK) or []) if event else []
+    return next((p.get("request_id") for p in chosen if isinstance(p, dict)), None)

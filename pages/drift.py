@@ -20,7 +20,7 @@ from nutrilearn.monitoring.clusters import ClusterDrift, map_sample
 from nutrilearn.monitoring.stats import food_names
 from nutrilearn.monitoring.drift import IMAGE_PROPERTIES, DriftMonitor
 from nutrilearn_app import state
-from nutrilearn_app.charts import move_rules
+from nutrilearn_app.charts import PICK, move_rules, photo_map, picked
 
 state.require("view_monitoring")  # first: also when the page is opened without app.py (see state.require)
 
@@ -64,8 +64,36 @@ def _later(key: tuple, _reference) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=900)
 def _thumbnails(request_ids: tuple[str, ...], since) -> dict[str, bytes]:
-    """The photos of the cluster map and examples (a thumbnail never changes: safe to keep)."""
+    """The photos of the maps and cluster examples (a thumbnail never changes: safe to keep)."""
     return photos.thumbnails(state.prediction_reader(), request_ids, start=since)
+
+
+def _photos_of(request_ids, since) -> dict[str, bytes]:
+    """Thumbnails by request id; none when they cannot be read (photos are a help here,
+    never a reason to fail the page; a failure is not cached, so the next run tries again)."""
+    try:
+        return _thumbnails(tuple(dict.fromkeys(request_ids)), since)
+    except Exception:
+        return {}
+
+
+def _with_photos(points: pd.DataFrame, thumbs: dict[str, bytes]) -> pd.DataFrame:
+    """A map's points (``request_id``, ``label``) with the ``photo`` (data URL) and ``food`` it shows."""
+    return points.assign(photo=[photos.data_url(thumbs.get(r)) for r in points["request_id"]],
+                         food=food_names(points["label"]))
+
+
+def _record_beside(source, request_id: str | None, since, detail: str) -> None:
+    """The record of the point clicked in a map (its photo, food, confidence, ``detail``)."""
+    rec = photos.record(source, request_id, start=since) if request_id else None
+    if rec is None:
+        st.caption("Click a point in the map to open its record here.")
+        return
+    if rec.thumbnail:
+        st.image(rec.thumbnail, width=180)
+    food = food_names(pd.Series([rec.fields.get("label")])).iloc[0]
+    st.markdown(f"**{food}** · {percent(rec.fields.get('confidence'))} · {detail}")
+    st.dataframe(photos.record_table(rec), hide_index=True, width="stretch", height=300)
 
 
 cfg = state.settings()
@@ -144,9 +172,11 @@ later = _later((tuple(sorted(reference.describe().items())), reader.mirror.stats
 key = (reference.describe(), current.describe())
 # The windows themselves (spec, size, time span) and the over-time sample: never the size of
 # the whole history, so a new prediction recomputes only what it changes.
-key_hash = (ref_spec, cur_spec, live_only, len(feedback), len(later), str(later["timestamp"].max()) if len(later) else "")
+latest = str(later["timestamp"].max()) if len(later) else ""
+key_hash = (ref_spec, cur_spec, live_only, len(feedback), len(later), latest)
 result = _analysis((key[0], key[1], key_hash), reference.frame, current.frame, later, feedback, alpha, every)
 report = result["report"]
+since = reference.frame["timestamp"].min() if len(reference.frame) else None  # the maps' photos are no older
 
 # ------------------------------------------------------------------------- verdict
 def _window_text(w, info: dict) -> str:
@@ -257,14 +287,24 @@ with tabs[3]:
                       if len(moves) else ""))
 
 with tabs[4]:
-    projection = views.embedding_projection(reference.frame, current.frame)
+    # 150 a window: each point's thumbnail goes with the chart, about as many as the cluster map's
+    projection = views.embedding_projection(reference.frame, current.frame, cap=150)
     if projection.empty:
         st.info("No embeddings in these windows.")
     else:
         ratio = projection.attrs.get("explained", [0, 0])
-        st.altair_chart(alt.Chart(projection).mark_circle(size=18, opacity=0.6).encode(
-            x=alt.X("pc1:Q", title=f"PC1 ({percent(ratio[0])})"), y=alt.Y("pc2:Q", title=f"PC2 ({percent(ratio[1])})"),
-            color=alt.Color("window:N", scale=WINDOW_COLOURS)), width="stretch")
+        points = _with_photos(projection, _photos_of(projection["request_id"], since))
+        map_col, record_col = st.columns([3, 1])
+        event = map_col.altair_chart(photo_map(
+            points, alt.X("pc1:Q", title=f"PC1 ({percent(ratio[0])})"),
+            alt.Y("pc2:Q", title=f"PC2 ({percent(ratio[1])})"), alt.Color("window:N", scale=WINDOW_COLOURS),
+            ["window", "food", "request_id"]),
+            width="stretch", on_select="rerun", selection_mode=[PICK], key="drift_embedding_map")
+        map_col.caption(f"{len(points):,} photos; hover over a point to see its photo, click it to open its record.")
+        with record_col:
+            chosen = picked(event)
+            windows_of = dict(zip(points["request_id"], points["window"]))
+            _record_beside(reader, chosen, since, f"{windows_of.get(chosen, '–')} window")
         emb = report.result("embedding")
         st.caption(f"PCA fitted on the reference. MMD p = {emb.p_value:.3g} "
                    f"({emb.details.get('permutations', '-')} permutations, at most "
@@ -275,49 +315,25 @@ with tabs[5]:
     if not clustered.clusters:
         st.info("Too few predictions with embeddings in these windows to cluster.")
     else:
-        since = reference.frame["timestamp"].min() if len(reference.frame) else None
         shown = clustered.moved()[:6] or clustered.clusters[:1]
         dots = map_sample(clustered)
-        try:
-            thumbs = _thumbnails(tuple(dict.fromkeys([*dots["request_id"], *(r for c in shown for r in c.examples)])),
-                                 since)
-        except Exception:  # photos are a help here, never a reason to fail the page
-            thumbs = {}
+        thumbs = _photos_of([*dots["request_id"], *(r for c in shown for r in c.examples)], since)
         st.caption(f"Both windows' embeddings in {clustered.k} clusters (k-means, seeded); a cluster moved when "
                    "its share of the current window differs from its share of the reference by 5 points or "
                    "more. Largest change first: a cluster that grew is a kind of photo that came in.")
-        dots = dots.assign(photo=[photos.data_url(thumbs.get(r)) for r in dots["request_id"]],
-                           food=food_names(dots["label"]),
-                           cluster=dots["cluster"].astype(str))
-        hover = alt.selection_point(on="pointerover", nearest=True, fields=["request_id"], empty=False,
-                                    clear="pointerout")
-        pick = alt.selection_point(name="pick", on="click", nearest=True, fields=["request_id"], empty=False)
-        xy = {"x": alt.X("x:Q", title=f"PC1 ({percent(clustered.explained[0])})"),
-              "y": alt.Y("y:Q", title=f"PC2 ({percent(clustered.explained[1])})")}
-        dots_layer = alt.Chart(dots).mark_point(size=40, filled=True, opacity=0.7).encode(
-            **xy, color=alt.Color("cluster:N", title="cluster", scale=alt.Scale(scheme="category10")),
-            shape=alt.Shape("window:N", title="window"),
-            tooltip=["cluster", "window", "food", "request_id"]).add_params(hover, pick)
-        photo_layer = alt.Chart(dots).mark_image(width=96, height=96).encode(**xy, url="photo:N").transform_filter(
-            hover)  # the hovered point's thumbnail, drawn at the point (tooltips cannot show images)
+        dots = _with_photos(dots, thumbs).assign(cluster=dots["cluster"].astype(str))
         map_col, record_col = st.columns([3, 1])
-        event = map_col.altair_chart(dots_layer + photo_layer, width="stretch", on_select="rerun",
-                                     selection_mode=["pick"], key="drift_cluster_map")
+        event = map_col.altair_chart(photo_map(
+            dots, alt.X("x:Q", title=f"PC1 ({percent(clustered.explained[0])})"),
+            alt.Y("y:Q", title=f"PC2 ({percent(clustered.explained[1])})"),
+            alt.Color("cluster:N", title="cluster", scale=alt.Scale(scheme="category10")),
+            ["cluster", "window", "food", "request_id"], shape=alt.Shape("window:N", title="window")),
+            width="stretch", on_select="rerun", selection_mode=[PICK], key="drift_cluster_map")
         map_col.caption(f"{len(dots):,} of the clustered photos; hover over a point to see its photo, click it to "
                         "open its record. Axes: the first two principal directions of both windows' embeddings.")
-        picked = next((p.get("request_id") for p in (event.selection.get("pick") or []) if isinstance(p, dict)),
-                      None) if event else None
         with record_col:
-            rec = photos.record(reader, picked, start=since) if picked else None
-            if rec is None:
-                st.caption("Click a point in the map to open its record here.")
-            else:
-                if rec.thumbnail:
-                    st.image(rec.thumbnail, width=180)
-                food = food_names(pd.Series([rec.fields.get("label")])).iloc[0]
-                st.markdown(f"**{food}** · {percent(rec.fields.get('confidence'))} · "
-                            f"cluster {clustered.cluster_of().get(picked, '–')}")
-                st.dataframe(photos.record_table(rec), hide_index=True, width="stretch", height=300)
+            chosen = picked(event)
+            _record_beside(reader, chosen, since, f"cluster {clustered.cluster_of().get(chosen, '–')}")
         names = dict(zip(clustered.points["request_id"], food_names(clustered.points["label"])))
         for c in shown:
             foods = ", ".join(food_names(pd.Series(c.top_foods)).tolist()) if c.top_foods else "–"

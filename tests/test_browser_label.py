@@ -73,20 +73,42 @@ def test_drift_page_shows_the_cluster_that_came_in_with_its_photos(page, app, la
     assert "hover over a point to see its photo" in body
     first.scroll_into_view_if_needed()
     screenshot(page, "issue14-drift-clusters")
-    # hover the map: the nearest point's thumbnail is drawn in the chart
-    chart = page.locator('[data-testid="stVegaLiteChart"]:visible').first
+    # hover the map: the nearest point's thumbnail is drawn in the chart; a click opens its record
+    _hover_then_click(page, "issue14-drift-map", r"· cluster \d+")
+    # the Embeddings tab's projection does the same
+    page.get_by_role("tab", name="Embeddings").click()
+    _hover_then_click(page, "issue14-drift-embeddings", r"· (reference|current) window")
+
+
+def _hover_then_click(page, name: str, detail: str) -> None:
+    """On the shown tab's photo map: hovering a point draws its thumbnail (thousands of pixels
+    change, the tooltip hidden), and clicking it opens its record beside the map (``detail``)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    panel = page.locator('[role="tabpanel"]:visible')
+    chart = panel.locator('[data-testid="stVegaLiteChart"]').first
     chart.scroll_into_view_if_needed()
+    page.add_style_tag(content="#vg-tooltip-element { display: none !important; }")
+    page.mouse.move(0, 0)
+    page.wait_for_timeout(500)
+    before = np.asarray(Image.open(io.BytesIO(chart.screenshot())).convert("RGB"), dtype=int)
     box = chart.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5)
+    at = (box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5)
+    page.mouse.move(*at)
     page.wait_for_timeout(800)
-    chart.screenshot(path=str(ARTIFACTS / "issue14-drift-map-hover.png"))
-    # click: the nearest point's record opens beside the map
-    page.mouse.click(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5)
-    page.get_by_text("Click a point in the map to open its record here.").wait_for(state="detached")
+    after = np.asarray(Image.open(io.BytesIO(chart.screenshot(path=str(ARTIFACTS / f"{name}-hover.png"))))
+                       .convert("RGB"), dtype=int)
+    changed = int((np.abs(after - before).sum(axis=2) > 30).sum())
+    assert changed >= 3000, f"{changed} pixels changed on hover: no thumbnail drawn"
+    page.mouse.click(*at)
+    panel.get_by_text("Click a point in the map to open its record here.").wait_for(state="detached")
     wait_idle(page, TIMEOUT_MS)
-    page.get_by_text(re.compile(r"· cluster \d+")).first.wait_for()
+    panel.get_by_text(re.compile(detail)).first.wait_for()
     assert page.locator('[data-testid="stException"]').count() == 0
-    screenshot(page, "issue14-drift-map-record")
+    screenshot(page, f"{name}-record")
 
 
 def _label_page_numbers(page) -> tuple[int, str]:

@@ -116,3 +116,46 @@ def test_over_time_chart_marks_the_champion_moves_in_its_span(page, monkeypatch)
     assert set(marks["signal"]) == set(data.dropna(subset=["start"])["signal"])  # every row of the facet
     assert (pd.to_datetime(marks["when"]) == when.tz_localize(None)).all()  # naive UTC, like the chunks
     assert any("Dashed lines: champion moves" in c.value for c in at.caption)
+
+
+def _chart(at, field: str):
+    """The page's chart whose spec names ``field`` (AppTest keeps altair charts as specs)."""
+    return next(c for c in list(at.get("vega_lite_chart")) + list(at.get("arrow_vega_lite_chart"))
+                if f'"{field}"' in c.proto.spec)
+
+
+def test_embedding_projection_shows_each_points_thumbnail_on_hover_and_opens_it_on_click(page):
+    """The Embeddings tab's projection is a photo map like the cluster map: every point with
+    a kept thumbnail carries it (a data URL) to an image layer filtered to the hovered point,
+    and a click selects the point's request id for the record beside the map."""
+    import json
+
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    from nutrilearn.monitoring.photos import data_url
+    from tests.conftest import image_bytes
+
+    data, page.feedback_frame = _data()
+    kept = {r: image_bytes(size=(64, 48), fmt="WEBP", color=(i % 256, 90, 30))
+            for i, r in enumerate(data["request_id"].iloc[::2])}  # every other photo kept a thumbnail
+    page.predictions_frame = data.assign(thumbnail=data["request_id"].map(kept))
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["drift_ref_n"] = 300
+    at.session_state["drift_cur_n"] = 300
+    at.run()
+    assert not at.exception, at.exception
+    chart = _chart(at, "pc1")
+    spec = json.loads(chart.proto.spec)
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["point", "image"]
+    hover = next(p for p in spec["params"] if p["select"].get("on") == "pointerover")
+    assert hover["select"]["nearest"] and hover["select"]["fields"] == ["request_id"]
+    assert spec["layer"][1]["transform"] == [{"filter": {"param": hover["name"], "empty": False}}]
+    assert any(p["name"] == "pick" and p["select"]["on"] == "click" for p in spec["params"])
+    points = pd.concat([convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets])
+    assert 200 <= len(points) <= 300 and set(points["window"]) == {"reference", "current"}
+    with_photo = points["request_id"].isin(kept)
+    assert with_photo.any() and (~with_photo).any()
+    assert (points.loc[with_photo, "photo"] == points.loc[with_photo, "request_id"].map(
+        lambda r: data_url(kept[r]))).all()  # each point its own photo
+    assert points.loc[~with_photo, "photo"].isna().all()
+    assert any("hover over a point to see its photo" in c.value for c in at.caption)

@@ -209,3 +209,26 @@ def test_recommendation_names_a_model_change_between_windows():
     assert changed.to_dict()["expected_from_model_change"] == ["food"]
     assert "expected: the model changed" in changed.to_frame()["note"].iloc[0]
     assert "The model changed" not in recommend(same) and "different mix of foods" in recommend(same)
+
+
+def test_embedding_projection_points_know_their_request():
+    """Each point carries its request id and food (for its thumbnail and record): its
+    coordinates are its own embedding's, and the sample is the one the MMD test draws."""
+    from sklearn.decomposition import PCA
+
+    from nutrilearn.monitoring.drift import embeddings
+    from nutrilearn.monitoring.drift_views import embedding_projection
+    from nutrilearn.vision.embedding import from_bytes
+
+    ref, cur = frame(80, 1), frame(60, 2, emb_shift=1.0)
+    cur.loc[3, "embedding"] = b""  # a row without an embedding has no point
+    out = embedding_projection(ref, cur, cap=50)
+    assert list(out["window"].value_counts().sort_index()) == [49, 50]  # current: 50 drawn, one empty
+    assert "2-3" not in set(out["request_id"])
+    pca = PCA(n_components=2, random_state=0).fit(embeddings(ref, 50, 0))
+    for window, source in (("reference", ref), ("current", cur)):
+        points = out[out["window"] == window]
+        rows = source.set_index("request_id").loc[points["request_id"]]
+        assert list(points["label"]) == list(rows["label"])
+        np.testing.assert_allclose(points[["pc1", "pc2"]].to_numpy(),
+                                   pca.transform(from_bytes(rows["embedding"].tolist())), rtol=1e-4, atol=1e-4)

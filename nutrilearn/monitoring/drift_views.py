@@ -10,7 +10,7 @@ import pandas as pd
 from nutrilearn.monitoring.stats import food_names
 from nutrilearn.monitoring.versions import moves_within
 
-from nutrilearn.monitoring.drift import embeddings, image_properties
+from nutrilearn.monitoring.drift import image_properties
 from nutrilearn.monitoring.drift_tests import count_table, shares
 from nutrilearn.monitoring.windows import usable
 
@@ -42,18 +42,34 @@ def overlay(reference: pd.DataFrame, current: pd.DataFrame, column: str) -> pd.D
     return pd.concat(parts, ignore_index=True)
 
 
+def _embedded(frame: pd.DataFrame, cap: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """The usable rows with an embedding (at most ``cap``, drawn as ``drift.embeddings``
+    draws them) and their embeddings, row for row: a point must know its request."""
+    from nutrilearn.vision.embedding import from_bytes
+
+    rows = usable(frame, ordered=False)
+    rows = rows[rows["embedding"].notna()]
+    if len(rows) > cap:
+        rows = rows.iloc[np.sort(np.random.default_rng(seed).choice(len(rows), size=cap, replace=False))]
+    rows = rows[rows["embedding"].map(bool)]  # from_bytes drops empty blobs: drop their rows too
+    return rows, from_bytes(rows["embedding"].tolist())
+
+
 def embedding_projection(reference: pd.DataFrame, current: pd.DataFrame, cap: int = 500, seed: int = 0) -> pd.DataFrame:
     """PCA of both windows' embeddings (at most ``cap`` each), fitted on the reference:
-    columns pc1, pc2, window; ``attrs["explained"]`` holds the two variance ratios."""
+    columns pc1, pc2, window, request_id, label (so a point can show its photo and open its
+    record); ``attrs["explained"]`` holds the two variance ratios."""
     from sklearn.decomposition import PCA
 
-    ref, cur = embeddings(reference, cap, seed), embeddings(current, cap, seed + 1)
+    (ref_rows, ref), (cur_rows, cur) = _embedded(reference, cap, seed), _embedded(current, cap, seed + 1)
     if len(ref) < 2 or len(cur) < 1:
-        return pd.DataFrame(columns=["pc1", "pc2", "window"])
+        return pd.DataFrame(columns=["pc1", "pc2", "window", "request_id", "label"])
     pca = PCA(n_components=2, random_state=seed).fit(ref)
     xy = pca.transform(np.vstack([ref, cur]))
+    rows = pd.concat([ref_rows[["request_id", "label"]], cur_rows[["request_id", "label"]]], ignore_index=True)
     out = pd.DataFrame({"pc1": xy[:, 0], "pc2": xy[:, 1],
-                        "window": np.r_[np.full(len(ref), WINDOWS[0]), np.full(len(cur), WINDOWS[1])]})
+                        "window": np.r_[np.full(len(ref), WINDOWS[0]), np.full(len(cur), WINDOWS[1])],
+                        "request_id": rows["request_id"].astype(str), "label": rows["label"]})
     out.attrs["explained"] = [float(v) for v in pca.explained_variance_ratio_]
     return out
 
