@@ -23,13 +23,17 @@ import pandas as pd
 
 from nutrilearn.monitoring.drift import SAMPLE_CAP
 from nutrilearn.monitoring.filters import Filters
-from nutrilearn.monitoring.history import FIGURE_COLUMNS
 from nutrilearn.monitoring.windows import Window, WindowSpecError, parse_spec
 from nutrilearn.tracking.records import REPLAY_SOURCE, as_utc
 
 if TYPE_CHECKING:
     from nutrilearn.monitoring.history import History
 
+# What the detectors, estimates and drill-down read (no top-5 lists, latencies or messages:
+# a time window's sample reads every row of these columns, so fewer is faster).
+DRIFT_COLUMNS = ("request_id", "timestamp", "user", "model_name", "model_version", "model_alias", "status",
+                 "source", "filename", "label", "confidence", "is_food", "brightness", "contrast", "saturation",
+                 "sharpness", "aspect", "image_width", "image_height")
 MAX_ROWS = 20_000  # rows a time window brings back (a uniform sample beyond that)
 LATER_EMBEDDINGS = 5_000  # embeddings for the over-time chunks (a few dozen a day over months)
 # Served, successful answers (shadow request ids are left out by the filters themselves).
@@ -44,7 +48,7 @@ def _filters(live_only: bool, start: datetime | None = None, end: datetime | Non
 
 
 def _ordered(history: History, f: Filters, n: int, newest: bool, where: str = "", params: Sequence[Any] = (),
-             columns: Sequence[str] = FIGURE_COLUMNS) -> pd.DataFrame:
+             columns: Sequence[str] = DRIFT_COLUMNS) -> pd.DataFrame:
     """The first (or last) ``n`` usable rows, oldest first; tried on the oldest (newest)
     mirrored days that could hold them before the whole history."""
     sql = (f"SELECT * FROM {{src}} WHERE {USABLE}{where} "
@@ -75,7 +79,7 @@ def _edge_days(history: History, f: Filters, n: int, newest: bool) -> Filters | 
 
 
 def _timed(history: History, f: Filters, max_rows: int, seed: int,
-           columns: Sequence[str] = FIGURE_COLUMNS) -> tuple[pd.DataFrame, int]:
+           columns: Sequence[str] = DRIFT_COLUMNS) -> tuple[pd.DataFrame, int]:
     """Usable rows of a time window, at most ``max_rows`` drawn uniformly; and how many it holds."""
     total = int(history.query("predictions", f, ("status", "model_alias"),
                               f"SELECT count(*) AS n FROM {{src}} WHERE {USABLE}").iloc[0, 0])
@@ -153,7 +157,7 @@ def select(history: History, spec: str, name: str, *, live_only: bool = False,
         if kind == "days":
             end = as_utc(pd.Timestamp(now).to_pydatetime()) if now is not None else newest_time(history, live_only)
             if end is None:
-                frame, total = history.query("predictions", _filters(live_only), FIGURE_COLUMNS,
+                frame, total = history.query("predictions", _filters(live_only), DRIFT_COLUMNS,
                                              "SELECT * FROM {src} LIMIT 0"), 0
             else:  # (end - D, end], as windows.last_days
                 f = _filters(live_only, end - timedelta(days=args["days"]) + _TICK, end + _TICK)
