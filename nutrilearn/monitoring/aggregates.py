@@ -239,18 +239,19 @@ def confidence_histogram(history: History, filters: Filters | None, bins: int = 
 
 def latency_summary(history: History, filters: Filters | None) -> pd.DataFrame:
     """``health.latency_summary``: per stage count, mean, p50, p95, p99 (ms) of successful
-    predictions, percentiles interpolated linearly (as numpy does)."""
-    cols = [f"{s}_ms" for s in STAGES]
+    predictions, percentiles interpolated linearly (as numpy does). One pass a stage: an
+    exact quantile holds its column's values, and four at once outgrew DuckDB's memory
+    limit at 10M rows."""
     qs = list(QUANTILES.values())
-    select = ", ".join(f'count("{c}") AS "{c}_n", avg("{c}") AS "{c}_mean", '
-                       f'quantile_cont("{c}", {qs!r}) AS "{c}_q"' for c in cols)
-    r = history.query("predictions", filters, ("status", *cols),
-                      f"SELECT {select} FROM {{src}} WHERE status = '{STATUS_OK}'").iloc[0]
     rows = []
-    for stage, c in zip(STAGES, cols):
-        n = int(r[f"{c}_n"])
-        q = r[f"{c}_q"] if n else [np.nan] * len(qs)
-        rows.append({"stage": stage, "count": n, "mean": float(r[f"{c}_mean"]) if n else np.nan,
+    for stage in STAGES:
+        c = f"{stage}_ms"
+        r = history.query("predictions", filters, ("status", c), f"""
+            SELECT count("{c}") AS n, avg("{c}") AS mean, quantile_cont("{c}", {qs!r}) AS q
+            FROM {{src}} WHERE status = '{STATUS_OK}'""").iloc[0]
+        n = int(r["n"])
+        q = r["q"] if n else [np.nan] * len(qs)
+        rows.append({"stage": stage, "count": n, "mean": float(r["mean"]) if n else np.nan,
                      **{name: float(v) for name, v in zip(QUANTILES, q)}})
     return pd.DataFrame(rows)
 
