@@ -15,7 +15,7 @@ import streamlit as st
 
 from nutrilearn import monitoring as mon
 from nutrilearn.answers import VEGA_PERCENT, percent, percent_columns
-from nutrilearn.monitoring import aggregates as agg
+from nutrilearn.monitoring import aggregates
 from nutrilearn.monitoring import photos
 from nutrilearn.monitoring import versions as mv
 from nutrilearn_app import state
@@ -36,6 +36,39 @@ reader = state.prediction_reader()
 def _data_version() -> tuple[int, int]:
     """(batch runs mirrored, records waiting in the spool): changes when new predictions arrive."""
     return reader.mirror.stats()["runs"], reader.pending_count()
+
+
+def _key(value) -> str:
+    """A cache key part: DataFrames (the feedback) by size and newest time, the rest by repr."""
+    if isinstance(value, pd.DataFrame):
+        newest = str(value["timestamp"].max()) if len(value) and "timestamp" in value else ""
+        return f"frame({len(value)}, {newest})"
+    return repr(value)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _figure(name: str, key: str, _args: tuple, _kw: dict):
+    return getattr(aggregates, name)(state.prediction_reader().history, *_args, **_kw)
+
+
+class _Figures:
+    """``monitoring.aggregates``, each figure cached per (store, data version, filters,
+    arguments): a widget that changes no filter (bins, search, sort, a tab) redraws from
+    the cache instead of querying again; new predictions change the data version."""
+
+    def __init__(self) -> None:
+        self._version: tuple | None = None
+
+    def __getattr__(self, name: str):
+        def figure(history, *args, **kw):
+            if self._version is None:  # once a rerun
+                self._version = (str(reader.mirror.directory), *_data_version())
+            key = "|".join([name, _key(self._version), *map(_key, args), _key(sorted(kw.items()))])
+            return _figure(name, key, args, kw)
+        return figure
+
+
+agg = _Figures()
 
 
 st.title("📈 Monitoring")
@@ -118,7 +151,9 @@ try:
         # rows are loaded but the ones a table shows, so memory follows what is shown, not the
         # history (the sidebar's choice, read before it is drawn).
         window = mon.TIME_RANGES.get(st.session_state.get("mon_period", "Last 7 days"))
-        since = None if window is None else pd.Timestamp.now(tz="UTC") - window
+        # To the minute, so reruns within a minute ask the same window (and hit the figure cache).
+        now = pd.Timestamp.now(tz="UTC").floor("min").to_pydatetime()
+        since = None if window is None else now - window
         feedback = reader.feedback(start=since, refresh=False)
 except Exception as exc:  # an unreachable tracking server must not take the page down
     st.error(f"Cannot read predictions from `{cfg.tracking_uri}`: {type(exc).__name__}: {exc}")
@@ -160,7 +195,7 @@ with st.sidebar:
                                     "counted too (pick its version above to see them alone).")
     low = st.slider("Low-confidence threshold", 0.05, 0.95, mon.stats.LOW_CONFIDENCE, 0.05, key="mon_low")
 
-filters = mon.Filters.last(mon.TIME_RANGES[period], model_versions=tuple(versions), users=tuple(users),
+filters = mon.Filters.last(mon.TIME_RANGES[period], now=now, model_versions=tuple(versions), users=tuple(users),
                            hide_replayed=hide_replayed, include_shadow=include_shadow)
 ov = agg.overview(history, filters)
 # Versions meet on purpose (accuracy by version, disagreement): shadow answers included there only.
