@@ -119,8 +119,7 @@ def test_engine_figures_equal_the_pandas_ones(store, f):
                        list(mon.confidence_summary(df, 0.4).__dict__.values()), equal_nan=True)
     _same(agg.confidence_by_version(h, f, 0.4), mon.confidence_by_version(df, 0.4))
     _same(agg.latency_summary(h, f), mon.latency_summary(df))
-    # (as objects: the pandas twin cannot fill "unknown" into a categorical)
-    _same(agg.errors_by_type(h, f), mon.errors_by_type(df.astype({"error_type": object})))
+    _same(agg.errors_by_type(h, f), mon.errors_by_type(df))
     joined = mon.join_feedback(df, feedback)
     assert len(joined) > 0
     assert agg.feedback_summary(h, f, feedback) == mon.feedback_summary(joined)

@@ -12,11 +12,13 @@ from nutrilearn.monitoring import (
     DEGRADED,
     HEALTHY,
     UNHEALTHY,
+    Filters,
     HealthThresholds,
     assess_health,
     errors_by_type,
     filter_predictions,
     latency_summary,
+    prepare,
     rate_frequency,
     request_rate,
     traffic,
@@ -155,3 +157,19 @@ def test_thresholds_from_environment():
         HealthThresholds.from_env({"NUTRILEARN_HEALTH_MIN_REQUESTS": "many"})
     with pytest.raises(ValueError):
         HealthThresholds.from_env({"NUTRILEARN_HEALTH_ERROR_RATE_DEGRADED": "0.5"})  # above unhealthy 0.10
+
+
+def test_errors_by_type_counts_an_untyped_error_as_unknown():
+    """prepare makes error_type a category without "unknown": filling it in must not raise."""
+    records = [pred(0, at(0, 8), "u", label="pizza", conf=0.9),
+               pred(1, at(0, 9), "u", status="error", error_type="not_an_image"),
+               pred(2, at(0, 10), "u", status="error", error_type=None),
+               pred(3, at(0, 11), "u", status="error", error_type=None)]
+    records.append(pred(4, at(0, 12), "other", status="error", error_type="model_error"))
+    live = filter_predictions(prepare(frame(records)), Filters(users=("u",)))  # model_error: no row in view
+    assert isinstance(live["error_type"].dtype, pd.CategoricalDtype)
+    table = errors_by_type(live)
+    assert table["error_type"].tolist() == ["unknown", "not_an_image"]
+    assert table["errors"].tolist() == [2, 1]
+    assert table["rate"].tolist() == pytest.approx([0.5, 0.25])
+    assert table["share"].tolist() == pytest.approx([2 / 3, 1 / 3])

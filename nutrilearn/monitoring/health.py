@@ -134,7 +134,9 @@ def latency_summary(df: pd.DataFrame) -> pd.DataFrame:
 def errors_by_type(df: pd.DataFrame) -> pd.DataFrame:
     """error_type, errors, rate (of all requests in view), share (of errors); most first."""
     err = df.loc[(df["status"] == STATUS_ERROR).to_numpy(dtype=bool, na_value=False), "error_type"]
-    counts = err.fillna("unknown").value_counts(sort=False).rename("errors").rename_axis("error_type").reset_index()
+    # As objects: prepare's categorical has no "unknown" to fill in, and its value_counts
+    # would list categories with no errors in view (e.g. filtered out) as zero rows.
+    counts = err.astype(object).fillna("unknown").value_counts(sort=False).rename("errors").rename_axis("error_type").reset_index()
     counts = counts.sort_values(["errors", "error_type"], ascending=[False, True], kind="stable")
     counts["rate"] = counts["errors"] / len(df) if len(df) else np.nan
     counts["share"] = counts["errors"] / len(err) if len(err) else np.nan
