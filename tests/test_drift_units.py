@@ -232,3 +232,13 @@ def test_embedding_projection_points_know_their_request():
         assert list(points["label"]) == list(rows["label"])
         np.testing.assert_allclose(points[["pc1", "pc2"]].to_numpy(),
                                    pca.transform(from_bytes(rows["embedding"].tolist())), rtol=1e-4, atol=1e-4)
+
+
+def test_embedding_projection_of_windows_without_embeddings_is_empty():
+    """Records logged without embeddings (older ones, or a store of synthetic rows) leave
+    the map empty: the Drift page says so instead of failing."""
+    from nutrilearn.monitoring.drift_views import embedding_projection
+
+    ref, cur = frame(30, 1).assign(embedding=None), frame(30, 2)
+    assert embedding_projection(ref, cur, cap=50).empty
+    assert embedding_projection(frame(30, 1), cur.assign(embedding=None), cap=50).empty

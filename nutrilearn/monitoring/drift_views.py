@@ -51,7 +51,9 @@ def _embedded(frame: pd.DataFrame, cap: int, seed: int) -> tuple[pd.DataFrame, n
     rows = rows[rows["embedding"].notna()]
     if len(rows) > cap:
         rows = rows.iloc[np.sort(np.random.default_rng(seed).choice(len(rows), size=cap, replace=False))]
-    rows = rows[rows["embedding"].map(bool)]  # from_bytes drops empty blobs: drop their rows too
+    # from_bytes drops empty blobs: drop their rows too (a boolean array: an empty Series
+    # of objects would select columns and lose them all)
+    rows = rows[rows["embedding"].map(bool).to_numpy(dtype=bool)]
     return rows, from_bytes(rows["embedding"].tolist())
 
 
