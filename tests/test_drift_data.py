@@ -71,3 +71,10 @@ def test_later_leaves_the_reference_out_and_is_bounded(reader):
     rest = drift_data.later(reader.history, ref, max_rows=30, embeddings=5)
     assert len(rest) == 30 and not set(rest["request_id"]) & set(ref.frame["request_id"])
     assert rest["embedding"].notna().sum() == 5
+
+
+@pytest.mark.parametrize("live_only", [False, True])
+def test_oldest_time_is_the_first_usable_predictions(reader, live_only):
+    """The Date range reference's default day (it read too few columns for its own filter)."""
+    expected = windows.select(reader.predictions(include_replayed=not live_only), "first:1", "reference")
+    assert drift_data.oldest_time(reader.history, live_only) == expected.frame["timestamp"].iloc[0].to_pydatetime()

@@ -104,7 +104,9 @@ def newest_time(history: History, live_only: bool = False) -> datetime | None:
 
 def oldest_time(history: History, live_only: bool = False) -> datetime | None:
     """The oldest usable prediction's time (a date picker's default), read from the oldest days."""
-    first = _ordered(history, _filters(live_only), 1, newest=False, columns=("timestamp",))
+    # The columns _ordered's filter and order read too (usable rows, ties by request id).
+    first = _ordered(history, _filters(live_only), 1, newest=False,
+                     columns=("timestamp", "request_id", "status", "model_alias"))
     return first["timestamp"].iloc[0].to_pydatetime() if len(first) else None
 
 
