@@ -54,7 +54,8 @@ def prediction_logger():
 def _prediction_reader(tracking_uri: str, spool_dir: str, experiment: str):
     from nutrilearn.tracking.reader import PredictionReader
 
-    return PredictionReader(settings())
+    # Two windows kept: the page's time range and the one the filters narrow it to.
+    return PredictionReader(settings(), snapshots=2)
 
 
 def prediction_reader():

@@ -182,3 +182,45 @@ def test_engine_shadow_pairs_equal_the_pandas_ones(store):
     got = agg.shadow_pairs(store.history, f)
     assert len(want) >= 5
     _same(got, want)
+
+
+def _all_figures(h, f, feedback) -> list:
+    return [agg.overview(h, f), agg.filter_options(h, f), agg.top_foods(h, f, 5), agg.daily_volume(h, f),
+            agg.by_user(h, f), agg.confidence_histogram(h, f, 7), agg.confidence_summary(h, f, 0.4),
+            agg.confidence_by_version(h, f, 0.4), agg.latency_summary(h, f), agg.errors_by_type(h, f),
+            agg.assess_health(h, f), agg.request_rate(h, f, "1h"), agg.recent_rows(h, f, 50),
+            agg.recent_count(h, f), agg.recent_count(h, f, "pizza"), agg.join_feedback(h, f, feedback),
+            agg.daily_trends(h, f, feedback), agg.accuracy_by_version(h, f, feedback)]
+
+
+@pytest.mark.parametrize("f", FILTERS)
+def test_a_windows_snapshot_answers_as_the_files_do(store, f):
+    """The app's History keeps a window's rows in memory: every figure must stay the same,
+    spooled rows included, and a window larger than the cap is read from the files."""
+    from nutrilearn.monitoring.history import History
+
+    feedback = store.feedback(refresh=False)
+    kept = History(store.mirror, store.spool_dir, snapshots=2)
+    try:
+        for got, want in zip(_all_figures(kept, f, feedback), _all_figures(store.history, f, feedback)):
+            if isinstance(want, pd.DataFrame):
+                _same(got, want)
+            elif hasattr(want, "latency"):  # a health report: its tables apart
+                _same(got.latency, want.latency)
+                _same(got.errors_by_type, want.errors_by_type)
+                assert (got.status, got.requests, got.errors) == (want.status, want.requests, want.errors)
+            elif hasattr(want, "__dict__"):  # sums in another order: floats to rounding
+                for name, value in vars(want).items():
+                    assert vars(got)[name] == (pytest.approx(value, nan_ok=True) if isinstance(value, float)
+                                               else value), name
+            else:
+                assert got == want
+        assert len(kept._snapshots) == 1  # one read of the window for all of them
+    finally:
+        kept.close()
+    capped = History(store.mirror, store.spool_dir, snapshots=2, snapshot_max_rows=10)
+    try:
+        _same(agg.top_foods(capped, f, 5), agg.top_foods(store.history, f, 5))
+        assert not capped._snapshots
+    finally:
+        capped.close()

@@ -82,7 +82,7 @@ def filter_options(history: History, filters: Filters | None) -> dict[str, list]
                count(*) FILTER (WHERE source = k.rp) AS replayed,
                count(*) FILTER (WHERE ends_with(request_id, k.sh)) AS shadow
         FROM {src}, (SELECT CAST(? AS VARCHAR) AS rp, CAST(? AS VARCHAR) AS sh) AS k""",
-                      [REPLAY_SOURCE, SHADOW_SUFFIX]).iloc[0]
+                      [REPLAY_SOURCE, SHADOW_SUFFIX], keep=False).iloc[0]  # the page asks it of a window once
     versions = [v for v in (r["versions"] if r["versions"] is not None else []) if v is not None]
     users = [str(u) for u in (r["users"] if r["users"] is not None else []) if u is not None]
     return {"model_versions": sorted(versions, key=_version_key), "users": sorted(users),
@@ -370,7 +370,8 @@ def recent_rows(history: History, filters: Filters | None, limit: int = 200, sea
     if sort_by == "time" and descending:  # the newest rows: try the newest days first (a day or two)
         narrowed = _newest_days(history, filters, int(limit))
         if narrowed is not None:
-            rows = history.query("predictions", narrowed, RECENT_ROW_COLUMNS, sql, [*params, int(limit)], tables=tables)
+            rows = history.query("predictions", narrowed, RECENT_ROW_COLUMNS, sql, [*params, int(limit)], tables=tables,
+                                 keep=False)  # a day or two: not a window worth keeping
             if len(rows) >= limit:
                 return rows
     return history.query("predictions", filters, RECENT_ROW_COLUMNS, sql, [*params, int(limit)], tables=tables)

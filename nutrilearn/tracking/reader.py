@@ -64,7 +64,10 @@ class PredictionReader:
         include_spool: bool = True,
         experiment_name: str | None = None,
         cache_dir: Path | str | None = None,
+        snapshots: int = 0,
     ):
+        """``snapshots``: windows ``history`` keeps in memory (the app: a page asks many
+        questions of one window; see ``History``)."""
         from nutrilearn.monitoring.history import History
         from nutrilearn.tracking.mirror import Mirror
 
@@ -75,7 +78,7 @@ class PredictionReader:
         directory = Path(cache_dir) if cache_dir else mirror_dir_for(settings, self.tracking_uri, self.experiment_name)
         self.mirror = Mirror(settings, directory=directory, tracking_uri=self.tracking_uri,
                              experiment_name=self.experiment_name)
-        self.history = History(self.mirror, self.spool_dir)
+        self.history = History(self.mirror, self.spool_dir, snapshots=snapshots)
         self._offline = History(self.mirror, None)  # the same, without the spool's rows
         self.last_error: str | None = None  # why the last refresh could not reach MLflow
 
