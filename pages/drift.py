@@ -40,19 +40,22 @@ P_COLUMNS = {"statistic": st.column_config.NumberColumn(format="%.3g"),
 
 
 @st.cache_data(show_spinner="Testing for drift…", max_entries=16)
-def _analysis(key: tuple, _reference: pd.DataFrame, _current: pd.DataFrame, _later: pd.DataFrame,
-              _feedback: pd.DataFrame, alpha: float, every):
-    """Everything the page draws, computed once per (windows, data version, options)."""
+def _analysis(key: tuple, _reference: pd.DataFrame, _current: pd.DataFrame, alpha: float):
+    """The report and clusters of the two windows, once per (windows, data version, alpha)."""
+    report = DriftMonitor(alpha).fit(_reference).report(_current, key[0], key[1])
+    return {"report": report, "clusters": ClusterDrift().fit(_reference).compare(_current)}
+
+
+@st.cache_data(show_spinner="Testing over time…", max_entries=16)
+def _over_time(key: tuple, _reference: pd.DataFrame, _later: pd.DataFrame, _feedback: pd.DataFrame,
+               alpha: float, every) -> dict:
+    """The chunks after the reference tested one by one, and accuracy over time: apart from
+    ``_analysis`` because they do not depend on the current window (at 1M predictions ~2.5 s
+    of a day-by-day run that a change of the current window used to redo)."""
     monitor = DriftMonitor(alpha).fit(_reference)
-    report = monitor.report(_current, key[0], key[1])
     truth = performance.labelled(pd.concat([_reference, _later]), _feedback)
-    return {
-        "report": report,
-        "over_time": monitor.over_time(_later, every),
-        "accuracy": performance.performance_over_time(_later, every, truth),
-        "truth": truth,
-        "clusters": ClusterDrift().fit(_reference).compare(_current),
-    }
+    return {"over_time": monitor.over_time(_later, every),
+            "accuracy": performance.performance_over_time(_later, every, truth), "truth": truth}
 
 
 @st.cache_data(show_spinner="Reading predictions…", max_entries=4)
@@ -174,7 +177,9 @@ key = (reference.describe(), current.describe())
 # the whole history, so a new prediction recomputes only what it changes.
 latest = str(later["timestamp"].max()) if len(later) else ""
 key_hash = (ref_spec, cur_spec, live_only, len(feedback), len(later), latest)
-result = _analysis((key[0], key[1], key_hash), reference.frame, current.frame, later, feedback, alpha, every)
+result = _analysis((key[0], key[1], key_hash), reference.frame, current.frame, alpha)
+result = {**result, **_over_time((key[0], ref_spec, live_only, len(feedback), len(later), latest),
+                                 reference.frame, later, feedback, alpha, every)}
 report = result["report"]
 since = reference.frame["timestamp"].min() if len(reference.frame) else None  # the maps' photos are no older
 
