@@ -13,6 +13,7 @@ process with the mirror up to date:
     .venv/bin/python bench/bench_scale.py --n 1000000 --dir /tmp/scale          # build + time
     .venv/bin/python bench/bench_scale.py --n 3000000 --dir /tmp/scale          # extends to 3M
     .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-time          # time what is there
+    .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-interactions  # the warm app's page reruns
     git archive REV nutrilearn | tar -x -C /tmp/base                            # an older version...
     .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-time --baseline /tmp/base  # ...timed alongside
 
@@ -273,6 +274,88 @@ print(json.dumps(out))
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+INTERACTIONS = r"""
+import json, os, sys, time
+sys.path.insert(0, ROOT)
+os.environ.update(ENV)
+os.environ.setdefault("NUTRILEARN_MODELS_DIR", os.path.join(ROOT, "models"))
+from streamlit.testing.v1 import AppTest
+from nutrilearn.monitoring.stats import TIME_RANGES
+
+KINDS = ("toggle", "selectbox", "multiselect", "text_input", "slider", "number_input", "select_slider")
+
+
+def widget(at, key):
+    return next(w for kind in KINDS for w in at.get(kind) if getattr(w, "key", None) == key)
+
+
+def step(at, out, name, **values):
+    # One interaction: set widgets as a person would, then the rerun it triggers.
+    for key, value in values.items():
+        widget(at, key).set_value(value)
+    t = time.perf_counter(); at.run(); out[name] = round(time.perf_counter() - t, 3)
+    assert not at.exception, (name, [e.message for e in at.exception])
+
+
+out = {"monitoring": {}, "drift": {}}
+m = AppTest.from_file(os.path.join(ROOT, "pages", "monitoring.py"), default_timeout=900)
+step(m, out["monitoring"], "first load (cold)")
+step(m, out["monitoring"], "rerun, nothing changed")
+for period in TIME_RANGES:
+    if period != "Last 7 days":
+        step(m, out["monitoring"], f"window: {period}", mon_period=period)
+for period in ("Last 7 days", "All time"):
+    step(m, out["monitoring"], f"[{period}] back to it", mon_period=period)
+    step(m, out["monitoring"], f"[{period}] version 2", mon_versions=["2"])
+    step(m, out["monitoring"], f"[{period}] + user analyst07", mon_users=["analyst07"])
+    step(m, out["monitoring"], f"[{period}] filters cleared", mon_versions=[], mon_users=[])
+    step(m, out["monitoring"], f"[{period}] food search pizza", mon_search="pizza")
+    step(m, out["monitoring"], f"[{period}] search cleared", mon_search="")
+    step(m, out["monitoring"], f"[{period}] show replayed", mon_hide_replayed=False)
+    step(m, out["monitoring"], f"[{period}] hide replayed", mon_hide_replayed=True)
+    step(m, out["monitoring"], f"[{period}] low threshold 0.3", mon_low=0.3)
+    step(m, out["monitoring"], f"[{period}] bins 30", mon_bins=30)
+    step(m, out["monitoring"], f"[{period}] sort by confidence", mon_sort=widget(m, "mon_sort").options[2])
+
+d = AppTest.from_file(os.path.join(ROOT, "pages", "drift.py"), default_timeout=900)
+step(d, out["drift"], "first load (cold)")
+step(d, out["drift"], "rerun, nothing changed")
+step(d, out["drift"], "current: last 7 days", drift_cur_kind="Last D days")
+step(d, out["drift"], "current: last 30 days", drift_cur_days=30)
+step(d, out["drift"], "current: last N (500)", drift_cur_kind="Last N predictions")
+step(d, out["drift"], "current: last 2000", drift_cur_n=2000)
+step(d, out["drift"], "reference: first 5000", drift_ref_n=5000)
+step(d, out["drift"], "reference: date range", drift_ref_kind="Date range")
+step(d, out["drift"], "reference: first N again", drift_ref_kind="First N predictions")
+step(d, out["drift"], "leave out replayed", drift_live_only=True)
+step(d, out["drift"], "alpha 0.01", drift_alpha=0.01)
+step(d, out["drift"], "over time: 500 predictions", drift_chunking="500 predictions")
+step(d, out["drift"], "image property: contrast", drift_property="contrast")
+# A click on a map point (Embeddings / Photo clusters) reruns the page and opens that record.
+from nutrilearn_app import state
+from nutrilearn.monitoring import drift_data, photos
+h = state.prediction_reader().history
+ref = drift_data.select(h, "first:500", "reference")
+rid = ref.frame["request_id"].iloc[-1]
+t = time.perf_counter(); photos.record(state.prediction_reader(), rid, start=ref.frame["timestamp"].min())
+out["drift"]["map click: open a record (the record read)"] = round(time.perf_counter() - t, 3)
+out["embeddings"] = int(ref.frame["embedding"].notna().sum()) if "embedding" in ref.frame else 0
+print(json.dumps(out))
+"""
+
+
+def warm_interactions(directory: Path) -> dict:
+    """The app as a person uses it: the Monitoring and Drift pages driven by AppTest in one
+    process (Streamlit's caches and the reader kept between reruns), each widget change timed
+    as the rerun it triggers (script, queries, charts; not the browser's drawing). The first
+    load is cold; every later figure is asked for a filter the cache has not seen, unless said."""
+    code = f"ROOT = {str(ROOT)!r}\nENV = {env_for(directory)!r}\n" + INTERACTIONS
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    if p.returncode:
+        raise RuntimeError(p.stderr[-4000:])
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def pickup(directory: Path) -> dict:
     """Warm process: write 1,000 new predictions (two batches), then time sync + overview."""
     code = f"""
@@ -311,11 +394,17 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only-time", action="store_true")
+    ap.add_argument("--only-interactions", action="store_true",
+                    help="only the warm app's page interactions (AppTest), on the store as it is")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--baseline", type=Path, metavar="DIR",
                     help="a directory holding an older nutrilearn package, timed alongside (ratio printed)")
     args = ap.parse_args()
     print(f"load: {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    if args.only_interactions:
+        print(json.dumps({"interactions": warm_interactions(args.dir), "load_after": round(os.getloadavg()[0], 2)},
+                         indent=2))
+        return 0
     if not args.only_time:
         build(args.dir, args.n, args.batch, args.days, args.seed)
     print(f"marked {mark_finished_writers(args.dir)} writer(s) from before run marks", file=sys.stderr)
