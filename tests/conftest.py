@@ -79,3 +79,12 @@ def image_bytes(mode: str = "RGB", size=(320, 240), fmt: str = "PNG", color=(200
 from tests.e2e import browser, page  # noqa: E402,F401  (one Chromium per session; a page a test, for the browser tests)
 from tests.issue11_store import issue11_store  # noqa: E402,F401  (issue 11's store, built once a session)
 from tests.label_store import label_store  # noqa: E402,F401  (issue 14: ribs arrive in the last day; built once a session)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (``rep_call``), so a fixture's teardown can
+    see that its test failed (the browser ``page`` fixture then takes a screenshot)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -122,6 +122,13 @@ def page(browser, request):
     page = context.new_page()
     page.set_default_timeout(getattr(request.module, "TIMEOUT_MS", 120_000))
     yield page
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:  # what the page showed when the test failed
+        try:
+            shot = screenshot(page, f"failed-{request.node.name}"[:120])
+            print(f"failure screenshot: {shot}\npage text:\n{page.locator('body').inner_text()[:3000]}")
+        except Exception as exc:  # a page that crashed: the test's own error says enough
+            print(f"no failure screenshot: {exc}")
     context.close()
 
 
