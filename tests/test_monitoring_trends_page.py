@@ -1,4 +1,4 @@
-"""Monitoring › Trends over a fake reader: which answers the feedback figures count.
+"""Monitoring › Trends over a real store (records in its spool): which answers the feedback figures count.
 
 Version 1 served two days ago; then version 2 was promoted and version 1 answers the same
 photos in shadow. Feedback is given on the photos people were shown (the served request
@@ -10,41 +10,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "monitoring.py")
 
 
-class FakeReader:
-    """The page's only data source (the reader's call shapes, no store)."""
-
-    predictions_frame = pd.DataFrame()
-    feedback_frame = pd.DataFrame()
-
-    def __init__(self, *args, **kwargs):
-        self.mirror = self
-
-    def stats(self) -> dict:
-        return {"runs": 1}
-
-    def pending_count(self) -> int:
-        return 0
-
-    def refresh(self) -> None:
-        pass
-
-    def predictions(self, start=None, **kwargs) -> pd.DataFrame:
-        df = self.predictions_frame
-        return df if start is None else df[df["timestamp"] >= start].reset_index(drop=True)
-
-    def feedback(self, start=None, **kwargs) -> pd.DataFrame:
-        df = self.feedback_frame
-        return df if start is None else df[df["timestamp"] >= start].reset_index(drop=True)
-
-
-def _store() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def _store() -> tuple[list, list, dict]:
     import dataclasses
 
     from nutrilearn.tracking.records import SHADOW_SUFFIX
@@ -58,21 +30,32 @@ def _store() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
                for i, r in enumerate(after)]
     judged = before[:4] + after[:6]  # feedback on served answers only, as people give it
     feedback = [make_feedback(r, label=r.label if i % 2 else "pizza_other") for i, r in enumerate(judged)]
-    predictions = pd.DataFrame([r.to_row() for r in before + after + shadows])
     counts = {"served_judged": len(judged), "shadow_judged": 6, "v1_served_judged": 4}
-    return predictions, pd.DataFrame([f.to_row() for f in feedback]), counts
+    return before + after + shadows, feedback, counts
 
 
-@pytest.fixture
-def page(home, monkeypatch):
+def _log(predictions: list, feedback: list) -> None:
+    """The records in the home's spool (unflushed: History reads them from there), through
+    the logger's own checks."""
     import streamlit as st
+
+    from nutrilearn.config import Settings
+    from nutrilearn.tracking.logger import PredictionLogger
 
     st.cache_resource.clear()
     st.cache_data.clear()
-    monkeypatch.setattr("nutrilearn.tracking.reader.PredictionReader", FakeReader)
-    # Recent predictions' thumbnails read the store itself; this fake has none to show.
-    monkeypatch.setattr("nutrilearn.monitoring.photos.with_thumbnails", lambda rows, *a, **k: rows, raising=False)
-    FakeReader.predictions_frame, FakeReader.feedback_frame, counts = _store()
+    logger = PredictionLogger(Settings.from_env(), start=False)
+    try:
+        assert all(logger.submit(r) for r in predictions)
+        assert all(logger.submit_feedback(f) for f in feedback)
+    finally:
+        logger.spool.close()
+
+
+@pytest.fixture
+def page(home):
+    predictions, feedback, counts = _store()
+    _log(predictions, feedback)
     return counts
 
 
@@ -113,18 +96,20 @@ def test_trends_with_version_one_and_shadows_count_both_of_its_roles(page):
     assert _metrics(at)["Predictions with feedback"] == str(page["v1_served_judged"] + page["shadow_judged"])
 
 
-def test_feedback_hidden_with_replayed_traffic_is_said_not_zero_without_a_word(page):
+def test_feedback_hidden_with_replayed_traffic_is_said_not_zero_without_a_word(home):
     """Live uploads without feedback, replayed traffic with it: the live view's trends show
     0 (true of the view) and say where the feedback is."""
-    frame = FakeReader.predictions_frame
-    replayed = ~frame["request_id"].isin(frame["request_id"].iloc[10:12])  # two of version 2's stay live...
-    FakeReader.predictions_frame = frame.assign(source=frame["source"].where(~replayed, "replay"))
-    FakeReader.feedback_frame = FakeReader.feedback_frame[  # ...and have no feedback
-        ~FakeReader.feedback_frame["request_id"].isin(frame["request_id"].iloc[10:12])]
+    import dataclasses
+
+    predictions, feedback, _ = _store()
+    live = {r.request_id for r in predictions[10:12]}  # two of version 2's stay live...
+    predictions = [r if r.request_id in live else dataclasses.replace(r, source="replay") for r in predictions]
+    feedback = [f for f in feedback if f.request_id not in live]  # ...and have no feedback
+    _log(predictions, feedback)
     at = _run()
     assert _metrics(at)["Predictions"] == "2" and _metrics(at)["Predictions with feedback"] == "0"
     said = " ".join(c.value for c in at.caption)
-    assert f"{len(FakeReader.feedback_frame)} feedback record(s) of this time range judge predictions" in said
+    assert f"{len(feedback)} feedback record(s) of this time range judge predictions" in said
     assert "Hide replayed traffic" in said
     at = _run(mon_hide_replayed=False)
-    assert _metrics(at)["Predictions with feedback"] == str(len(FakeReader.feedback_frame))
+    assert _metrics(at)["Predictions with feedback"] == str(len(feedback))
