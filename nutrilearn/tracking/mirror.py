@@ -174,15 +174,7 @@ class Mirror:
 
     def files(self, kind: str, start: datetime | None = None, end: datetime | None = None) -> list[str]:
         """The files holding ``kind`` rows of the days that ``[start, end)`` touches (UTC)."""
-        sql, params = "SELECT path FROM files WHERE kind = ?", [kind]
-        if start is not None:
-            sql += " AND day >= ?"
-            params.append(_day(start))
-        if end is not None:
-            sql += " AND day <= ?"
-            params.append(_day(end))
-        with self._db() as db:
-            return [str(self.directory / row[0]) for row in db.execute(sql + " ORDER BY day, path", params)]
+        return [df.path for df in self.day_files(kind, start, end)]
 
     def day_files(self, kind: str, start: datetime | None = None, end: datetime | None = None) -> list[DayFile]:
         """Like ``files``, with each file's day and counts (for pruning before a query)."""
