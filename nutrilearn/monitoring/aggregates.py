@@ -26,6 +26,7 @@ from nutrilearn.monitoring.stats import (
     Overview,
     _version_key,
     food_names,
+    histogram_table,
     prepare_feedback,
 )
 from nutrilearn.monitoring.versions import ACCURACY_COLUMNS, SERVED, SHADOW, wilson
@@ -227,14 +228,7 @@ def confidence_histogram(history: History, filters: Filters | None, bins: int = 
             FROM {{src}}, (SELECT CAST(? AS BIGINT) AS bins, CAST(? AS DOUBLE[]) AS edges) AS k WHERE {_OK})
         GROUP BY model_version, bin""", [int(bins), edges.tolist()])
     versions = sorted(g["model_version"].dropna().unique().tolist(), key=_version_key)
-    full = pd.MultiIndex.from_product([versions, range(bins)], names=["model_version", "bin"])
-    counts = g.set_index(["model_version", "bin"])["count"].reindex(full, fill_value=0).reset_index()
-    totals = counts.groupby("model_version")["count"].transform("sum")
-    counts["share"] = counts["count"] / totals.where(totals > 0)
-    counts["bin_start"] = edges[counts["bin"].to_numpy()]
-    counts["bin_end"] = edges[counts["bin"].to_numpy() + 1]
-    counts["count"] = counts["count"].astype("int64")
-    return counts[["model_version", "bin_start", "bin_end", "count", "share"]]
+    return histogram_table(g, versions, edges)
 
 
 def latency_summary(history: History, filters: Filters | None) -> pd.DataFrame:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from nutrilearn.monitoring.drift import SAMPLE_CAP
 from nutrilearn.monitoring.filters import Filters
-from nutrilearn.monitoring.windows import Window, WindowSpecError, parse_spec
+from nutrilearn.monitoring.windows import Window, WindowSpecError, resolved_spec
 from nutrilearn.tracking.records import REPLAY_SOURCE, as_utc
 
 if TYPE_CHECKING:
@@ -142,12 +142,7 @@ def select(history: History, spec: str, name: str, *, live_only: bool = False,
            champion: tuple[Any, str] | None = None, now: datetime | None = None, max_rows: int = MAX_ROWS,
            embeddings: int = SAMPLE_CAP, seed: int = 0) -> Window:
     """``windows.select`` answered by the engine (same specs, same usable rows)."""
-    kind, args = parse_spec(spec)
-    if kind == "champion" and args["since"] is None:
-        if champion is None:
-            raise WindowSpecError("no champion move in the registry's alias history: give the time "
-                                  "(champion:TIME@N)")
-        args = {**args, "since": champion[0], "version": args["version"] or champion[1]}
+    kind, args = resolved_spec(spec, champion)
     params: dict[str, Any] = {"kind": kind}
     if "n" in args:
         params["asked"] = args["n"]

@@ -368,9 +368,15 @@ def confidence_histogram(df: pd.DataFrame, bins: int = 20) -> pd.DataFrame:
     idx = np.clip(np.searchsorted(edges, ok["confidence"].to_numpy("float64"), side="right") - 1, 0, bins - 1)
     versions = sorted(ok["model_version"].dropna().unique().tolist(), key=_version_key)
     counts = (pd.DataFrame({"model_version": ok["model_version"].to_numpy(), "bin": idx})
-              .groupby(["model_version", "bin"]).size())
-    full = pd.MultiIndex.from_product([versions, range(bins)], names=["model_version", "bin"])
-    counts = counts.reindex(full, fill_value=0).rename("count").reset_index()
+              .groupby(["model_version", "bin"]).size().rename("count").reset_index())
+    return histogram_table(counts, versions, edges)
+
+
+def histogram_table(counts: pd.DataFrame, versions: list, edges: np.ndarray) -> pd.DataFrame:
+    """Per-version histogram rows from ``(model_version, bin, count)`` counts: every bin of
+    every version (empty ones 0), each with its edges and its share of the version's total."""
+    full = pd.MultiIndex.from_product([versions, range(len(edges) - 1)], names=["model_version", "bin"])
+    counts = counts.set_index(["model_version", "bin"])["count"].reindex(full, fill_value=0).reset_index()
     totals = counts.groupby("model_version")["count"].transform("sum")
     counts["share"] = counts["count"] / totals.where(totals > 0)
     counts["bin_start"] = edges[counts["bin"].to_numpy()]

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
@@ -206,16 +206,23 @@ def champion_start(settings) -> tuple[pd.Timestamp, str] | None:
     return _utc(last.when), str(last.to_version)
 
 
-def select(frame: pd.DataFrame, spec: str, name: str, now: datetime | None = None,
-           champion: tuple[pd.Timestamp, str] | None = None) -> Window:
-    """Apply a (non-folder) window spec to a predictions DataFrame. ``champion`` (from
-    ``champion_start``) fills in a ``champion`` spec given without a time."""
+def resolved_spec(spec: str, champion: tuple[Any, str] | None) -> tuple[str, dict[str, Any]]:
+    """``parse_spec``, with a ``champion`` spec given without a time filled in from
+    ``champion`` (the current champion's move time and version)."""
     kind, args = parse_spec(spec)
     if kind == "champion" and args["since"] is None:
         if champion is None:
             raise WindowSpecError("no champion move in the registry's alias history: give the time "
                                   "(champion:TIME@N)")
         args = {**args, "since": champion[0], "version": args["version"] or champion[1]}
+    return kind, args
+
+
+def select(frame: pd.DataFrame, spec: str, name: str, now: datetime | None = None,
+           champion: tuple[pd.Timestamp, str] | None = None) -> Window:
+    """Apply a (non-folder) window spec to a predictions DataFrame. ``champion`` (from
+    ``champion_start``) fills in a ``champion`` spec given without a time."""
+    kind, args = resolved_spec(spec, champion)
     if kind == "last":
         part = last_n(frame, args["n"])
     elif kind == "first":
