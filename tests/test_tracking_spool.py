@@ -214,3 +214,23 @@ def test_group_commit_syncs_the_wal_soon_after_an_append(tmp_path, monkeypatch):
         assert synced and synced[0] - t0 < 1.0
     finally:
         sp.close()
+
+
+def test_processes_opening_a_new_spool_at_once_all_open_it(tmp_path):
+    """Setting WAL mode takes an exclusive lock, and SQLite refuses it at once ("database is
+    locked") rather than waiting while another process opens the same new file: every
+    process must still open the spool and append."""
+    code = ("import sys, time\n"
+            "from pathlib import Path\n"
+            "from nutrilearn.tracking.spool import Spool\n"
+            "go = Path(sys.argv[2])\n"
+            "while not go.exists():\n"
+            "    time.sleep(0.001)\n"
+            "s = Spool(sys.argv[1])\n"
+            "s.close()\n")
+    go = tmp_path / "go"
+    children = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "spool"), str(go)],
+                                 stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    go.touch()
+    errors = [c.communicate(timeout=120)[1] for c in children]
+    assert [c.returncode for c in children] == [0] * 8, "\n".join(errors)

@@ -285,7 +285,7 @@ class Spool:
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None,
                                check_same_thread=False)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._ensure_wal(conn)
             conn.execute(f"PRAGMA synchronous={self._pragma}")
             # Checkpoints run from the flusher (``checkpoint``), never on the prediction path.
             conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -294,6 +294,26 @@ class Spool:
             conn.close()
             raise
         return conn
+
+    def _ensure_wal(self, conn: sqlite3.Connection) -> None:
+        """Put the database in WAL mode (it stays so, in the file). Setting it takes an
+        exclusive lock and SQLite answers "database is locked" at once, without waiting
+        out the busy timeout, while another process opens the same new spool: so read the
+        mode first (set already: nothing to do) and retry within the busy timeout."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.01
+        while True:
+            try:
+                if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
