@@ -14,6 +14,7 @@ process with the mirror up to date:
     .venv/bin/python bench/bench_scale.py --n 3000000 --dir /tmp/scale          # extends to 3M
     .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-time          # time what is there
     .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-interactions  # the warm app's page reruns
+    .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-interactions --monitoring-only  # that page alone
     git archive REV nutrilearn | tar -x -C /tmp/base                            # an older version...
     .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-time --baseline /tmp/base  # ...timed alongside
 
@@ -317,6 +318,8 @@ for period in ("Last 7 days", "All time"):
     step(m, out["monitoring"], f"[{period}] bins 30", mon_bins=30)
     step(m, out["monitoring"], f"[{period}] sort by confidence", mon_sort=widget(m, "mon_sort").options[2])
 
+if not PAGES_DRIFT:
+    print(json.dumps(out)); raise SystemExit(0)
 d = AppTest.from_file(os.path.join(ROOT, "pages", "drift.py"), default_timeout=900)
 step(d, out["drift"], "first load (cold)")
 step(d, out["drift"], "rerun, nothing changed")
@@ -344,12 +347,12 @@ print(json.dumps(out))
 """
 
 
-def warm_interactions(directory: Path) -> dict:
+def warm_interactions(directory: Path, drift: bool = True) -> dict:
     """The app as a person uses it: the Monitoring and Drift pages driven by AppTest in one
     process (Streamlit's caches and the reader kept between reruns), each widget change timed
     as the rerun it triggers (script, queries, charts; not the browser's drawing). The first
     load is cold; every later figure is asked for a filter the cache has not seen, unless said."""
-    code = f"ROOT = {str(ROOT)!r}\nENV = {env_for(directory)!r}\n" + INTERACTIONS
+    code = f"ROOT = {str(ROOT)!r}\nENV = {env_for(directory)!r}\nPAGES_DRIFT = {drift!r}\n" + INTERACTIONS
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     if p.returncode:
         raise RuntimeError(p.stderr[-4000:])
@@ -396,13 +399,16 @@ def main() -> int:
     ap.add_argument("--only-time", action="store_true")
     ap.add_argument("--only-interactions", action="store_true",
                     help="only the warm app's page interactions (AppTest), on the store as it is")
+    ap.add_argument("--monitoring-only", action="store_true",
+                    help="with --only-interactions: the Monitoring page only (not the Drift page)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--baseline", type=Path, metavar="DIR",
                     help="a directory holding an older nutrilearn package, timed alongside (ratio printed)")
     args = ap.parse_args()
     print(f"load: {os.getloadavg()[0]:.2f}", file=sys.stderr)
     if args.only_interactions:
-        print(json.dumps({"interactions": warm_interactions(args.dir), "load_after": round(os.getloadavg()[0], 2)},
+        print(json.dumps({"interactions": warm_interactions(args.dir, drift=not args.monitoring_only),
+                          "load_after": round(os.getloadavg()[0], 2)},
                          indent=2))
         return 0
     if not args.only_time:
