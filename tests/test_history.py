@@ -152,3 +152,22 @@ def test_monitor_cli_json(tracking, logged, capsys):
     assert week["count"] == len(sel)
     with pytest.raises(SystemExit, match="is not a time"):
         main(["monitor", "--since", "yesterday-ish"])
+
+
+def test_a_flushed_record_never_drops_out_of_the_history(tracking, loggers):
+    """Between a batch leaving the spool (written to MLflow) and the mirror copying it, a
+    record was in neither source: the Monitoring page said "No predictions logged yet" right
+    after an upload. Reading after a flush now syncs the mirror first."""
+    logger = loggers(tracking, batch_max_records=5, start=False)
+    m = Mirror(tracking)
+    m.sync()
+    h = History(m, tracking.spool_dir)
+    everything = Filters(hide_replayed=False, include_shadow=True)
+    for i in range(3):
+        logger.submit(make_record(i, when=T0 + timedelta(minutes=i)))
+    assert h.overview(everything).count == 3 and h.pending_count() == 3
+    assert logger.flush(timeout=120) and logger.spool.pending_count() == 0
+    assert m.stats()["prediction_rows"] == 0  # nobody synced the mirror since
+    assert h.overview(everything).count == 3  # was 0: gone from the spool, not mirrored yet
+    assert h.pending_count() == 0 and m.stats()["prediction_rows"] == 3
+    h.close()

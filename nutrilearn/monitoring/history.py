@@ -169,6 +169,7 @@ class History:
         self._lock = threading.Lock()
         self._spool = None
         self._pending_key: dict[str, tuple] = {}
+        self._left_seen: int | None = None  # spool.records_left() at the last look
         self._pending: dict[str, Any] = {}
         self._snapshot_slots = snapshots
         self._snapshot_max_rows = snapshot_max_rows
@@ -185,6 +186,7 @@ class History:
                 self._spool = open_existing(self.spool_dir)
             if self._spool is None:
                 return None
+            self._catch_up_with_flushes()
             key = (self._spool.max_seq(), self._spool.pending_count(), self.mirror.stats()["runs"])
             if self._pending_key.get(kind) == key:
                 return self._pending[kind]
@@ -204,6 +206,34 @@ class History:
         table = rows_to_table(decoded, kind) if decoded else None
         self._pending_key[kind], self._pending[kind] = key, table
         return table
+
+    def _mirror_files(self, kind: str, start: datetime | None = None, end: datetime | None = None) -> list[DayFile]:
+        """The mirror's files of ``[start, end)``, after catching up with records flushed
+        from the spool since the last look (so a record is always in one source or the other)."""
+        if self.spool_dir is not None:
+            try:
+                if self._spool is None:
+                    self._spool = open_existing(self.spool_dir)
+                if self._spool is not None:
+                    self._catch_up_with_flushes()
+            except (SpoolError, OSError) as exc:
+                log.warning("not reading the spool at %s: %s", self.spool_dir, exc)
+        return self.mirror.day_files(kind, start, end)
+
+    def _catch_up_with_flushes(self) -> None:
+        """Sync the mirror when records left the spool since the last look.
+
+        A flushed record leaves the spool once its batch run is FINISHED in MLflow; until the
+        mirror copies that run it would be in neither source, and a page would count fewer
+        predictions than a moment before (seen: "No predictions logged yet" right after an
+        upload). Syncing here keeps every record visible in one source or the other; it
+        costs one sync per flush, none while nothing is flushed."""
+        left = self._spool.records_left()
+        if self._left_seen is not None and left != self._left_seen:
+            result = self.mirror.sync()
+            if result.error:  # unreachable store: the rows show again after the next sync
+                log.warning("records were flushed but the mirror cannot sync: %s", result.error)
+        self._left_seen = left
 
     def _source(self, cur, kind: str, filters: Filters | None, columns: Sequence[str],
                 days: Sequence[str] | None = None) -> tuple[str, list]:
@@ -278,7 +308,7 @@ class History:
 
     def _day_files(self, kind: str, start: datetime | None, end: datetime | None,
                    days: Sequence[str] | None) -> list[DayFile]:
-        files = self.mirror.day_files(kind, start, end)
+        files = self._mirror_files(kind, start, end)
         if end is not None and end == _midnight(end):  # an exclusive end at midnight: that day is out
             files = [df for df in files if df.day < end.strftime("%Y-%m-%d")]
         if days is not None:

@@ -654,6 +654,14 @@ class Spool:
     def max_seq(self) -> int:
         return int(self._read("SELECT MAX(seq) FROM records")[0][0] or 0)
 
+    def records_left(self) -> int:
+        """How many records have ever left this spool (written to MLflow): the highest number
+        ever given minus the records still held. It grows exactly when a batch completes, so
+        a reader can tell that rows it showed from the spool now live in MLflow only."""
+        row = self._read("SELECT (SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'records'), "
+                         "(SELECT COUNT(*) FROM records)")[0]
+        return int(row[0]) - int(row[1])
+
     def pending_count(self, up_to_seq: int | None = None) -> int:
         """Live records not yet in MLflow (dead letters wait for ``retry_dead`` and are not counted)."""
         if up_to_seq is None:
