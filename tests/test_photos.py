@@ -52,6 +52,29 @@ def test_thumbnail_is_small_webp_within_128_px():
         assert len(data) <= 8_000
 
 
+def test_thumbnail_shows_the_whole_photo_not_the_models_crop():
+    """Edges the centre crop drops (a 4% strip each side) are in the thumbnail, at its edges;
+    the picture is the full photo box-filtered down (to within rounding), in its aspect."""
+    for size in [(512, 384), (382, 512), (1000, 750), (4000, 3000), (300, 200)]:
+        w, h = size
+        arr = np.zeros((h, w, 3), np.uint8)
+        arr[:, :] = (0, 160, 0)
+        strip = max(1, w * 4 // 100)
+        arr[:, :strip] = (255, 0, 0)
+        arr[:, w - strip:] = (0, 0, 255)
+        arr[: h // 2, strip : w - strip, 0] = 200  # a top half the thumbnail must keep apart
+        photo = Image.fromarray(arr)
+        img = Image.open(io.BytesIO(make_thumbnail(photo)))
+        img.load()
+        assert img.format == "WEBP" and max(img.size) == MAX_SIDE
+        assert abs(img.size[0] / img.size[1] - w / h) < 0.02
+        got = np.asarray(img.convert("RGB"), np.float64)
+        assert got[:, 0, 0].mean() > 150 and got[:, 0, 2].mean() < 100  # the left strip, red
+        assert got[:, -1, 2].mean() > 150 and got[:, -1, 0].mean() < 100  # the right strip, blue
+        want = np.asarray(photo.resize(img.size, Image.Resampling.BOX), np.float64)
+        assert np.abs(got - want).mean() < 8, size  # the whole photo (WebP at quality 70)
+
+
 def test_jpeg_thumbnails_where_pillow_has_no_webp(monkeypatch):
     from nutrilearn.vision import thumbnails
 
