@@ -203,7 +203,7 @@ class Analyzer:
             return records
         t0 = time.perf_counter()
         try:
-            feats = self.classifier.features(np.stack(crops))
+            feats = self.classifier.features(crops)  # LiteRT normalises photo by photo: no stacked copy
             predictions = self.classifier.classify(feats)
         except Exception as exc:  # a model failure is a logged error, not a lost request
             for i in ok_index:

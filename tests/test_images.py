@@ -132,3 +132,16 @@ def test_big_jpeg_decodes_at_reduced_scale_but_reports_its_size():
     assert (decoded.width, decoded.height) == (4000, 3000)
     assert min(decoded.image.size) >= I.DRAFT_MIN_SIDE and decoded.image.width < 4000
     assert I.crop_and_resize(decoded.image).shape == (224, 224, 3)
+
+
+def test_normalise_into_a_buffer_is_normalise_bit_for_bit():
+    """Serving normalises photo by photo into the interpreter's buffer: the same floats."""
+    every_value = np.arange(256, dtype=np.uint8).repeat(3).reshape(16, 16, 3)
+    rng = np.random.default_rng(0)
+    for pixels in (every_value, rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+                   rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)[:, :, ::-1]):  # not contiguous
+        out = np.full(pixels.shape, np.nan, np.float32)
+        assert I.normalise_into(pixels, out) is out
+        want = I.normalise(pixels)
+        assert want.dtype == out.dtype == np.float32 and np.array_equal(out, want)
+    assert I.normalise_into(every_value, np.empty((16, 16, 3), np.float32))[0, 0, 0] == -127.0 / 128.0

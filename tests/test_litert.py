@@ -139,6 +139,29 @@ def test_batch_modes_and_threads_agree(models_dir, food10_photos):
 
 
 @pytest.mark.food10
+@pytest.mark.parametrize("mode", ["workers", "per_photo", "resize"])
+def test_uint8_crops_give_the_same_numbers_as_normalised_input(models_dir, food10_photos, mode):
+    """Serving hands uint8 crops to the backbone, normalised photo by photo in each
+    interpreter's buffer: bit for bit what ``forward(normalise(crops))`` gives, in order,
+    from an array or a list of crops, one photo or a batch."""
+    from nutrilearn.vision.images import normalise
+    from nutrilearn.vision.litert import LiteRTBackbone
+    from nutrilearn.vision.model_files import read_checked_tflite
+
+    crops = _crops(food10_photos[:5])
+    backbone = LiteRTBackbone(read_checked_tflite(models_dir), threads=2, batch_mode=mode)
+    for batch in (crops, crops[:1], crops[::-1]):
+        want = backbone.forward(normalise(batch))
+        for pixels in (batch, list(batch)):
+            got = backbone.forward_pixels(pixels)
+            assert all(np.array_equal(g, w) for g, w in zip(got, want)), mode
+    assert not np.array_equal(backbone.forward_pixels(crops[:1])[0], backbone.forward_pixels(crops[1:2])[0])
+    assert [a.shape for a in backbone.forward_pixels([])] == [(0, 1000), (0, 1280)]
+    with pytest.raises(ValueError, match="expected"):
+        backbone.forward_pixels([np.zeros((100, 100, 3), np.uint8)])
+
+
+@pytest.mark.food10
 def test_batch_workers_give_each_photo_its_own_outputs(models_dir, food10_photos):
     """Serving's batches run on one-thread interpreters in parallel: same numbers, right order,
     also with batches and single photos arriving from several threads at once."""
@@ -243,3 +266,4 @@ def test_an_unknown_runtime_is_refused(monkeypatch):
     monkeypatch.setenv("NUTRILEARN_RUNTIME", "onnx")
     with pytest.raises(ValueError, match="NUTRILEARN_RUNTIME must be one of litert, keras"):
         Settings.from_env()
+

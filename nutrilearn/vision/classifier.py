@@ -94,10 +94,14 @@ class FoodClassifier:
         return self.head.labels
 
     def features(self, pixels: np.ndarray) -> Features:
-        """uint8 (N, 224, 224, 3) crops -> backbone outputs."""
+        """uint8 (N, 224, 224, 3) crops (or a sequence of (224, 224, 3) crops) -> backbone outputs."""
         if len(pixels) == 0:
             return Features(np.empty((0, 1000), np.float32), np.empty((0, 1280), np.float32))
-        logits, pooled = self.backbone.forward(normalise(np.asarray(pixels)))
+        forward_pixels = getattr(self.backbone, "forward_pixels", None)
+        if forward_pixels is not None:  # LiteRT: normalised photo by photo, the same numbers
+            logits, pooled = forward_pixels(pixels)
+        else:
+            logits, pooled = self.backbone.forward(normalise(np.asarray(pixels)))
         return Features(logits, pooled)
 
     def warm_up(self) -> None:

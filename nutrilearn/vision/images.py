@@ -160,6 +160,18 @@ def normalise(pixels: np.ndarray) -> np.ndarray:
     return (pixels.astype(np.float32) - 127.0) / 128.0
 
 
+def normalise_into(pixels: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``normalise(pixels)`` written into ``out`` (float32, same shape), bit for bit.
+
+    One photo at a time into a buffer the caller keeps: no batch-sized float arrays (three
+    of them per chunk cost ~0.2 ms a photo in allocation and memory traffic). The same
+    values: uint8 -> float32 and x - 127 are exact, and x / 128 == x * 2**-7 exactly.
+    """
+    np.subtract(pixels, np.float32(127.0), out=out, dtype=np.float32)
+    np.multiply(out, np.float32(1.0 / 128.0), out=out)
+    return out
+
+
 def image_stats(pixels: np.ndarray, aspect: float) -> ImageStats:
     """Statistics of the 224x224 crop the model sees (cheap: ~1 ms)."""
     rgb = pixels.astype(np.float32) / 255.0

@@ -27,7 +27,7 @@ from typing import Iterator
 
 import numpy as np
 
-from nutrilearn.vision.images import INPUT_SIZE
+from nutrilearn.vision.images import INPUT_SIZE, normalise, normalise_into
 from nutrilearn.vision.model_files import read_checked_tflite
 
 # "per_photo": the interpreter keeps its fixed (1, 224, 224, 3) input and a batch runs
@@ -82,12 +82,20 @@ class _Runner:
         if set(outputs) != {LOGITS_DIM, POOLED_DIM}:
             raise ValueError(f"not the NutriLearn backbone: outputs of sizes {sorted(outputs)}")
         self.logits, self.pooled = outputs[LOGITS_DIM], outputs[POOLED_DIM]
+        self.buffer = np.empty((1, INPUT_SIZE, INPUT_SIZE, 3), np.float32)  # this runner's normalised photo
 
-    def run_each(self, x: np.ndarray, todo: Iterator[int], logits: np.ndarray, pooled: np.ndarray) -> None:
-        """Forward the photos ``todo`` hands out (shared between runners) into the outputs."""
+    def run_each(self, photos, todo: Iterator[int], logits: np.ndarray, pooled: np.ndarray) -> None:
+        """Forward the photos ``todo`` hands out (shared between runners) into the outputs.
+
+        ``photos[i]`` is a normalised float32 (224, 224, 3) photo, or uint8 pixels that are
+        normalised here, into this runner's buffer (the same values as ``normalise``)."""
         it = self.interpreter
         for i in todo:
-            it.set_tensor(self.input, x[i : i + 1])
+            photo = photos[i]
+            if photo.dtype == np.uint8:
+                it.set_tensor(self.input, normalise_into(photo, self.buffer[0])[None])
+            else:
+                it.set_tensor(self.input, photo[None])
             it.invoke()
             logits[i] = it.get_tensor(self.logits)[0]
             pooled[i] = it.get_tensor(self.pooled)[0]
@@ -104,7 +112,7 @@ class LiteRTBackbone:
         self._model = model  # the interpreters read from this buffer: keep it alive
         self.threads = threads or cpu_threads()
         self.batch_mode = batch_mode
-        main = _Runner(model, self.threads)
+        main = self._main = _Runner(model, self.threads)
         self._interpreter, self._input = main.interpreter, main.input
         self._logits, self._pooled = main.logits, main.pooled
         self._batch = 1
@@ -127,18 +135,39 @@ class LiteRTBackbone:
         n = len(x)
         if n == 0:
             return np.empty((0, LOGITS_DIM), np.float32), np.empty((0, POOLED_DIM), np.float32)
-        if self.batch_mode == "workers" and n > 1 and self.threads > 1:
-            return self._forward_workers(x)
-        with self._lock:
-            if self.batch_mode == "resize":
+        if self.batch_mode == "resize":
+            with self._lock:
                 return self._run(x, n)
-            logits = np.empty((n, LOGITS_DIM), np.float32)
-            pooled = np.empty((n, POOLED_DIM), np.float32)
-            for i in range(n):
-                logits[i : i + 1], pooled[i : i + 1] = self._run(x[i : i + 1], 1)
-            return logits, pooled
+        return self._photo_by_photo(x)
 
-    def _forward_workers(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def forward_pixels(self, pixels) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 crops, (N, 224, 224, 3) or a sequence of (224, 224, 3) -> ``forward(normalise(pixels))``.
+
+        The same numbers bit for bit, but each photo is normalised by the interpreter that
+        runs it, into its own buffer: no stacked batch, no batch-sized float arrays.
+        """
+        photos = [np.asarray(p) for p in pixels]
+        if any(p.shape != (INPUT_SIZE, INPUT_SIZE, 3) for p in photos):
+            raise ValueError(f"expected ({INPUT_SIZE}, {INPUT_SIZE}, 3) crops, got {[p.shape for p in photos][:3]}")
+        if not photos:
+            return np.empty((0, LOGITS_DIM), np.float32), np.empty((0, POOLED_DIM), np.float32)
+        if self.batch_mode == "resize" or any(p.dtype != np.uint8 for p in photos):
+            return self.forward(normalise(np.stack(photos)))
+        return self._photo_by_photo(photos)
+
+    def _photo_by_photo(self, photos) -> tuple[np.ndarray, np.ndarray]:
+        """A single photo on the multi-threaded interpreter; a batch on the workers ("workers")
+        or photo by photo on it ("per_photo")."""
+        n = len(photos)
+        if self.batch_mode == "workers" and n > 1 and self.threads > 1:
+            return self._forward_workers(photos)
+        logits = np.empty((n, LOGITS_DIM), np.float32)
+        pooled = np.empty((n, POOLED_DIM), np.float32)
+        with self._lock:
+            self._main.run_each(photos, iter(range(n)), logits, pooled)
+        return logits, pooled
+
+    def _forward_workers(self, x) -> tuple[np.ndarray, np.ndarray]:
         """Photo by photo on the one-thread interpreters in parallel; this thread is one of them."""
         n = len(x)
         logits = np.empty((n, LOGITS_DIM), np.float32)
