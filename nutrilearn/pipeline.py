@@ -19,6 +19,7 @@ import numpy as np
 from nutrilearn.config import Settings
 from nutrilearn.tracking.records import STATUS_ERROR, STATUS_OK, PredictionRecord, new_request_id, utc_now
 from nutrilearn.vision import embedding
+from nutrilearn.vision.blas import one_blas_thread
 from nutrilearn.vision.images import ImageError, crop_and_resize, decode_image, image_stats
 from nutrilearn.vision.thumbnails import make_thumbnail
 
@@ -130,8 +131,13 @@ class Analyzer:
 
         Decoding the next chunk overlaps the model's work on the current one (PIL and
         LiteRT both release the GIL): 1.14x on 256-photo batches (bench/bench_predict.py).
-        The first chunk, which nothing overlaps, is decoded in two halves at once.
+        The first chunk, which nothing overlaps, is decoded in two halves at once. BLAS
+        runs on one thread meanwhile (``vision/blas.py``: the same numbers, no spinning).
         """
+        with one_blas_thread():
+            return self._analyze(photos, user, source, batch_size, progress, timestamps)
+
+    def _analyze(self, photos, user, source, batch_size, progress, timestamps) -> list[PredictionRecord]:
         starts = range(0, len(photos), batch_size)
         jobs = [(photos[i : i + batch_size],
                  timestamps[i : i + batch_size] if timestamps is not None else [None] * len(photos[i : i + batch_size]))

@@ -267,3 +267,39 @@ def test_an_unknown_runtime_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="NUTRILEARN_RUNTIME must be one of litert, keras"):
         Settings.from_env()
 
+
+@pytest.mark.food10
+def test_predictions_run_on_one_blas_thread_with_the_same_numbers(litert_classifier, food10_photos):
+    """While photos are predicted BLAS runs on one thread (no helper spinning against the
+    LiteRT workers), counted across nested and concurrent calls; the limits come back after,
+    and the embedding, a trained head and the image statistics are the same bit for bit."""
+    from nutrilearn.config import Settings
+    from nutrilearn.pipeline import Analyzer, ModelInfo, Photo
+    from nutrilearn.vision import embedding
+    from nutrilearn.vision.blas import blas_threads, one_blas_thread
+    from nutrilearn.vision.heads import LinearHead
+    from nutrilearn.vision.images import image_stats
+
+    default = blas_threads()
+    assert default
+    seen: list[list[int]] = []
+    photos = [Photo(p.name, p.read_bytes()) for p in food10_photos[:8]]
+    records = Analyzer(litert_classifier, ModelInfo(), Settings()).analyze(
+        photos, user="t", batch_size=4, progress=lambda done, total: seen.append(blas_threads()))
+    assert all(r.ok for r in records) and seen == [[1] * len(default)] * 2
+    assert blas_threads() == default
+
+    crops = _crops(food10_photos[:12])
+    feats = litert_classifier.features(crops)
+    rng = np.random.default_rng(0)
+    head = LinearHead(tuple(f"food{i}" for i in range(101)), rng.standard_normal((1280, 101)), rng.standard_normal(101))
+    want = (embedding.compact(feats.pooled), head.probabilities(feats.logits, feats.pooled),
+            [image_stats(c, 1.0) for c in crops])
+    with one_blas_thread():
+        with one_blas_thread():
+            assert blas_threads() == [1] * len(default)
+        assert blas_threads() == [1] * len(default)  # the outer block still holds
+        got = (embedding.compact(feats.pooled), head.probabilities(feats.logits, feats.pooled),
+               [image_stats(c, 1.0) for c in crops])
+    assert blas_threads() == default
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]) and got[2] == want[2]
