@@ -117,6 +117,11 @@ class Mirror:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._held: tuple[int, sqlite3.Connection] | None = None
+        # Answers about the manifest kept until any connection commits to it (the app asks
+        # the file list of every question: a connection each cost ~5 ms, a few per question).
+        self._watch: sqlite3.Connection | None = None
+        self._watch_lock = threading.Lock()
+        self._memo: dict[tuple, tuple[int, object]] = {}
         with self._db() as db:
             db.executescript(_MANIFEST)
             have = {row[1] for row in db.execute("PRAGMA table_info(files)")}
@@ -142,6 +147,39 @@ class Mirror:
         # power cut only means the next sync copies those runs again (the rows are idempotent).
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
+
+    def _data_version(self) -> int | None:
+        """A number that changes whenever a connection commits to the manifest, in this
+        process or another (``PRAGMA data_version`` of a connection kept for watching, which
+        never writes); None in the thread syncing (it sees its own writes before they commit)."""
+        held = self._held
+        if held is not None and held[0] == threading.get_ident():
+            return None
+        with self._watch_lock:
+            if self._watch is None:
+                self._watch = sqlite3.connect(self.directory / "manifest.db", timeout=30.0, check_same_thread=False)
+            return self._watch.execute("PRAGMA data_version").fetchone()[0]
+
+    def _memoized(self, key: tuple, compute: Callable[[], object]):
+        """``compute()``, kept until the manifest changes (the version is read first, so an
+        answer computed while a commit lands is asked again next time)."""
+        version = self._data_version()
+        if version is None:
+            return compute()
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        value = compute()
+        self._memo[key] = (version, value)
+        return value
+
+    def close(self) -> None:
+        """Close the watching connection (the manifest's others are short-lived)."""
+        with self._watch_lock:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
+            self._memo.clear()
 
     def _load_state(self) -> FinderState:
         with self._db() as db:
@@ -178,22 +216,26 @@ class Mirror:
 
     def day_files(self, kind: str, start: datetime | None = None, end: datetime | None = None) -> list[DayFile]:
         """Like ``files``, with each file's day and counts (for pruning before a query)."""
-        sql, params = "SELECT path, day, rows, shadow_rows FROM files WHERE kind = ?", [kind]
-        if start is not None:
-            sql += " AND day >= ?"
-            params.append(_day(start))
-        if end is not None:
-            sql += " AND day <= ?"
-            params.append(_day(end))
-        with self._db() as db:
-            return [DayFile(str(self.directory / p), d, int(n), None if sh is None else int(sh))
-                    for p, d, n, sh in db.execute(sql + " ORDER BY day, path", params)]
+        first = _day(start) if start is not None else None
+        last = _day(end) if end is not None else None
+        return [df for df in self._all_day_files(kind)
+                if (first is None or df.day >= first) and (last is None or df.day <= last)]
+
+    def _all_day_files(self, kind: str) -> tuple[DayFile, ...]:
+        def read() -> tuple[DayFile, ...]:
+            with self._db() as db:
+                return tuple(DayFile(str(self.directory / p), d, int(n), None if sh is None else int(sh))
+                             for p, d, n, sh in db.execute("SELECT path, day, rows, shadow_rows FROM files "
+                                                           "WHERE kind = ? ORDER BY day, path", (kind,)))
+        return self._memoized(("day_files", kind), read)
 
     def days(self, kind: str = "predictions") -> list[tuple[str, int]]:
         """``(day, rows)`` for every day mirrored, oldest first."""
-        with self._db() as db:
-            return db.execute("SELECT day, SUM(rows) FROM files WHERE kind = ? GROUP BY day ORDER BY day",
-                              (kind,)).fetchall()
+        def read() -> list[tuple[str, int]]:
+            with self._db() as db:
+                return db.execute("SELECT day, SUM(rows) FROM files WHERE kind = ? GROUP BY day ORDER BY day",
+                                  (kind,)).fetchall()
+        return list(self._memoized(("days", kind), read))
 
     # -- syncing -----------------------------------------------------------------------
 
@@ -425,8 +467,10 @@ class Mirror:
         return pd.DataFrame(rows, columns=["run_id", "kind", "batch_id", "rows"])
 
     def stats(self) -> dict[str, int]:
-        with self._db() as db:
-            runs, = db.execute("SELECT COUNT(*) FROM runs").fetchone()
-            files, rows = db.execute("SELECT COUNT(*), COALESCE(SUM(rows), 0) FROM files "
-                                     "WHERE kind = 'predictions'").fetchone()
-        return {"runs": runs, "files": files, "prediction_rows": rows}
+        def read() -> dict[str, int]:
+            with self._db() as db:
+                runs, = db.execute("SELECT COUNT(*) FROM runs").fetchone()
+                files, rows = db.execute("SELECT COUNT(*), COALESCE(SUM(rows), 0) FROM files "
+                                         "WHERE kind = 'predictions'").fetchone()
+            return {"runs": runs, "files": files, "prediction_rows": rows}
+        return dict(self._memoized(("stats",), read))

@@ -162,6 +162,7 @@ class PredictionReader:
     def close(self) -> None:
         self.history.close()
         self._offline.close()
+        self.mirror.close()
 
 
 def load_predictions(settings: Settings | None = None, **filters) -> pd.DataFrame:
