@@ -171,3 +171,17 @@ def test_a_flushed_record_never_drops_out_of_the_history(tracking, loggers):
     assert h.overview(everything).count == 3  # was 0: gone from the spool, not mirrored yet
     assert h.pending_count() == 0 and m.stats()["prediction_rows"] == 3
     h.close()
+
+
+def test_a_record_flushed_before_the_first_look_is_counted(tracking, loggers):
+    """The app's first sync can run before a batch is finished; the batch leaves the spool
+    just after, and the History's first look comes later: it must sync again, not trust it."""
+    logger = loggers(tracking, batch_max_records=5, start=False)
+    for i in range(3):
+        logger.submit(make_record(i, when=T0 + timedelta(minutes=i)))
+    m = Mirror(tracking)
+    m.sync()  # the batch is not written yet
+    assert logger.flush(timeout=120) and m.stats()["prediction_rows"] == 0
+    h = History(m, tracking.spool_dir)
+    assert h.overview(Filters(hide_replayed=False, include_shadow=True)).count == 3  # was 0
+    h.close()

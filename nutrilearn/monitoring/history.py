@@ -227,9 +227,10 @@ class History:
         mirror copies that run it would be in neither source, and a page would count fewer
         predictions than a moment before (seen: "No predictions logged yet" right after an
         upload). Syncing here keeps every record visible in one source or the other; it
-        costs one sync per flush, none while nothing is flushed."""
+        costs one sync per flush, none while nothing is flushed. The first look syncs too
+        when anything has ever left the spool: the last sync may have run before that flush."""
         left = self._spool.records_left()
-        if self._left_seen is not None and left != self._left_seen:
+        if left != (self._left_seen or 0):
             result = self.mirror.sync()
             if result.error:  # unreachable store: the rows show again after the next sync
                 log.warning("records were flushed but the mirror cannot sync: %s", result.error)
