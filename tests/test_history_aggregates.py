@@ -215,12 +215,173 @@ def test_a_windows_snapshot_answers_as_the_files_do(store, f):
                                                else value), name
             else:
                 assert got == want
-        assert len(kept._snapshots) == 1  # one read of the window for all of them
+        assert kept.held_rows() > 0  # answered from memory
     finally:
         kept.close()
     capped = History(store.mirror, store.spool_dir, snapshots=2, snapshot_max_rows=10)
     try:
         _same(agg.top_foods(capped, f, 5), agg.top_foods(store.history, f, 5))
-        assert not capped._snapshots
+        assert capped.held_rows() == 0
     finally:
         capped.close()
+
+
+# Filters over one set of held rows: every kind the page's sidebar can choose, alone and
+# together, over windows whose edges fall inside days (a time check on held rows) or at midnight.
+MEMORY_FILTERS = [
+    Filters(hide_replayed=False, include_shadow=True),  # every row
+    Filters(),
+    Filters(include_shadow=True),
+    Filters(hide_replayed=False),
+    Filters(model_versions=("2",)),
+    Filters(model_versions=("3",), include_shadow=True),  # the challenger's shadow answers alone
+    Filters(model_versions=("3",)),  # none: shadows left out
+    Filters(users=("u1",), hide_replayed=False, include_shadow=True),
+    Filters(users=("u0", "u2"), model_versions=("1",)),
+    Filters(start=T0 + timedelta(hours=30)),
+    Filters(start=T0 + timedelta(hours=15, minutes=7), end=T0 + timedelta(days=2, hours=1, minutes=3),
+            hide_replayed=False, include_shadow=True),
+    Filters(start=T0 + timedelta(hours=15), end=T0.replace(hour=0) + timedelta(days=3), users=("u3",)),
+    Filters(start=T0 + timedelta(days=3, hours=12), model_versions=("2", "3"), include_shadow=True),  # spool rows
+    Filters(end=T0 + timedelta(hours=20)),
+]
+
+
+def _relation(h, f) -> pd.DataFrame:
+    """Every row and column a question over ``f`` sees, in one order."""
+    from nutrilearn.monitoring.history import SNAPSHOT_COLUMNS
+
+    return h.query("predictions", f, SNAPSHOT_COLUMNS, "SELECT * FROM {src} ORDER BY request_id, timestamp")
+
+
+def test_rows_in_memory_filtered_as_the_files_are(store):
+    """The app's History reads a window's days once, every row of them (shadow, replayed,
+    all versions and users), and applies each question's filters in memory: a longer window
+    held serves a shorter one, and a filter change reads nothing. Each filter's rows and
+    figures must be exactly the files' (a History holding nothing), spooled rows included."""
+    from nutrilearn.monitoring.history import History
+
+    feedback = store.feedback(refresh=False)
+    files = store.history
+    kept = History(store.mirror, store.spool_dir, snapshots=1)
+    reads = []
+    real_run = kept._run
+
+    def run(*args, **kw):
+        if kw.get("spool") is False:  # a read of days into memory
+            reads.append(kw["files"])
+        return real_run(*args, **kw)
+
+    kept._run = run
+    try:
+        whole = _relation(kept, MEMORY_FILTERS[0])
+        assert len(whole) == len(_relation(files, MEMORY_FILTERS[0])) > 250
+        held = kept.held_rows()
+        assert held > 0 and len(reads) <= 2  # all the days at once (the newest apart)
+        for f in MEMORY_FILTERS:
+            want = _relation(files, f)
+            got = _relation(kept, f)
+            assert len(want) > 0 or f.model_versions == ("3",), f
+            _same(got, want)
+            for a, b in zip(_all_figures(kept, f, feedback), _all_figures(files, f, feedback)):
+                if isinstance(b, pd.DataFrame):
+                    _same(a, b)
+                elif hasattr(b, "latency"):
+                    _same(a.latency, b.latency)
+                    assert (a.status, a.requests, a.errors, a.problems) == (b.status, b.requests, b.errors, b.problems)
+                elif hasattr(b, "__dict__"):
+                    for name, value in vars(b).items():
+                        assert vars(a)[name] == (pytest.approx(value, nan_ok=True) if isinstance(value, float)
+                                                 else value), (f, name)
+                else:
+                    assert a == b, f
+            _same(agg.shadow_pairs(kept, f), agg.shadow_pairs(files, f))
+            assert _plain_summary(kept.summary(f)) == _plain_summary(files.summary(f)), f
+            by_user = [h.counts_by("user", f).sort_values("user", kind="stable") for h in (kept, files)]
+            _same(*by_user)  # ordered by count only: ties in either order
+        assert len(reads) <= 2 and kept.held_rows() == held  # every filter and window from the first read
+    finally:
+        kept.close()
+
+
+def _plain_summary(summary: dict) -> dict:
+    out = dict(summary)
+    for k in ("mean_confidence", "error_rate"):
+        out[k] = None if out[k] is None else round(out[k], 9)
+    out["latency_ms"] = {k: None if v is None else round(v, 9) for k, v in out["latency_ms"].items()}
+    out["top_foods"] = [{**r, "share": round(r["share"], 9)} for r in out["top_foods"]]
+    return out
+
+
+def test_a_shorter_window_first_then_a_longer_one_reads_only_the_days_missing(store):
+    from nutrilearn.monitoring.history import History
+
+    files = store.history
+    kept = History(store.mirror, store.spool_dir, snapshots=1)
+    try:
+        short = Filters(start=T0 + timedelta(days=2, hours=3))
+        _same(_relation(kept, short), _relation(files, short))
+        first = kept.held_rows()
+        whole = Filters(hide_replayed=False, include_shadow=True)
+        _same(_relation(kept, whole), _relation(files, whole))
+        assert kept.held_rows() > first
+        days = {df.day for df in store.mirror.day_files("predictions")}
+        assert sum(len(b.days) for b in kept._held) == len(days)  # each day held once
+    finally:
+        kept.close()
+
+
+def test_held_rows_follow_new_files_spooled_rows_and_the_cap(tracking, loggers, tmp_path):
+    """Rows still in the spool are answered beside the held rows, under the same filters; a
+    day whose files change (a new batch, a compaction) is read again, alone; a window
+    holding more rows than the cap is answered from the files and holds nothing."""
+    from nutrilearn.monitoring.history import History
+    from nutrilearn.tracking.mirror import Mirror
+    from nutrilearn.tracking.records import rows_to_table
+
+    def record(i, hours, **kw):
+        rec = make_record(i, when=T0 + timedelta(hours=hours), **kw)
+        if i % 7 == 3:
+            rec.request_id += SHADOW_SUFFIX
+        return rec
+
+    mirror = Mirror(tracking, directory=tmp_path / "mirror")
+    mirror.ingest("predictions", rows_to_table(
+        [record(i, 5 * i, user=f"u{i % 3}", model_version="12" if i % 2 else "2",
+                source="replay" if i % 5 == 0 else "app").to_row() for i in range(40)], "predictions"))
+    logger = loggers(tracking, start=False)
+    for i in range(12):  # never flushed: in the spool only
+        logger.submit(record(200 + i, 5 * 38 + 3 * i, user=f"u{i % 2}", source="replay" if i % 4 == 0 else "app"))
+    files = History(mirror, tracking.spool_dir)
+    kept = History(mirror, tracking.spool_dir, snapshots=1)
+    assert kept.pending_count() == 12
+    every = Filters(hide_replayed=False, include_shadow=True)
+    choices = [every, Filters(), Filters(users=("u1",)), Filters(model_versions=("2",), include_shadow=True),
+               Filters(start=T0 + timedelta(days=7, hours=21), hide_replayed=False),
+               Filters(start=T0 + timedelta(days=7), users=("u0",), include_shadow=True)]
+    try:
+        for f in choices:
+            _same(_relation(kept, f), _relation(files, f))
+        assert kept.held_rows() == 40  # the files' rows; the spool's are added to each answer
+        # New rows on the last day and on a new day: those days change, the rest stay held.
+        mirror.ingest("predictions", rows_to_table(
+            [record(100 + i, 5 * 39 + 2 * i, user="u9").to_row() for i in range(6)], "predictions"))
+        for f in [*choices, Filters(users=("u9",))]:
+            _same(_relation(kept, f), _relation(files, f))
+        assert kept.held_rows() == 46
+        assert len(_relation(kept, Filters(users=("u9",), include_shadow=True))) == 6
+    finally:
+        kept.close()
+        files.close()
+    capped = History(mirror, None, snapshots=1, snapshot_max_rows=45)
+    plain = History(mirror, None)
+    try:
+        _same(_relation(capped, every), _relation(plain, every))
+        assert capped.held_rows() == 0
+        short = Filters(start=T0 + timedelta(days=6))
+        _same(_relation(capped, short), _relation(plain, short))
+        assert 0 < capped.held_rows() <= 45
+    finally:
+        capped.close()
+        plain.close()
+        mirror.close()

@@ -83,7 +83,7 @@ def filter_options(history: History, filters: Filters | None) -> dict[str, list]
                count(*) FILTER (WHERE source = k.rp) AS replayed,
                count(*) FILTER (WHERE ends_with(request_id, k.sh)) AS shadow
         FROM {src}, (SELECT CAST(? AS VARCHAR) AS rp, CAST(? AS VARCHAR) AS sh) AS k""",
-                      [REPLAY_SOURCE, SHADOW_SUFFIX], keep=False).iloc[0]  # the page asks it of a window once
+                      [REPLAY_SOURCE, SHADOW_SUFFIX]).iloc[0]
     versions = [v for v in (r["versions"] if r["versions"] is not None else []) if v is not None]
     users = [str(u) for u in (r["users"] if r["users"] is not None else []) if u is not None]
     return {"model_versions": sorted(versions, key=_version_key), "users": sorted(users),

@@ -61,12 +61,20 @@ LATER_COLUMNS = {"thumbnail": "BLOB"}
 PHOTO_COLUMNS = ("thumbnail",)
 MEMORY_LIMIT = "512MB"
 # What the Monitoring page's figures and its recent rows read (not messages, top-5 lists or
-# image statistics): a window's snapshot holds these columns of its rows, and a question
-# asking only for them is answered from it.
+# image statistics): the app's History keeps these columns of the days it was asked about,
+# and a question asking only for them is answered from memory.
 SNAPSHOT_COLUMNS = ("request_id", "timestamp", "user", "model_version", "model_alias", "status", "source",
                     "error_type", "filename", "label", "confidence", "decode_ms", "preprocess_ms", "inference_ms",
                     "total_ms", "day")
-SNAPSHOT_MAX_ROWS = 1_500_000  # about 170 MB a snapshot; a larger window is read from the files each time
+# Rows kept in memory in all (about 140 bytes a row: ~210 MB); a time range holding more is
+# read from the files each time.
+SNAPSHOT_MAX_ROWS = 1_500_000
+# Held rows carry two flags computed once when read, with the very tests the files' queries
+# use (``_conditions``): leaving out replayed or shadow rows in memory then reads a boolean
+# instead of comparing every row's text. Few-valued text columns are held dictionary-encoded
+# (DuckDB reads them as the same text, a few times faster to group and compare).
+_SHADOW, _REPLAYED = "_held_shadow", "_held_replayed"
+_DICTIONARY_COLUMNS = ("user", "model_version", "model_alias", "status", "source", "error_type", "label")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -148,14 +156,83 @@ def _select_list(columns: Sequence[str], files: Sequence[str]) -> str:
     return ", ".join(out)
 
 
+@dataclass(eq=False)
+class _Held:
+    """Every row (shadow answers, replayed, all versions and users) of some days' files, as
+    read in one go: ``SNAPSHOT_COLUMNS`` of them as an Arrow table."""
+
+    table: Any
+    days: dict[str, tuple[str, ...]]  # day -> the paths of the files its rows came from
+    rows: int
+
+
+def _dictionary_encoded(table):
+    import pyarrow.compute as pc
+
+    for name in _DICTIONARY_COLUMNS:
+        i = table.schema.get_field_index(name)
+        if i >= 0 and not str(table.schema.field(i).type).startswith("dictionary"):
+            table = table.set_column(i, name, pc.dictionary_encode(table.column(i)))
+    return table
+
+
+def _group_days(files: Sequence[DayFile]) -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {}
+    for df in files:
+        out.setdefault(df.day, []).append(df.path)
+    return {day: tuple(paths) for day, paths in out.items()}
+
+
+def _conditions(kind: str, f: Filters, start: datetime | None, end: datetime | None, time_check: bool,
+                shadow_check: bool, flags: bool = False) -> tuple[str, list]:
+    """``(condition, params)`` selecting the rows ``f`` selects, with the time window only if
+    ``time_check`` and shadow answers left out by request id only if ``shadow_check``;
+    ``flags``: the relation is held rows, whose flag columns say shadow and replayed."""
+    if flags and kind == "predictions":
+        cond, params = _conditions(kind, replace(f, hide_replayed=False), start, end, time_check, False)
+        if f.hide_replayed:
+            cond += f' AND NOT "{_REPLAYED}"'  # = source IS DISTINCT FROM the replay source
+        if shadow_check:
+            cond += f' AND NOT "{_SHADOW}"'  # = NOT ends_with(request_id, the shadow suffix)
+        return cond, params
+    conds, params = ["TRUE"], []
+    if time_check and start is not None:
+        conds.append("timestamp >= ?")
+        params.append(start)
+    if time_check and end is not None:
+        conds.append("timestamp < ?")
+        params.append(end)
+    if kind == "predictions":
+        if f.model_versions:
+            conds.append("list_contains(?, model_version)")
+            params.append([str(v) for v in f.model_versions])
+        if f.hide_replayed:
+            conds.append("source IS DISTINCT FROM ?")
+            params.append(REPLAY_SOURCE)
+        if shadow_check:
+            conds.append("NOT ends_with(request_id, ?)")
+            params.append(SHADOW_SUFFIX)
+    if f.users:
+        conds.append("list_contains(?, \"user\")")
+        params.append(list(f.users))
+    return " AND ".join(conds), params
+
+
 class History:
     """Questions over the mirror (+ this machine's spool); thread-safe, one per process."""
 
     def __init__(self, mirror: Mirror, spool_dir: Path | str | None = None, *, threads: int = 2,
                  snapshots: int = 0, snapshot_max_rows: int = SNAPSHOT_MAX_ROWS):
-        """``snapshots``: windows kept in memory (0: none, the CLI's case). The app asks a
-        dozen questions of the same window each rerun: each file scan costs ~0.2 s at 1M
-        rows, the same question over a snapshot ~0.02 s, so the window is read once."""
+        """``snapshots``: nonzero keeps rows in memory (0: none, the CLI's case). The app
+        asks ~25 questions of a window each rerun, and changes filters and windows often:
+        each file scan costs ~0.2 s at 1M rows, the same question over rows in memory a few
+        hundredths. So the days a question covers are read once, every row of them (figure
+        columns only), and each question applies its filters (time, versions, users,
+        replayed, shadow) to them in memory: a filter change reads nothing, nor does a
+        shorter window once a longer one was read, and a longer one reads only the days
+        not held yet. At most ``snapshot_max_rows`` rows are kept (least recently used
+        days go first); a window holding more is read from the files each time. New
+        batches and compaction change a day's files: that day alone is read again."""
         import duckdb
 
         self.mirror = mirror
@@ -173,7 +250,8 @@ class History:
         self._pending: dict[str, Any] = {}
         self._snapshot_slots = snapshots
         self._snapshot_max_rows = snapshot_max_rows
-        self._snapshots: dict[tuple, Any] = {}  # (kind, filters, files, spool table id) -> Arrow table, oldest first
+        self._held: list[_Held] = []  # days' rows in memory, least recently used first
+        self._held_lock = threading.Lock()
 
     # -- sources -----------------------------------------------------------------------
 
@@ -237,13 +315,17 @@ class History:
         self._left_seen = left
 
     def _source(self, cur, kind: str, filters: Filters | None, columns: Sequence[str],
-                days: Sequence[str] | None = None) -> tuple[str, list]:
+                days: Sequence[str] | None = None, held=None, files: Sequence[DayFile] | None = None,
+                spool: bool = True) -> tuple[str, list]:
         """``(sql, params)`` of a relation with ``columns`` of the rows ``filters`` selects
         (``days``: only these UTC days, as ``YYYY-MM-DD``).
 
         The relation also carries the columns filters use (and ``day`` when asked for: free
         from the folder names); DuckDB reads only the ones the question uses. Mirror files are grouped by what they need checked (time at
         the window's edge days, request ids where shadows are mixed in), one scan a group.
+        ``held``: an Arrow table of every row of (at least) the window's days, filtered here
+        instead of the files; ``files``: these files instead of the window's; ``spool``: false
+        leaves the spool's rows out.
         """
         f = filters or Filters()
         start = as_utc(f.start) if f.start is not None else None
@@ -255,43 +337,32 @@ class History:
         drop_shadow = kind == "predictions" and not f.include_shadow
 
         def where(time_check: bool, shadow_check: bool) -> tuple[str, list]:
-            conds, params = ["TRUE"], []
-            if time_check and start is not None:
-                conds.append("timestamp >= ?")
-                params.append(start)
-            if time_check and end is not None:
-                conds.append("timestamp < ?")
-                params.append(end)
-            if kind == "predictions":
-                if f.model_versions:
-                    conds.append("list_contains(?, model_version)")
-                    params.append([str(v) for v in f.model_versions])
-                if f.hide_replayed:
-                    conds.append("source IS DISTINCT FROM ?")
-                    params.append(REPLAY_SOURCE)
-                if shadow_check:
-                    conds.append("NOT ends_with(request_id, ?)")
-                    params.append(SHADOW_SUFFIX)
-            if f.users:
-                conds.append("list_contains(?, \"user\")")
-                params.append(list(f.users))
-            return " AND ".join(conds), params
+            return _conditions(kind, f, start, end, time_check, shadow_check)
 
         parts: list[str] = []
         params: list[Any] = []
-        groups: dict[tuple[bool, bool], list[str]] = {}
-        for df in self._day_files(kind, start, end, days):
-            if drop_shadow and df.shadow_rows is not None and df.shadow_rows >= df.rows:
-                continue  # only a challenger's shadow answers
-            edge = _is_edge(df.day, start, end)
-            groups.setdefault((edge, drop_shadow and df.shadow_rows != 0), []).append(df.path)
-        for (time_check, shadow_check), files in sorted(groups.items()):
-            cond, cond_params = where(time_check, shadow_check)
-            parts.append(f"SELECT {_select_list(names, files)}{day} FROM read_parquet("
-                         f"[{', '.join(map(_quote_path, files))}], union_by_name = true, "
-                         f"hive_partitioning = true, hive_types = {{'day': DATE}}) WHERE {cond}")
+        if held is not None:  # every row of these days: the same filters, the time checked on every row
+            cur.register(f"held_{kind}", held)
+            cond, cond_params = _conditions(kind, f, start, end, True, drop_shadow, flags=True)
+            if days is not None:  # as dates: formatting every held row's day costs more than the question
+                cond += " AND list_contains(CAST(? AS DATE[]), day)"
+                cond_params.append(list(days))
+            parts.append(f"SELECT {cols}{day} FROM held_{kind} WHERE {cond}")
             params += cond_params
-        spooled = self._pending_table(kind)
+        else:
+            groups: dict[tuple[bool, bool], list[str]] = {}
+            for df in (files if files is not None else self._day_files(kind, start, end, days)):
+                if drop_shadow and df.shadow_rows is not None and df.shadow_rows >= df.rows:
+                    continue  # only a challenger's shadow answers
+                edge = _is_edge(df.day, start, end)
+                groups.setdefault((edge, drop_shadow and df.shadow_rows != 0), []).append(df.path)
+            for (time_check, shadow_check), paths in sorted(groups.items()):
+                cond, cond_params = where(time_check, shadow_check)
+                parts.append(f"SELECT {_select_list(names, paths)}{day} FROM read_parquet("
+                             f"[{', '.join(map(_quote_path, paths))}], union_by_name = true, "
+                             f"hive_partitioning = true, hive_types = {{'day': DATE}}) WHERE {cond}")
+                params += cond_params
+        spooled = self._pending_table(kind) if spool else None
         if spooled is not None:
             cur.register(f"pending_{kind}", spooled)
             cond, cond_params = where(True, drop_shadow)
@@ -308,8 +379,15 @@ class History:
         return f"({' UNION ALL '.join(parts)})", params
 
     def _day_files(self, kind: str, start: datetime | None, end: datetime | None,
-                   days: Sequence[str] | None) -> list[DayFile]:
-        files = self._mirror_files(kind, start, end)
+                   days: Sequence[str] | None, every: Sequence[DayFile] | None = None) -> list[DayFile]:
+        """The files of the days ``[start, end)`` touches (and of ``days`` if given); from
+        ``every`` (all the kind's files, as the mirror lists them) if given."""
+        if every is None:
+            files = self._mirror_files(kind, start, end)
+        else:
+            first = start.strftime("%Y-%m-%d") if start is not None else None
+            last = end.strftime("%Y-%m-%d") if end is not None else None
+            files = [df for df in every if (first is None or df.day >= first) and (last is None or df.day <= last)]
         if end is not None and end == _midnight(end):  # an exclusive end at midnight: that day is out
             files = [df for df in files if df.day < end.strftime("%Y-%m-%d")]
         if days is not None:
@@ -331,26 +409,21 @@ class History:
         as an Arrow table with UTC times; ``tables`` (name -> Arrow table or DataFrame) are
         registered for the query to join. Retried once if a day file was compacted away under
         the query (another process synced meanwhile). No pandas: the CLI stays quick to start.
-        With snapshots on, answered from the window's snapshot (read in first unless ``keep``
-        is false: a window asked one question only)."""
-        snapshot = self._snapshot(kind, filters, columns, keep) if days is None else None
-        return self._run(kind, filters, columns, sql, params, days, tables, snapshot)
+        With snapshots on, answered from the rows held in memory (the window's days read in
+        first unless ``keep`` is false or ``days`` are given: a question asked once)."""
+        held = self._snapshot(kind, filters, columns, days, keep and days is None)
+        return self._run(kind, filters, columns, sql, params, days, tables, held)
 
     def _run(self, kind: str, filters: Filters | None, columns: Sequence[str], sql: str, params: Sequence[Any],
-             days: Sequence[str] | None, tables: dict[str, Any] | None, snapshot) -> Any:
-        """``query_arrow`` over ``snapshot`` (an Arrow table of the window) or the files."""
+             days: Sequence[str] | None, tables: dict[str, Any] | None, held=None,
+             files: Sequence[DayFile] | None = None, spool: bool = True) -> Any:
+        """``query_arrow`` over ``held`` (every row of the window's days, in memory) or the files."""
         for attempt in (1, 2):
             with self._lock:
                 cur = self._con.cursor()
             try:
                 cur.execute("SET TimeZone = 'UTC'")  # a cursor is its own session: days are UTC days
-                if snapshot is not None:  # the same columns as the files' relation would carry
-                    cur.register("snapshot_src", snapshot)
-                    names = [c for c in dict.fromkeys([*columns, *_NEEDED[kind]]) if c != "day"]
-                    names += ["day"] if "day" in columns else []
-                    source, source_params = f"(SELECT {', '.join(map(_quote_name, names))} FROM snapshot_src)", []
-                else:
-                    source, source_params = self._source(cur, kind, filters, columns, days)
+                source, source_params = self._source(cur, kind, filters, columns, days, held, files, spool)
                 for name, table in (tables or {}).items():
                     cur.register(name, table)
                 table = cur.sql(sql.replace("{src}", source), params=[*source_params, *params]).to_arrow_table()
@@ -362,36 +435,103 @@ class History:
                 cur.close()
         raise AssertionError("unreachable")
 
-    def _snapshot(self, kind: str, filters: Filters | None, columns: Sequence[str], keep: bool = True):
-        """The window's rows (``SNAPSHOT_COLUMNS``) as an Arrow table, read once and kept
-        per window and data version (the key holds the day files, which compaction renames,
-        and the spool's table); None when off, not a figure's columns, a window too large,
-        or not kept yet and ``keep`` is false (a window asked a single question)."""
+    def _snapshot(self, kind: str, filters: Filters | None, columns: Sequence[str],
+                  days: Sequence[str] | None = None, keep: bool = True):
+        """Every row of the window's days (``SNAPSHOT_COLUMNS``), as one Arrow table from
+        memory, possibly with other days' rows too (the question's filters, time included,
+        select its rows); the days not held yet are read first, unless ``keep`` is false.
+        None when off, not a figure's columns, more rows than the cap, or not held and not
+        ``keep``: the question then reads the files. The spool's rows are never held (the
+        question adds them). Held days whose files changed (a new batch, a compaction) are
+        dropped first, so memory always answers as the files do."""
         if not self._snapshot_slots or kind != "predictions" or not set(columns) <= set(SNAPSHOT_COLUMNS):
             return None
         f = filters or Filters()
         start = as_utc(f.start) if f.start is not None else None
         end = as_utc(f.end) if f.end is not None else None
-        files = self._day_files(kind, start, end, None)
-        pending = self._pending_table(kind)
-        rows = sum(df.rows for df in files) + (pending.num_rows if pending is not None else 0)
-        if rows > self._snapshot_max_rows:
+        every = self._mirror_files(kind)
+        files = self._day_files(kind, start, end, days, every)
+        wanted = _group_days(files)
+        if not wanted or sum(df.rows for df in files) > self._snapshot_max_rows:
             return None
-        key = (kind, repr(f), tuple(df.path for df in files), id(pending))
-        with self._lock:
-            hit = self._snapshots.pop(key, None)
-            if hit is not None:
-                self._snapshots[key] = hit[0], hit[1]  # most recent last
-                if hit[1] is pending:  # the same spool table, not one reusing its id
-                    return hit[0]
-            if not keep:
+        with self._held_lock:
+            self._drop_changed(_group_days(every))
+            have = {day: block for block in self._held for day in block.days}
+            missing = [day for day in wanted if day not in have]
+            if missing and not keep:
                 return None
-        table = self._run(kind, filters, SNAPSHOT_COLUMNS, "SELECT * FROM {src}", (), None, None, None)
-        with self._lock:
-            self._snapshots[key] = table, pending
-            while len(self._snapshots) > self._snapshot_slots:
-                self._snapshots.pop(next(iter(self._snapshots)))
-        return table
+            using = list({id(have[d]): have[d] for d in wanted if d in have}.values())
+            absent = set(missing)
+            if sum(b.rows for b in using) + sum(df.rows for df in files if df.day in absent) \
+                    > self._snapshot_max_rows:  # held days around the window would outgrow the cap
+                self._held, using, missing = [], [], list(wanted)
+            tables = [b.table for b in using]  # as now: a later trim replaces a block's table, never edits it
+        new = []
+        if missing:
+            # The newest day apart: new batches land there, and a changed day is dropped with
+            # its block (the older days' block stays).
+            for part in (missing[:-1], missing[-1:]):
+                if not part:
+                    continue
+                part_days = set(part)
+                part_files = [df for df in files if df.day in part_days]
+                try:
+                    table = self._run(kind, Filters(hide_replayed=False, include_shadow=True), SNAPSHOT_COLUMNS,
+                                      f'SELECT *, ends_with(request_id, ?) AS "{_SHADOW}", '
+                                      f'(source IS NOT DISTINCT FROM ?) AS "{_REPLAYED}" FROM {{src}}',
+                                      (SHADOW_SUFFIX, REPLAY_SOURCE), None, None, files=part_files, spool=False)
+                except Exception as exc:  # a file compacted away meanwhile: read the files this time
+                    log.debug("not holding %d day(s) in memory: %s", len(part), exc)
+                    return None
+                table = _dictionary_encoded(table)
+                new.append(_Held(table, {d: wanted[d] for d in part}, table.num_rows))
+        with self._held_lock:
+            for block in using:  # most recently used last
+                if block in self._held:
+                    self._held.remove(block)
+                    self._held.append(block)
+            if new:  # blocks never share a day (another thread may have read some of these meanwhile)
+                fresh = {day for block in new for day in block.days}
+                self._held = [b for b in self._held if not fresh.intersection(b.days)] + new
+            keep_ids = {id(b) for b in using + new}
+            while sum(b.rows for b in self._held) > self._snapshot_max_rows:
+                victim = next((b for b in self._held if id(b) not in keep_ids), None)
+                if victim is None:
+                    break
+                self._held.remove(victim)
+        tables += [b.table for b in new]
+        if len(tables) == 1:
+            return tables[0]
+        import pyarrow as pa
+
+        try:
+            return pa.concat_tables(tables)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # blocks typed apart (cannot happen today)
+            log.debug("held blocks differ in schema: %s", exc)
+            return None
+
+    def _drop_changed(self, current: dict[str, tuple[str, ...]]) -> None:
+        """Forget held days whose files are no longer those listed (under ``_held_lock``)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        for block in list(self._held):
+            changed = [day for day, paths in block.days.items() if current.get(day) != paths]
+            if not changed:
+                continue
+            if len(changed) == len(block.days):
+                self._held.remove(block)
+                continue
+            gone = pa.array([datetime.fromisoformat(d).date() for d in changed], type=pa.date32())
+            block.table = block.table.filter(pc.invert(pc.is_in(block.table.column("day"), value_set=gone)))
+            block.rows = block.table.num_rows
+            for day in changed:
+                del block.days[day]
+
+    def held_rows(self) -> int:
+        """Rows held in memory now (0 with snapshots off)."""
+        with self._held_lock:
+            return sum(b.rows for b in self._held)
 
     # -- questions ---------------------------------------------------------------------
 
