@@ -123,6 +123,35 @@ SEVERITY_BANDS = {
 }
 
 
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """A detector's result on one chunk before alpha: its family's Holm-adjusted p-values
+    and their effects (empty when the chunk was too small to test), and for food the PSI its
+    severity reads on. Any alpha's verdict follows from these (``decide``), so a change of
+    alpha reruns no test."""
+
+    p_adjusted: np.ndarray
+    effects: np.ndarray
+    severity_effect: float = float("nan")
+
+
+UNTESTED = ChunkOutcome(np.empty(0), np.empty(0))
+
+
+def decide(signal: str, min_distance: float, outcome: ChunkOutcome, alpha: float) -> tuple[float, float, bool, str]:
+    """(p-value, distance, drifted, severity) of a detector's ``outcome`` at ``alpha``, as its
+    ``test`` gives them: drifted when some test's adjusted p is at most alpha and its effect
+    reaches the floor; the distance is the largest such effect (else the largest effect)."""
+    if not outcome.p_adjusted.size:
+        return float("nan"), float("nan"), False, "none"
+    flags = (outcome.p_adjusted <= alpha) & (outcome.effects >= min_distance)
+    drifted = bool(flags.any())
+    distance = float(outcome.effects[flags].max() if drifted else outcome.effects.max())
+    scale = outcome.severity_effect if np.isfinite(outcome.severity_effect) else distance
+    return (float(outcome.p_adjusted.min()), distance, drifted,
+            _band(scale, *SEVERITY_BANDS[signal]) if drifted else "none")
+
+
 class Detector:
     """Fit on a reference predictions DataFrame, then test current ones against it."""
 
@@ -155,6 +184,11 @@ class Detector:
         if min(self.n_reference, len(values)) < MIN_SAMPLES:
             return self._untested(len(values), f"needs at least {MIN_SAMPLES} predictions in each window")
         return self.compare(values)
+
+    def chunk_outcomes(self, data: pd.DataFrame, spans: list) -> list[ChunkOutcome]:
+        """The alpha-free outcome of each chunk of ``data`` (usable rows; ``spans`` from
+        ``windows.chunk_spans``), equal to what ``test`` on that chunk decides from."""
+        raise NotImplementedError
 
     def _result(self, statistic, p_value, distance, n_current, checks=(), details=None, note="") -> DriftResult:
         drifted = bool(p_value <= self.alpha and distance >= self.min_distance) if np.isfinite(p_value) else False
@@ -211,6 +245,26 @@ class FoodDistributionDetector(Detector):
         # Severity of a label shift reads on the PSI scale (the convention people know).
         return replace(result, severity=_band(psi, *SEVERITY_BANDS["food"]) if result.drifted else "none")
 
+    def chunk_outcomes(self, data: pd.DataFrame, spans: list) -> list[ChunkOutcome]:
+        """Label counts per chunk from one coding of every label (``dt.label_mix``'s arrays)."""
+        present = data["label"].notna().to_numpy()
+        labels = data["label"][present].astype(str).to_numpy(str)
+        # one code per label, in name order (count_table's sorted index)
+        names, codes = np.unique(np.r_[self.reference_.to_numpy(str), labels], return_inverse=True)
+        ref_counts = np.bincount(codes[:self.n_reference], minlength=len(names))
+        at = np.full(len(data), -1)
+        at[present] = codes[self.n_reference:]
+        out = []
+        for _, _, rows in spans:
+            mine = at[rows]
+            mine = mine[mine >= 0]
+            if min(self.n_reference, len(mine)) < MIN_SAMPLES:
+                out.append(UNTESTED)
+                continue
+            p, js, psi = dt.label_mix(ref_counts, np.bincount(mine, minlength=len(names)))
+            out.append(ChunkOutcome(np.array([p]), np.array([js]), psi))
+        return out
+
 
 class ConfidenceDetector(Detector):
     """Top-1 confidence: Kolmogorov-Smirnov test, Wasserstein distance beside it."""
@@ -236,6 +290,19 @@ class ConfidenceDetector(Detector):
         result = self._result(d, p, d, len(values), details=details)
         check = Check("confidence", "ks", d, p, p, d, "ks_d", result.drifted)
         return replace(result, checks=(check,))
+
+    def chunk_outcomes(self, data: pd.DataFrame, spans: list) -> list[ChunkOutcome]:
+        values = data["confidence"].to_numpy(float)
+        out = []
+        for _, _, rows in spans:
+            mine = values[rows]
+            mine = mine[~np.isnan(mine)]
+            if min(self.n_reference, len(mine)) < MIN_SAMPLES:
+                out.append(UNTESTED)
+                continue
+            d, p, _ = dt.ks(self.reference_, mine)
+            out.append(ChunkOutcome(np.array([p]), np.array([d])))
+        return out
 
 
 def image_properties(frame: pd.DataFrame) -> pd.DataFrame:
@@ -282,13 +349,26 @@ class ImagePropertyDetector(Detector):
         return replace(result, drifted=bool(flags.any()) and result.p_value <= self.alpha,
                        severity=_band(distance, *SEVERITY_BANDS["image"]) if flags.any() else "none")
 
+    def chunk_outcomes(self, data: pd.DataFrame, spans: list) -> list[ChunkOutcome]:
+        """The properties computed once for all chunks; Holm across them per chunk, as ``compare``."""
+        table = image_properties(data)
+        columns = [table[p].to_numpy(float) for p in self.properties]
+        out = []
+        for _, _, rows in spans:
+            if min(self.n_reference, len(rows)) < MIN_SAMPLES:
+                out.append(UNTESTED)
+                continue
+            raw = [dt.ks(self.sorted_[p], col[rows][~np.isnan(col[rows])]) for p, col in zip(self.properties, columns)]
+            out.append(ChunkOutcome(dt.holm([r[1] for r in raw]), np.array([r[0] for r in raw])))
+        return out
 
-def embeddings(frame: pd.DataFrame, cap: int | None = None, seed: int = 0) -> np.ndarray:
+
+def embeddings(frame: pd.DataFrame, cap: int | None = None, seed: int = 0, filtered: bool = False) -> np.ndarray:
     """Compact embeddings of the usable rows as (N, 128) float32, at most ``cap`` rows drawn
-    at random (decoding only the rows drawn)."""
+    at random (decoding only the rows drawn); ``filtered``: ``frame`` holds usable rows only."""
     from nutrilearn.vision.embedding import from_bytes
 
-    blobs = usable(frame, ordered=False)["embedding"].dropna()
+    blobs = (frame if filtered else usable(frame, ordered=False))["embedding"].dropna()
     if cap is not None and len(blobs) > cap:
         blobs = blobs.iloc[np.sort(np.random.default_rng(seed).choice(len(blobs), size=cap, replace=False))]
     return from_bytes(blobs.tolist())  # drops empty blobs
@@ -322,6 +402,21 @@ class EmbeddingDetector(Detector):
         check = Check("embedding", "mmd", mmd.mmd2, mmd.p_value, mmd.p_value, distance, self.distance_name,
                       result.drifted)
         return replace(result, checks=(check,))
+
+    def chunk_outcomes(self, data: pd.DataFrame, spans: list) -> list[ChunkOutcome]:
+        has = data["embedding"].notna().to_numpy()
+        out = []
+        for _, _, rows in spans:
+            if min(self.n_reference, int(has[rows].sum())) < MIN_SAMPLES:  # fewer blobs, fewer embeddings
+                out.append(UNTESTED)
+                continue
+            values = embeddings(data.iloc[rows], self.sample_cap, self.seed + 1, filtered=True)
+            if min(self.n_reference, len(values)) < MIN_SAMPLES:
+                out.append(UNTESTED)
+                continue
+            mmd = dt.mmd_permutation(self.reference_, values, self.permutations, self.seed)
+            out.append(ChunkOutcome(np.array([mmd.p_value]), np.array([mmd.witness_auc])))
+        return out
 
 
 def default_detectors(alpha: float = ALPHA, **embedding_options) -> list[Detector]:
@@ -435,17 +530,62 @@ class DriftMonitor:
     def over_time(self, frame: pd.DataFrame, every: str | int) -> pd.DataFrame:
         """The same report per chunk of ``frame`` (see ``windows.chunks``): one row per
         chunk and signal, with the threshold each p-value is compared with."""
+        if any(type(d).chunk_outcomes is Detector.chunk_outcomes for d in self.detectors):
+            return self._over_time_by_report(frame, every)  # a detector of its own: the whole report
+        return self.chunk_tests(frame, every).at(self.alpha)
+
+    def _over_time_by_report(self, frame: pd.DataFrame, every: str | int) -> pd.DataFrame:
         from nutrilearn.monitoring.windows import chunks
 
         rows = []
         for start, end, part in chunks(frame, every):
-            report = self.report(part)
-            for r in report.results:
+            for r in self.report(part).results:
                 rows.append({"start": start, "end": end, "n": len(part), "signal": r.signal, "p_value": r.p_value,
                              "threshold": r.threshold, "distance": r.distance, "distance_name": r.distance_name,
                              "min_distance": r.min_distance, "drifted": r.drifted, "severity": r.severity})
-        return pd.DataFrame(rows, columns=["start", "end", "n", "signal", "p_value", "threshold", "distance",
-                                           "distance_name", "min_distance", "drifted", "severity"])
+        return pd.DataFrame(rows, columns=list(ChunkTests.COLUMNS))
+
+    def chunk_tests(self, frame: pd.DataFrame, every: str | int) -> "ChunkTests":
+        """Every chunk of ``frame`` tested, before alpha: ``.at(alpha)`` is ``over_time``.
+        Each detector prepares its columns once for all chunks (not a usable frame per
+        chunk and detector), so the page can change alpha without testing again."""
+        from nutrilearn.monitoring.windows import chunk_spans
+
+        data, spans = chunk_spans(frame, every)
+        outcomes = [d.chunk_outcomes(data, spans) for d in self.detectors]
+        return ChunkTests([(start, end, len(rows)) for start, end, rows in spans],
+                          [list(chunk) for chunk in zip(*outcomes)] if spans else [],
+                          [(d.signal, d.distance_name, d.min_distance) for d in self.detectors])
+
+
+@dataclass(frozen=True)
+class ChunkTests:
+    """Chunks over time tested against a reference, before alpha (see ``DriftMonitor.chunk_tests``)."""
+
+    spans: list  # (start, end, n) per chunk
+    outcomes: list  # per chunk, one ChunkOutcome per detector
+    signals: list  # (signal, distance_name, min_distance) per detector
+
+    COLUMNS = ("start", "end", "n", "signal", "p_value", "threshold", "distance", "distance_name", "min_distance",
+               "drifted", "severity")
+
+    def at(self, alpha: float) -> pd.DataFrame:
+        """``DriftMonitor.over_time`` at ``alpha``: each detector's verdict, then Holm
+        across the signals tested in that chunk (``correct_across_signals``)."""
+        rows = []
+        for (start, end, n), chunk in zip(self.spans, self.outcomes):
+            decided = [decide(signal, floor, o, alpha) for (signal, _, floor), o in zip(self.signals, chunk)]
+            tested = [i for i, r in enumerate(decided) if np.isfinite(r[0])]
+            adjusted = dict(zip(tested, dt.holm([decided[i][0] for i in tested])))
+            for i, ((signal, name, floor), (p, distance, drifted, severity)) in enumerate(zip(self.signals, decided)):
+                if i in adjusted:
+                    p = float(adjusted[i])
+                    drifted = drifted and p <= alpha
+                    severity = severity if drifted else "none"
+                rows.append({"start": start, "end": end, "n": n, "signal": signal, "p_value": p,
+                             "threshold": alpha, "distance": distance, "distance_name": name,
+                             "min_distance": floor, "drifted": drifted, "severity": severity})
+        return pd.DataFrame(rows, columns=list(self.COLUMNS))
 
 
 def correct_across_signals(results: list[DriftResult], alpha: float) -> tuple[DriftResult, ...]:

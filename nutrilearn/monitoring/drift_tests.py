@@ -14,12 +14,18 @@ over samples).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
+
+try:  # the exact KS law's helper (private): ``_ks_exact_p`` falls back to ks_2samp without it
+    from scipy.stats import _stats_py as _scipy_stats_py
+except ImportError:  # pragma: no cover
+    _scipy_stats_py = None
 
 MIN_EXPECTED = 5.0
 OTHER = "(other, pooled)"
@@ -74,7 +80,11 @@ def share_z_tests(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     without continuity correction), vectorised: (z, two-sided p) per row of ``table``.
     An omnibus chi-squared spreads its power over K - 1 degrees of freedom; these find a
     change concentrated in one food."""
-    counts = table[["reference", "current"]].to_numpy(float)
+    return share_z_counts(table[["reference", "current"]].to_numpy(float))
+
+
+def share_z_counts(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``share_z_tests`` on a (K, 2) array of counts (reference, current)."""
     n_ref, n_cur = counts.sum(axis=0)
     p_ref, p_cur = counts[:, 0] / n_ref, counts[:, 1] / n_cur
     pooled = counts.sum(axis=1) / (n_ref + n_cur)
@@ -101,6 +111,43 @@ def psi(table: pd.DataFrame, epsilon: float = 1e-4) -> float:
     s = shares(table).fillna(0).clip(lower=epsilon)
     r, c = s["reference"].to_numpy(), s["current"].to_numpy()
     return float(np.sum((c - r) * np.log(c / r)))
+
+
+def label_mix(reference: np.ndarray, current: np.ndarray,
+              min_expected: float = MIN_EXPECTED) -> tuple[float, float, float]:
+    """The food detector's figures from two count vectors over the same labels (sorted by
+    name): the smallest Holm-adjusted p of the pooled chi-squared and the
+    per-food z-tests, the Jensen-Shannon distance and the PSI. The same steps as
+    ``count_table`` -> ``pooled_chi2`` -> ``share_z_tests`` -> ``holm``, ``js_distance``,
+    ``psi``, on arrays: ~0.3 ms instead of ~10 ms a chunk on the over-time chart (those
+    functions stay the readable definition; tests hold the two equal)."""
+    ref, cur = np.asarray(reference, dtype=float), np.asarray(current, dtype=float)
+    seen = (ref + cur) > 0  # count_table lists the labels of either window only
+    ref, cur = ref[seen], cur[seen]
+    n_ref, n_cur = ref.sum(), cur.sum()
+    share = min(n_ref, n_cur) / (n_ref + n_cur)
+    totals = ref + cur
+    order = np.argsort(totals, kind="stable")  # as totals.sort_values(kind="stable")
+    rare_mask = totals[order] * share < min_expected
+    rare, keep = order[rare_mask], order[~rare_mask]
+    pooled = rare
+    if len(rare) and totals[rare].sum() * share < min_expected and len(keep):
+        extra = np.cumsum(totals[keep])
+        need = int(np.searchsorted(extra + totals[rare].sum(), min_expected / share)) + 1
+        pooled, keep = np.r_[rare, keep[:need]], keep[need:]
+    rows = np.column_stack([ref[keep], cur[keep]])
+    if len(pooled):
+        rows = np.vstack([rows, [ref[pooled].sum(), cur[pooled].sum()]])
+    if len(rows) < 2:
+        chi_p = 1.0
+    else:
+        chi_p = float(stats.chi2_contingency(rows.T, correction=False).pvalue)
+    _, p_food = share_z_counts(rows)
+    p_min = float(holm(np.r_[chi_p, p_food]).min())
+    js = float(jensenshannon(ref, cur, base=2)) if n_ref and n_cur else float("nan")
+    r = np.clip(ref / n_ref if n_ref else np.zeros_like(ref), 1e-4, None)
+    c = np.clip(cur / n_cur if n_cur else np.zeros_like(cur), 1e-4, None)
+    return p_min, js, float(np.sum((c - r) * np.log(c / r)))
 
 
 def holm(p_values) -> np.ndarray:
@@ -137,19 +184,43 @@ def ks(reference: np.ndarray, current: np.ndarray, wasserstein: bool = False) ->
     def gap(points: np.ndarray) -> np.ndarray:
         return np.searchsorted(reference, points, side="right") / n - np.searchsorted(current, points, side="right") / m
 
-    d = float(max(np.abs(gap(reference)).max(), np.abs(gap(current)).max()))
+    points = reference
+    if n > 2 * m + 2:
+        # Between two current points the current CDF is flat while the reference's climbs,
+        # so among reference points the gap is largest (and smallest) at those next to a
+        # current point or at either end: the same D from 2 m + 2 points instead of n.
+        near = np.searchsorted(reference, current, side="left")
+        points = reference[np.r_[0, n - 1, np.maximum(near - 1, 0), np.minimum(near, n - 1)]]
+    d = float(max(np.abs(gap(points)).max(), np.abs(gap(current)).max()))
     w = float("nan")
     if wasserstein:
         z = np.sort(np.concatenate([reference, current]), kind="stable")  # two sorted runs: a linear merge
         w = float(np.sum(np.abs(gap(z)[:-1]) * np.diff(z)))
     effective = n * m / (n + m)
     if n * m < EXACT_KS_LIMIT:
-        p = float(stats.ks_2samp(reference, current, method="auto").pvalue)
+        p = _ks_exact_p(reference, current, d)
     elif effective <= ASYMPTOTIC_KS_N:
         p = float(stats.kstwo.sf(d, np.round(effective)))
     else:
         p = float(stats.kstwobign.sf(np.sqrt(effective) * d))
     return d, min(max(p, 0.0), 1.0), w
+
+
+def _ks_exact_p(reference: np.ndarray, current: np.ndarray, d: float) -> float:
+    """``ks_2samp(reference, current, method="auto").pvalue`` for the D already found: scipy's
+    exact two-sided law of (n, m, D) without the call's re-sort and argument checking, which
+    cost ~0.4 ms a test, 80% of it (the over-time chart runs seven KS tests per chunk). The
+    full call whenever ``ks_2samp`` would not use the exact law, or scipy moved that helper."""
+    n, m = len(reference), len(current)
+    exact = getattr(_scipy_stats_py, "_attempt_exact_2kssamp", None)
+    if exact is not None and max(n, m) <= 10_000 and min(n, m) > 0:  # ks_2samp's MAX_AUTO_N
+        try:
+            ok, _, p = exact(n, m, math.gcd(n, m), d, "two-sided")
+        except Exception:  # a changed signature: the public call decides
+            ok = False
+        if ok:
+            return float(np.clip(p, 0, 1))
+    return float(stats.ks_2samp(reference, current, method="auto").pvalue)
 
 
 def median_bandwidth(d2: np.ndarray, rng: np.random.Generator, max_points: int = 1000) -> float:

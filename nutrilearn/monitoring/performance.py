@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from nutrilearn.monitoring.windows import chunks, usable
+from nutrilearn.monitoring.windows import chunk_spans, usable
 
 Z95 = float(stats.norm.ppf(0.975))
 
@@ -46,25 +46,45 @@ def labelled(predictions: pd.DataFrame, feedback: pd.DataFrame | None = None) ->
 def estimate(frame: pd.DataFrame, truth: pd.DataFrame | None = None) -> dict:
     """CBPE and (if ``truth`` from ``labelled`` has rows) realized accuracy for one window."""
     conf = usable(frame, ordered=False)["confidence"].dropna().to_numpy(float)
+    if truth is not None and len(truth):
+        return _estimate(conf, int(truth["correct"].sum()), len(truth))
+    return _estimate(conf, 0, 0)
+
+
+def _estimate(conf: np.ndarray, k: int, m: int) -> dict:
+    """``estimate`` from the confidences (no NaN) and ``k`` right of ``m`` labelled."""
     n = len(conf)
     expected = float(conf.mean()) if n else np.nan
     se = float(np.sqrt(np.sum(conf * (1 - conf))) / n) if n else np.nan
     row = {"n": n, "expected_accuracy": expected, "expected_lower": expected - Z95 * se,
            "expected_upper": expected + Z95 * se, "labelled": 0, "realized_accuracy": np.nan,
            "realized_lower": np.nan, "realized_upper": np.nan}
-    if truth is not None and len(truth):
-        k, m = int(truth["correct"].sum()), len(truth)
+    if m:
         ci = stats.binomtest(k, m).proportion_ci(method="wilson")
         row.update(labelled=m, realized_accuracy=k / m, realized_lower=ci.low, realized_upper=ci.high)
     return row
 
 
 def performance_over_time(frame: pd.DataFrame, every: str | int, truth: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Estimated (CBPE) and realized accuracy per chunk (``windows.chunks``)."""
+    """Estimated (CBPE) and realized accuracy per chunk (``windows.chunks``): ``estimate`` of
+    each chunk, from columns sliced per chunk and the labelled rows matched to their chunks
+    in one join (not a frame, a usable filter and a search of ``truth`` per chunk)."""
+    data, spans = chunk_spans(frame, every)
+    conf = data["confidence"].to_numpy(float) if len(data) else np.empty(0)
+    judged = np.zeros((len(spans), 2), dtype=int)  # (right, labelled) per chunk
+    if truth is not None and len(truth) and spans:
+        ids = data["request_id"].to_numpy()
+        where = pd.DataFrame({"request_id": np.concatenate([ids[rows] for _, _, rows in spans]),
+                              "chunk": np.repeat(np.arange(len(spans)), [len(rows) for _, _, rows in spans])})
+        # a labelled row counts once in each chunk holding its request id (as isin)
+        hits = truth[["request_id", "correct"]].merge(where.drop_duplicates(), on="request_id")
+        counted = hits.groupby("chunk")["correct"].agg(["sum", "size"])
+        judged[counted.index.to_numpy()] = counted.to_numpy(int)
     rows = []
-    for start, end, part in chunks(frame, every):
-        judged = truth[truth["request_id"].isin(part["request_id"])] if truth is not None else None
-        rows.append({"start": start, "end": end, **estimate(part, judged)})
+    for i, (start, end, at) in enumerate(spans):
+        mine = conf[at]
+        right, labelled_ = (int(x) for x in judged[i])
+        rows.append({"start": start, "end": end, **_estimate(mine[~np.isnan(mine)], right, labelled_)})
     columns = ["start", "end", "n", "expected_accuracy", "expected_lower", "expected_upper", "labelled",
                "realized_accuracy", "realized_lower", "realized_upper"]
     return pd.DataFrame(rows, columns=columns)
