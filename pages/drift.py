@@ -47,22 +47,21 @@ def _analysis(key: tuple, _reference: pd.DataFrame, _current: pd.DataFrame, alph
 
 
 @st.cache_data(show_spinner="Testing over time…", max_entries=16)
-def _over_time(key: tuple, _reference: pd.DataFrame, _later: pd.DataFrame, _feedback: pd.DataFrame,
-               alpha: float, every) -> dict:
-    """The chunks after the reference tested one by one, and accuracy over time: apart from
-    ``_analysis`` because they do not depend on the current window (at 1M predictions ~2.5 s
-    of a day-by-day run that a change of the current window used to redo)."""
-    monitor = DriftMonitor(alpha).fit(_reference)
+def _over_time(key: tuple, _reference: pd.DataFrame, _later: pd.DataFrame, _feedback: pd.DataFrame, every) -> dict:
+    """The chunks after the reference tested one by one (before alpha: ``.at(alpha)`` after
+    the cache, so an alpha change tests nothing again), and accuracy over time: apart from
+    ``_analysis`` because they do not depend on the current window."""
     truth = performance.labelled(pd.concat([_reference, _later]), _feedback)
-    return {"over_time": monitor.over_time(_later, every),
+    return {"chunks": DriftMonitor().fit(_reference).chunk_tests(_later, every),
             "accuracy": performance.performance_over_time(_later, every, truth), "truth": truth}
 
 
-@st.cache_data(show_spinner="Reading predictions…", max_entries=4)
-def _later(key: tuple, _reference) -> pd.DataFrame:
-    """A bounded sample of the predictions outside the reference (tested over time); read
-    again when a new batch is mirrored (``key`` holds the runs count), not per prediction."""
-    return drift_data.later(state.prediction_reader().history, _reference, live_only=key[-1])
+@st.cache_resource(show_spinner="Reading predictions…", max_entries=2)
+def _later_pool(key: tuple) -> pd.DataFrame:
+    """A sample of every usable prediction, read again when a new batch is mirrored (``key``
+    holds the runs count), not per reference or replayed toggle: each takes its later sample
+    from it (``drift_data.later_from``). Shared by the sessions and never modified."""
+    return drift_data.later_pool(state.prediction_reader().history)
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=900)
@@ -171,15 +170,17 @@ if min(reference.n, current.n) < 20:
             "`nutrilearn predict`, or `nutrilearn replay`) or widen the windows.")
     st.stop()
 
-later = _later((tuple(sorted(reference.describe().items())), reader.mirror.stats()["runs"], live_only), reference)
+later = drift_data.later_from(_later_pool((cfg.tracking_uri, str(cfg.home), reader.mirror.stats()["runs"])),
+                              reference, live_only=live_only)
 key = (reference.describe(), current.describe())
 # The windows themselves (spec, size, time span) and the over-time sample: never the size of
 # the whole history, so a new prediction recomputes only what it changes.
 latest = str(later["timestamp"].max()) if len(later) else ""
 key_hash = (ref_spec, cur_spec, live_only, len(feedback), len(later), latest)
 result = _analysis((key[0], key[1], key_hash), reference.frame, current.frame, alpha)
-result = {**result, **_over_time((key[0], ref_spec, live_only, len(feedback), len(later), latest),
-                                 reference.frame, later, feedback, alpha, every)}
+timed = _over_time((key[0], ref_spec, live_only, len(feedback), len(later), latest), reference.frame, later,
+                   feedback, every)
+result = {**result, "over_time": timed["chunks"].at(alpha), "accuracy": timed["accuracy"], "truth": timed["truth"]}
 report = result["report"]
 since = reference.frame["timestamp"].min() if len(reference.frame) else None  # the maps' photos are no older
 

@@ -78,3 +78,23 @@ def test_oldest_time_is_the_first_usable_predictions(reader, live_only):
     """The Date range reference's default day (it read too few columns for its own filter)."""
     expected = windows.select(reader.predictions(include_replayed=not live_only), "first:1", "reference")
     assert drift_data.oldest_time(reader.history, live_only) == expected.frame["timestamp"].iloc[0].to_pydatetime()
+
+
+@pytest.mark.parametrize("live_only", [False, True])
+def test_later_from_one_pool_is_the_usable_rows_outside_the_reference(reader, live_only):
+    """One sample per data version serves every reference and the replayed toggle: each
+    takes the pool's rows outside its reference, less replayed ones when asked (the
+    engine's own filter gives the same rows), at most max_rows, embeddings capped."""
+    pool = drift_data.later_pool(reader.history, max_rows=1000)
+    everything = reader.predictions(include_replayed=not live_only)
+    usable_ids = set(windows.usable(everything)["request_id"])
+    for spec in ("first:40", "last:60", "days:1"):
+        ref = drift_data.select(reader.history, spec, "reference", live_only=live_only)
+        rest = drift_data.later_from(pool, ref, live_only=live_only, embeddings=7)
+        assert set(rest["request_id"]) == usable_ids - set(ref.frame["request_id"])  # small: all of them
+        assert rest["timestamp"].is_monotonic_increasing and rest["embedding"].notna().sum() == 7
+        few = drift_data.later_from(pool, ref, live_only=live_only, max_rows=25, embeddings=100)
+        assert len(few) == 25 and set(few["request_id"]) <= set(rest["request_id"])
+        assert few["embedding"].notna().all()  # fewer rows than the cap: every row keeps its own
+        truth = dict(zip(pool["request_id"], pool["embedding"]))
+        assert all(truth[r] == e for r, e in zip(few["request_id"], few["embedding"]))

@@ -159,3 +159,26 @@ def test_embedding_projection_shows_each_points_thumbnail_on_hover_and_opens_it_
         lambda r: data_url(kept[r]))).all()  # each point its own photo
     assert points.loc[~with_photo, "photo"].isna().all()
     assert any("hover over a point to see its photo" in c.value for c in at.caption)
+
+
+def test_an_alpha_change_applies_alpha_to_the_chunks_already_tested(page, monkeypatch):
+    """The over-time tests run once per reference and sample: alpha is applied after them."""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    from nutrilearn.monitoring.drift import DriftMonitor
+
+    calls = []
+    tested = DriftMonitor.chunk_tests
+    monkeypatch.setattr(DriftMonitor, "chunk_tests", lambda self, *a, **k: calls.append(a) or tested(self, *a, **k))
+    page.predictions_frame, page.feedback_frame = _data()
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["drift_ref_n"] = 300
+    at.session_state["drift_cur_n"] = 300
+    at.run()
+    at.select_slider(key="drift_alpha").set_value(0.01).run()
+    assert not at.exception, at.exception
+    assert len(calls) == 1
+    chart = next(c for c in list(at.get("vega_lite_chart")) + list(at.get("arrow_vega_lite_chart"))
+                 if '"distance"' in c.proto.spec and '"facet"' in c.proto.spec)
+    shown = pd.concat([convert_arrow_bytes_to_pandas_df(d.data.data) for d in chart.proto.datasets])
+    assert set(shown.dropna(subset=["start"])["threshold"]) == {0.01}
