@@ -233,16 +233,26 @@ def confidence_histogram(history: History, filters: Filters | None, bins: int = 
 
 def latency_summary(history: History, filters: Filters | None) -> pd.DataFrame:
     """``health.latency_summary``: per stage count, mean, p50, p95, p99 (ms) of successful
-    predictions, percentiles interpolated linearly (as numpy does). One pass a stage: an
-    exact quantile holds its column's values, and four at once outgrew DuckDB's memory
-    limit at 10M rows."""
+    predictions, percentiles interpolated linearly (as numpy does). One pass a stage over
+    the files: an exact quantile holds its column's values, and four at once outgrew
+    DuckDB's memory limit at 10M rows; one pass for all four over rows held in memory
+    (at most the cap's rows)."""
     qs = list(QUANTILES.values())
     rows = []
+    columns = [f"{stage}_ms" for stage in STAGES]
+    together = None
+    if history.holds("predictions", filters, ("status", *columns)):  # rows in memory: one pass for all stages
+        together = history.query("predictions", filters, ("status", *columns), "SELECT " + ", ".join(
+            f'count("{c}") AS "n_{c}", avg("{c}") AS "mean_{c}", quantile_cont("{c}", {qs!r}) AS "q_{c}"'
+            for c in columns) + f" FROM {{src}} WHERE status = '{STATUS_OK}'").iloc[0]
     for stage in STAGES:
         c = f"{stage}_ms"
-        r = history.query("predictions", filters, ("status", c), f"""
-            SELECT count("{c}") AS n, avg("{c}") AS mean, quantile_cont("{c}", {qs!r}) AS q
-            FROM {{src}} WHERE status = '{STATUS_OK}'""").iloc[0]
+        if together is not None:
+            r = {"n": together[f"n_{c}"], "mean": together[f"mean_{c}"], "q": together[f"q_{c}"]}
+        else:
+            r = history.query("predictions", filters, ("status", c), f"""
+                SELECT count("{c}") AS n, avg("{c}") AS mean, quantile_cont("{c}", {qs!r}) AS q
+                FROM {{src}} WHERE status = '{STATUS_OK}'""").iloc[0]
         n = int(r["n"])
         q = r["q"] if n else [np.nan] * len(qs)
         rows.append({"stage": stage, "count": n, "mean": float(r["mean"]) if n else np.nan,

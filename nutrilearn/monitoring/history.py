@@ -528,6 +528,12 @@ class History:
             for day in changed:
                 del block.days[day]
 
+    def holds(self, kind: str, filters: Filters | None, columns: Sequence[str]) -> bool:
+        """Whether a question over ``filters`` reading ``columns`` would be answered from the
+        rows held in memory now (at most the cap's rows: a pass may keep several columns'
+        values at once without outgrowing DuckDB's memory limit)."""
+        return self._snapshot(kind, filters, columns, None, keep=False) is not None
+
     def held_rows(self) -> int:
         """Rows held in memory now (0 with snapshots off)."""
         with self._held_lock:

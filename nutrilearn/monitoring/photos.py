@@ -88,13 +88,15 @@ def time_span(times: Iterable) -> tuple[datetime | None, datetime | None]:
 
 
 def with_thumbnails(rows: pd.DataFrame, source: "History | PredictionReader", column: str = "photo",
-                    time_column: str | None = None) -> pd.DataFrame:
+                    time_column: str | None = None, lookup=None) -> pd.DataFrame:
     """``rows`` (with ``request_id``) with a first ``column`` of thumbnail data URLs (None
     where none was kept): for an image column of a table. ``time_column`` (the rows' record
-    times) narrows the lookup to the days they fall on."""
+    times) narrows the lookup to the days they fall on. ``lookup(ids, start, end)``, if
+    given, answers as ``thumbnails`` does (a cached one: the page asks for the same rows'
+    photos again when a widget changes no row)."""
     ids = rows["request_id"].astype(str)
     start, end = time_span(rows[time_column]) if time_column and len(rows) else (None, None)
-    found = thumbnails(source, ids, start=start, end=end)
+    found = (lookup or (lambda i, s, e: thumbnails(source, i, start=s, end=e)))(tuple(ids), start, end)
     out = rows.copy()
     out.insert(0, column, [data_url(found.get(r)) for r in ids])
     return out
