@@ -54,8 +54,8 @@ def prediction_logger():
 def _prediction_reader(tracking_uri: str, spool_dir: str, experiment: str):
     from nutrilearn.tracking.reader import PredictionReader
 
-    # Two windows kept: the page's time range and the one the filters narrow it to.
-    return PredictionReader(settings(), snapshots=2)
+    # The days the pages ask about held in memory, each question's filters applied there (History).
+    return PredictionReader(settings(), snapshots=1)
 
 
 def prediction_reader():

@@ -66,8 +66,9 @@ class PredictionReader:
         cache_dir: Path | str | None = None,
         snapshots: int = 0,
     ):
-        """``snapshots``: windows ``history`` keeps in memory (the app: a page asks many
-        questions of one window; see ``History``)."""
+        """``snapshots``: nonzero makes ``history`` hold the days asked about in memory
+        (the app: a page asks many questions of one window, then changes filters; see
+        ``History``)."""
         from nutrilearn.monitoring.history import History
         from nutrilearn.tracking.mirror import Mirror
 
