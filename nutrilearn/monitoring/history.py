@@ -468,9 +468,10 @@ class History:
             tables = [b.table for b in using]  # as now: a later trim replaces a block's table, never edits it
         new = []
         if missing:
-            # The newest day apart: new batches land there, and a changed day is dropped with
-            # its block (the older days' block stays).
-            for part in (missing[:-1], missing[-1:]):
+            # The mirror's newest day apart: new batches land there, and a changed day is
+            # dropped with its block (the older days' block stays).
+            newest = every[-1].day if every else None
+            for part in ((missing[:-1], missing[-1:]) if missing[-1] == newest else (missing,)):
                 if not part:
                     continue
                 part_days = set(part)
