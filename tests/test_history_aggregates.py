@@ -273,6 +273,15 @@ def test_rows_in_memory_filtered_as_the_files_are(store):
         return real_run(*args, **kw)
 
     kept._run = run
+    narrowed = []
+    real_narrowed = kept._narrowed
+
+    def narrow(table, block, wanted):
+        out = real_narrowed(table, block, wanted)
+        narrowed.append(out.num_rows < table.num_rows)
+        return out
+
+    kept._narrowed = narrow
     try:
         whole = _relation(kept, MEMORY_FILTERS[0])
         assert len(whole) == len(_relation(files, MEMORY_FILTERS[0])) > 250
@@ -300,6 +309,7 @@ def test_rows_in_memory_filtered_as_the_files_are(store):
             by_user = [h.counts_by("user", f).sort_values("user", kind="stable") for h in (kept, files)]
             _same(*by_user)  # ordered by count only: ties in either order
         assert len(reads) <= 2 and kept.held_rows() == held  # every filter and window from the first read
+        assert any(narrowed) and not all(narrowed)  # short windows scan their days' rows only
     finally:
         kept.close()
 

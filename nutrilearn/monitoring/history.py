@@ -232,7 +232,9 @@ class History:
         shorter window once a longer one was read, and a longer one reads only the days
         not held yet. At most ``snapshot_max_rows`` rows are kept (least recently used
         days go first); a window holding more is read from the files each time. New
-        batches and compaction change a day's files: that day alone is read again."""
+        batches and compaction change a day's files: that day alone is read again. A short
+        window over a long block's days gets a copy of its days' rows (under half the
+        block; the last 2 kept), so each question scans those only."""
         import duckdb
 
         self.mirror = mirror
@@ -252,6 +254,7 @@ class History:
         self._snapshot_max_rows = snapshot_max_rows
         self._held: list[_Held] = []  # days' rows in memory, least recently used first
         self._held_lock = threading.Lock()
+        self._narrow: dict[tuple, tuple[Any, Any]] = {}  # (table id, days) -> (table, its rows of those days)
 
     # -- sources -----------------------------------------------------------------------
 
@@ -465,7 +468,9 @@ class History:
             if sum(b.rows for b in using) + sum(df.rows for df in files if df.day in absent) \
                     > self._snapshot_max_rows:  # held days around the window would outgrow the cap
                 self._held, using, missing = [], [], list(wanted)
-            tables = [b.table for b in using]  # as now: a later trim replaces a block's table, never edits it
+            # As now (a later trim replaces a block's table, never edits it), each narrowed to
+            # the window's days when it holds many more.
+            tables = [self._narrowed(b.table, b, wanted) for b in using]
         new = []
         if missing:
             # The mirror's newest day apart: new batches land there, and a changed day is
@@ -500,6 +505,8 @@ class History:
                 if victim is None:
                     break
                 self._held.remove(victim)
+            live = {id(b.table) for b in self._held}  # narrowed rows of blocks gone or trimmed go too
+            self._narrow = {k: v for k, v in self._narrow.items() if k[0] in live}
         tables += [b.table for b in new]
         if len(tables) == 1:
             return tables[0]
@@ -510,6 +517,28 @@ class History:
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # blocks typed apart (cannot happen today)
             log.debug("held blocks differ in schema: %s", exc)
             return None
+
+    def _narrowed(self, table, block: _Held, wanted: dict[str, tuple[str, ...]]):
+        """``table`` (``block``'s), or its rows of the ``wanted`` days when those are under
+        half of it: a short window over a long block's days then scans its own rows only,
+        question after question (kept for the last few windows; under ``_held_lock``)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        days = sorted(d for d in block.days if d in wanted)
+        if len(days) == len(block.days):
+            return table
+        key = (id(table), tuple(days))
+        hit = self._narrow.pop(key, None)
+        if hit is None or hit[0] is not table:
+            mask = pc.is_in(table.column("day"),
+                            value_set=pa.array([datetime.fromisoformat(d).date() for d in days], type=pa.date32()))
+            # Half or more of the block: scanning it whole costs about what a copy would.
+            hit = (table, table if pc.sum(mask).as_py() * 2 > table.num_rows else table.filter(mask))
+        self._narrow[key] = hit  # most recent last
+        while len(self._narrow) > 2:
+            self._narrow.pop(next(iter(self._narrow)))
+        return hit[1]
 
     def _drop_changed(self, current: dict[str, tuple[str, ...]]) -> None:
         """Forget held days whose files are no longer those listed (under ``_held_lock``)."""
