@@ -1,10 +1,12 @@
-"""One photo through the serving path, alone: a process that never imports TensorFlow.
+"""The serving path alone, in a process that never imports TensorFlow (as the app and the CLI serve).
 
 `bench_predict.py` times LiteRT interleaved with Keras in one process (a ratio against the
-baseline); this shows what the serving path alone costs a photo, whole and by parts (decode,
-crop-resize, forward pass, head), to tell which part holds the 8 ms bar of issue 15.
+baseline), so TensorFlow's thread pools share the cores with it. This shows what serving
+alone costs: one photo whole and by parts (decode, crop-resize, forward pass, head), to
+tell which part holds the 8 ms bar of issue 15, and batch throughput with the process's
+CPU a photo (what bounds photos/s on two free cores).
 
-    .venv/bin/python bench/bench_one_photo.py [--n 200]
+    .venv/bin/python bench/bench_serving_alone.py [--n 200] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ def median_ms(fn, n: int) -> tuple[float, float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=3, help="batch rounds of 256 photos")
     args = ap.parse_args()
     from nutrilearn.config import Settings
+    from nutrilearn.pipeline import Analyzer, ModelInfo, Photo
     from nutrilearn.serving import load_classifier
     from nutrilearn.vision.images import crop_and_resize, decode_image
 
@@ -54,6 +58,17 @@ def main() -> None:
     for name, fn in (("decode", lambda: decode_image(photo, 10**8, 10**8)), ("crop-resize", lambda: crop_and_resize(image)),
                      ("forward pass", lambda: clf.features(pixels)), ("head + top-5", lambda: clf.classify(feats))):
         print(f"  {name}: median %.2f ms" % median_ms(fn, args.n)[0])
+    analyzer = Analyzer(clf, ModelInfo(), Settings.from_env())
+    items = [Photo(f.name, f.read_bytes()) for f in sorted((FOOD10 / "test").rglob("*.jpg"))[:256]]
+    analyzer.analyze(items[:32], user="bench", batch_size=32)  # warm-up: the per-core interpreters
+    for _ in range(args.rounds):
+        t, c = time.perf_counter(), time.process_time()
+        records = analyzer.analyze(items, user="bench", batch_size=32)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        assert all(r.ok for r in records)
+        print(f"batches of 32, {len(items)} photos: {len(items) / wall:.1f} photos/s, "
+              f"{cpu * 1000 / len(items):.1f} ms CPU a photo, {cpu / wall:.2f} cores busy")
+    print(f"load average after {os.getloadavg()[0]:.2f}; TensorFlow imported: {'tensorflow' in sys.modules}")
 
 
 if __name__ == "__main__":
