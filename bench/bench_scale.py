@@ -55,8 +55,22 @@ def env_for(directory: Path) -> dict[str, str]:
             "NUTRILEARN_MIRROR_DIR": str(directory / "mlruns" / "mirror")}
 
 
-def _payloads(start: int, n: int, days: float, total: int, seed: int) -> list[tuple[str, bytes]]:
-    """``n`` realistic records numbered ``start..`` of ``total``, as spool payloads (JSON)."""
+def _embeddings(labels, rng) -> list[str]:
+    """Compact embeddings as the records carry them (128 float16, base64): one centre per
+    food plus noise, so windows with other foods differ as real photos' embeddings do."""
+    import base64
+
+    import numpy as np
+
+    centres = np.random.default_rng(1234).standard_normal((len(LABELS), 128))
+    values = (centres[labels] + rng.standard_normal((len(labels), 128))).astype("<f2")
+    return [base64.b64encode(v.tobytes()).decode() for v in values]
+
+
+def _payloads(start: int, n: int, days: float, total: int, seed: int,
+              embeddings: bool = False) -> list[tuple[str, bytes]]:
+    """``n`` realistic records numbered ``start..`` of ``total``, as spool payloads (JSON);
+    with ``embeddings``, each successful record carries a compact embedding."""
     import numpy as np
 
     rng = np.random.default_rng(seed + start)
@@ -72,6 +86,7 @@ def _payloads(start: int, n: int, days: float, total: int, seed: int) -> list[tu
     users = rng.integers(0, 60, n)
     replayed = rng.random(n) < 0.05
     latency = rng.gamma(4, 8, n)
+    vectors = _embeddings(labels, rng) if embeddings else [None] * n
     for k in range(n):
         frac = (start + k) / max(total, 1)
         version = "1" if frac < 0.3 else "2" if frac < 0.75 else "3"
@@ -91,7 +106,7 @@ def _payloads(start: int, n: int, days: float, total: int, seed: int) -> list[tu
             "decode_ms": 3.0, "preprocess_ms": 2.0, "inference_ms": float(latency[k]),
             "total_ms": float(latency[k]) + 5.0, "image_width": 640, "image_height": 480,
             "image_format": "JPEG", "image_bytes": 90_000, "brightness": 0.5, "contrast": 0.2,
-            "saturation": 0.4, "sharpness": 0.1, "aspect": 1.33, "embedding": None,
+            "saturation": 0.4, "sharpness": 0.1, "aspect": 1.33, "embedding": vectors[k] if ok else None,
         }
         out.append((rid, json.dumps(row, separators=(",", ":")).encode()))
     return out
@@ -110,9 +125,11 @@ def _write_worker(args) -> int:
     writer = BatchWriter(settings.tracking_uri, settings.predictions_experiment,
                          artifact_location(settings, settings.tracking_uri))
     writer_id = uuid.uuid4().hex  # one numbering per worker, as one spool numbers its batches
+    meta_path = Path(directory) / "scale.json"
+    embeddings = meta_path.exists() and json.loads(meta_path.read_text()).get("embeddings", False)
     seq = 0
     for lo in range(start, start + count, batch):
-        rows = _payloads(lo, min(batch, start + count - lo), days, total, seed)
+        rows = _payloads(lo, min(batch, start + count - lo), days, total, seed, embeddings)
         grp = _GROUP_SEP.join(("nutrilearn-food-classifier", json.loads(rows[0][1])["model_version"],
                                "champion", json.loads(rows[0][1])["source"]))
         spooled = tuple(SpooledRow(k, rid, payload) for k, (rid, payload) in enumerate(rows))
@@ -133,11 +150,13 @@ def _init_store(directory: Path) -> None:
                             store.artifact_location(settings, settings.tracking_uri), True)
 
 
-def build(directory: Path, n: int, batch: int, days: float, seed: int) -> None:
+def build(directory: Path, n: int, batch: int, days: float, seed: int, embeddings: bool = False) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "mlruns").mkdir(exist_ok=True)
     meta_path = directory / "scale.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"n": 0, "days": days, "total": n}
+    meta = (json.loads(meta_path.read_text()) if meta_path.exists()
+            else {"n": 0, "days": days, "total": n, "embeddings": embeddings})
+    meta_path.write_text(json.dumps(meta))  # the workers read whether to write embeddings
     have = meta["n"]
     if have >= n:
         print(f"store already holds {have:,} predictions", flush=True)
@@ -396,6 +415,8 @@ def main() -> int:
     ap.add_argument("--days", type=float, default=120.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--embeddings", action="store_true",
+                    help="a new store's records carry compact embeddings (the Drift page's embedding tests)")
     ap.add_argument("--only-time", action="store_true")
     ap.add_argument("--only-interactions", action="store_true",
                     help="only the warm app's page interactions (AppTest), on the store as it is")
@@ -412,7 +433,7 @@ def main() -> int:
                          indent=2))
         return 0
     if not args.only_time:
-        build(args.dir, args.n, args.batch, args.days, args.seed)
+        build(args.dir, args.n, args.batch, args.days, args.seed, args.embeddings)
     print(f"marked {mark_finished_writers(args.dir)} writer(s) from before run marks", file=sys.stderr)
     result = time_store(args.dir, args.repeats, args.baseline)
     result["pickup_1000"] = pickup(args.dir)
