@@ -329,23 +329,30 @@ RECENT_ROW_COLUMNS = ("request_id", "timestamp", "label", "confidence", "total_m
                       "status", "source", "error_type", "filename")
 
 
-def _search(history: History, filters: Filters | None, search: str) -> tuple[str, list, dict]:
-    """``(condition, params, tables)`` for ``stats.search_mask``: a literal, case-insensitive
+def _food_names_in_view(history: History, filters: Filters | None) -> pd.DataFrame:
+    """The view's distinct labels (``label``) with their display names (``food``)."""
+    labels = history.query("predictions", filters, ("label",), "SELECT DISTINCT label FROM {src} WHERE label IS NOT NULL")
+    labels = labels["label"].astype(object)
+    return pd.DataFrame({"label": labels, "food": food_names(labels).astype(object)})
+
+
+def _search(history: History, filters: Filters | None, search: str) -> tuple[str, list]:
+    """``(condition, params)`` for ``stats.search_mask``: a literal, case-insensitive
     substring of food name, label, user, version, status, source, error type or file name.
     Food names are matched here on the view's distinct labels; the needle is a bound value."""
     needle = (search or "").strip().lower()
     if not needle:
-        return "TRUE", [], {}
-    labels = history.query("predictions", filters, ("label",), "SELECT DISTINCT label FROM {src} WHERE label IS NOT NULL")
-    names = food_names(labels["label"].astype(object))
-    hit = [lab for lab, name in zip(labels["label"], names) if needle in str(lab).lower() or needle in str(name).lower()]
+        return "TRUE", []
+    names = _food_names_in_view(history, filters)
+    hit = [lab for lab, name in zip(names["label"], names["food"])
+           if needle in str(lab).lower() or needle in str(name).lower()]
     cond = " OR ".join([f'contains(lower(CAST("{c}" AS VARCHAR)), ?)' for c in _SEARCHED] + ["list_contains(?, label)"])
-    return f"({cond})", [needle] * len(_SEARCHED) + [hit], {}
+    return f"({cond})", [needle] * len(_SEARCHED) + [hit]
 
 
 def recent_count(history: History, filters: Filters | None, search: str = "") -> int:
     """How many predictions in view match ``search`` (``stats.search_mask(...).sum()``)."""
-    cond, params, _ = _search(history, filters, search)
+    cond, params = _search(history, filters, search)
     return int(history.query("predictions", filters, ("label", *_SEARCHED),
                              f"SELECT count(*) AS n FROM {{src}} WHERE {cond}", params).iloc[0, 0])
 
@@ -359,12 +366,10 @@ def recent_rows(history: History, filters: Filters | None, limit: int = 200, sea
 
     if sort_by not in RECENT_COLUMNS:
         raise ValueError(f"cannot sort by {sort_by!r}; choose one of {', '.join(RECENT_COLUMNS)}")
-    cond, params, _ = _search(history, filters, search)
+    cond, params = _search(history, filters, search)
     tables = {}
     if sort_by == "food":  # display names, as the table shows them
-        labels = history.query("predictions", filters, ("label",), "SELECT DISTINCT label FROM {src} WHERE label IS NOT NULL")
-        tables["food_names"] = pd.DataFrame({"label": labels["label"].astype(object),
-                                             "food": food_names(labels["label"].astype(object)).astype(object)})
+        tables["food_names"] = _food_names_in_view(history, filters)
         key = "(SELECT n.food FROM food_names AS n WHERE n.label = p.label)"
     else:
         key = f'p."{_SORT_KEYS.get(sort_by, sort_by)}"'
