@@ -99,17 +99,29 @@ def shares(table: pd.DataFrame) -> pd.DataFrame:
 
 def js_distance(table: pd.DataFrame) -> float:
     """Jensen-Shannon distance (base 2: 0 = same, 1 = disjoint) between the two columns."""
-    p, q = table["reference"].to_numpy(), table["current"].to_numpy()
-    if p.sum() == 0 or q.sum() == 0:
+    return js_counts(table["reference"].to_numpy(), table["current"].to_numpy())
+
+
+def js_counts(reference: np.ndarray, current: np.ndarray) -> float:
+    """``js_distance`` of two count vectors over the same categories."""
+    if reference.sum() == 0 or current.sum() == 0:
         return float("nan")
-    return float(jensenshannon(p, q, base=2))
+    return float(jensenshannon(reference, current, base=2))
 
 
 def psi(table: pd.DataFrame, epsilon: float = 1e-4) -> float:
     """Population stability index sum((c - r) ln(c / r)); empty shares floored at ``epsilon``.
     Conventional reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift."""
-    s = shares(table).fillna(0).clip(lower=epsilon)
-    r, c = s["reference"].to_numpy(), s["current"].to_numpy()
+    return psi_counts(table["reference"].to_numpy(float), table["current"].to_numpy(float), epsilon)
+
+
+def psi_counts(reference: np.ndarray, current: np.ndarray, epsilon: float = 1e-4) -> float:
+    """``psi`` of two count vectors over the same categories (an empty window's shares are 0)."""
+    def floored_shares(counts: np.ndarray) -> np.ndarray:
+        total = counts.sum()
+        return np.clip(counts / total if total else np.zeros_like(counts), epsilon, None)
+
+    r, c = floored_shares(reference), floored_shares(current)
     return float(np.sum((c - r) * np.log(c / r)))
 
 
@@ -144,10 +156,7 @@ def label_mix(reference: np.ndarray, current: np.ndarray,
         chi_p = float(stats.chi2_contingency(rows.T, correction=False).pvalue)
     _, p_food = share_z_counts(rows)
     p_min = float(holm(np.r_[chi_p, p_food]).min())
-    js = float(jensenshannon(ref, cur, base=2)) if n_ref and n_cur else float("nan")
-    r = np.clip(ref / n_ref if n_ref else np.zeros_like(ref), 1e-4, None)
-    c = np.clip(cur / n_cur if n_cur else np.zeros_like(cur), 1e-4, None)
-    return p_min, js, float(np.sum((c - r) * np.log(c / r)))
+    return p_min, js_counts(ref, cur), psi_counts(ref, cur)
 
 
 def holm(p_values) -> np.ndarray:
