@@ -176,6 +176,13 @@ def _dictionary_encoded(table):
     return table
 
 
+def _date_array(days: Sequence[str]):
+    """``YYYY-MM-DD`` days as an Arrow date array (to match held rows' ``day`` column)."""
+    import pyarrow as pa
+
+    return pa.array([datetime.fromisoformat(d).date() for d in days], type=pa.date32())
+
+
 def _group_days(files: Sequence[DayFile]) -> dict[str, tuple[str, ...]]:
     out: dict[str, list[str]] = {}
     for df in files:
@@ -260,18 +267,14 @@ class History:
 
     def _pending_table(self, kind: str):
         """Spool rows not in the mirror yet, as an Arrow table (cached until the spool changes)."""
-        if self.spool_dir is None:
+        spool = self._caught_up_spool()
+        if spool is None:
             return None
         try:
-            if self._spool is None:
-                self._spool = open_existing(self.spool_dir)
-            if self._spool is None:
-                return None
-            self._catch_up_with_flushes()
-            key = (self._spool.max_seq(), self._spool.pending_count(), self.mirror.stats()["runs"])
+            key = (spool.max_seq(), spool.pending_count(), self.mirror.stats()["runs"])
             if self._pending_key.get(kind) == key:
                 return self._pending[kind]
-            rows = self._spool.pending_rows(kind)
+            rows = spool.pending_rows(kind)
         except (SpoolError, OSError) as exc:
             log.warning("not reading the spool at %s: %s", self.spool_dir, exc)
             return None
@@ -291,15 +294,23 @@ class History:
     def _mirror_files(self, kind: str, start: datetime | None = None, end: datetime | None = None) -> list[DayFile]:
         """The mirror's files of ``[start, end)``, after catching up with records flushed
         from the spool since the last look (so a record is always in one source or the other)."""
-        if self.spool_dir is not None:
-            try:
-                if self._spool is None:
-                    self._spool = open_existing(self.spool_dir)
-                if self._spool is not None:
-                    self._catch_up_with_flushes()
-            except (SpoolError, OSError) as exc:
-                log.warning("not reading the spool at %s: %s", self.spool_dir, exc)
+        self._caught_up_spool()
         return self.mirror.day_files(kind, start, end)
+
+    def _caught_up_spool(self):
+        """This machine's spool after ``_catch_up_with_flushes``; None when there is none or
+        it cannot be read (said in the log: the mirror's rows still answer)."""
+        if self.spool_dir is None:
+            return None
+        try:
+            if self._spool is None:
+                self._spool = open_existing(self.spool_dir)
+            if self._spool is not None:
+                self._catch_up_with_flushes()
+            return self._spool
+        except (SpoolError, OSError) as exc:
+            log.warning("not reading the spool at %s: %s", self.spool_dir, exc)
+            return None
 
     def _catch_up_with_flushes(self) -> None:
         """Sync the mirror when records left the spool since the last look.
@@ -522,7 +533,6 @@ class History:
         """``table`` (``block``'s), or its rows of the ``wanted`` days when those are under
         half of it: a short window over a long block's days then scans its own rows only,
         question after question (kept for the last few windows; under ``_held_lock``)."""
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         days = sorted(d for d in block.days if d in wanted)
@@ -531,8 +541,7 @@ class History:
         key = (id(table), tuple(days))
         hit = self._narrow.pop(key, None)
         if hit is None or hit[0] is not table:
-            mask = pc.is_in(table.column("day"),
-                            value_set=pa.array([datetime.fromisoformat(d).date() for d in days], type=pa.date32()))
+            mask = pc.is_in(table.column("day"), value_set=_date_array(days))
             # Half or more of the block: scanning it whole costs about what a copy would.
             hit = (table, table if pc.sum(mask).as_py() * 2 > table.num_rows else table.filter(mask))
         self._narrow[key] = hit  # most recent last
@@ -542,7 +551,6 @@ class History:
 
     def _drop_changed(self, current: dict[str, tuple[str, ...]]) -> None:
         """Forget held days whose files are no longer those listed (under ``_held_lock``)."""
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         for block in list(self._held):
@@ -552,8 +560,8 @@ class History:
             if len(changed) == len(block.days):
                 self._held.remove(block)
                 continue
-            gone = pa.array([datetime.fromisoformat(d).date() for d in changed], type=pa.date32())
-            block.table = block.table.filter(pc.invert(pc.is_in(block.table.column("day"), value_set=gone)))
+            block.table = block.table.filter(pc.invert(pc.is_in(block.table.column("day"),
+                                                                value_set=_date_array(changed))))
             block.rows = block.table.num_rows
             for day in changed:
                 del block.days[day]
