@@ -571,35 +571,40 @@ class ChunkTests:
 
     def at(self, alpha: float) -> pd.DataFrame:
         """``DriftMonitor.over_time`` at ``alpha``: each detector's verdict, then Holm
-        across the signals tested in that chunk (``correct_across_signals``)."""
+        across the signals tested in that chunk (``holm_across_signals``, as the report)."""
         rows = []
         for (start, end, n), chunk in zip(self.spans, self.outcomes):
             decided = [decide(signal, floor, o, alpha) for (signal, _, floor), o in zip(self.signals, chunk)]
-            tested = [i for i, r in enumerate(decided) if np.isfinite(r[0])]
-            adjusted = dict(zip(tested, dt.holm([decided[i][0] for i in tested])))
-            for i, ((signal, name, floor), (p, distance, drifted, severity)) in enumerate(zip(self.signals, decided)):
-                if i in adjusted:
-                    p = float(adjusted[i])
-                    drifted = drifted and p <= alpha
-                    severity = severity if drifted else "none"
+            across = holm_across_signals([(p, drifted, severity) for p, _, drifted, severity in decided], alpha)
+            for (signal, name, floor), (_, distance, _, _), (p, drifted, severity) in zip(self.signals, decided, across):
                 rows.append({"start": start, "end": end, "n": n, "signal": signal, "p_value": p,
                              "threshold": alpha, "distance": distance, "distance_name": name,
                              "min_distance": floor, "drifted": drifted, "severity": severity})
         return pd.DataFrame(rows, columns=list(self.COLUMNS))
 
 
+def holm_across_signals(verdicts: list[tuple[float, bool, str]], alpha: float) -> list[tuple[float, bool, str]]:
+    """``(p, drifted, severity)`` per signal -> the same after Holm across the signals that
+    could be tested (finite p): a signal keeps its drift verdict only if its adjusted p-value
+    is still at most ``alpha``; untested signals are returned as given."""
+    tested = [i for i, (p, _, _) in enumerate(verdicts) if np.isfinite(p)]
+    out = list(verdicts)
+    for i, p in zip(tested, dt.holm([verdicts[i][0] for i in tested])):
+        _, drifted, severity = verdicts[i]
+        drifted = drifted and p <= alpha
+        out[i] = (float(p), drifted, severity if drifted else "none")
+    return out
+
+
 def correct_across_signals(results: list[DriftResult], alpha: float) -> tuple[DriftResult, ...]:
-    """Holm across the signals that could be tested; a signal keeps its drift verdict only
-    if its adjusted p-value is still at most ``alpha``."""
-    tested = [i for i, r in enumerate(results) if np.isfinite(r.p_value)]
-    adjusted = dt.holm([results[i].p_value for i in tested])
+    """``holm_across_signals`` on a report's results (the adjusted p-value replaces the
+    signal's own, kept in its details)."""
+    across = holm_across_signals([(r.p_value, r.drifted, r.severity) for r in results], alpha)
     out = list(results)
-    for i, p in zip(tested, adjusted):
-        r = results[i]
-        drifted = r.drifted and p <= alpha
-        out[i] = replace(r, p_value=float(p), threshold=alpha, drifted=drifted,
-                         severity=r.severity if drifted else "none",
-                         details={**r.details, "p_value_within_signal": r.p_value})
+    for i, (r, (p, drifted, severity)) in enumerate(zip(results, across)):
+        if np.isfinite(r.p_value):
+            out[i] = replace(r, p_value=p, threshold=alpha, drifted=drifted, severity=severity,
+                             details={**r.details, "p_value_within_signal": r.p_value})
     return tuple(out)
 
 
