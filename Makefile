@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install setup run test bench clean
+.PHONY: install setup run test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,6 @@ run: setup
 test: setup
 	bash scripts/browser-deps.sh
 	$(BIN)/python -m pytest
-
-bench: setup
-	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) models
