@@ -65,11 +65,16 @@ class _Figures:
     def __init__(self) -> None:
         self._version: tuple | None = None
 
+    @property
+    def version(self) -> tuple:
+        """(store, data version), read once a rerun."""
+        if self._version is None:
+            self._version = (str(reader.mirror.directory), *_data_version())
+        return self._version
+
     def __getattr__(self, name: str):
         def figure(history, *args, **kw):
-            if self._version is None:  # once a rerun
-                self._version = (str(reader.mirror.directory), *_data_version())
-            key = "|".join([name, _key(self._version), *map(_key, args), _key(sorted(kw.items()))])
+            key = "|".join([name, _key(self.version), *map(_key, args), _key(sorted(kw.items()))])
             return _figure(name, key, args, kw)
         return figure
 
@@ -297,7 +302,7 @@ with recent_tab:
                                                key="mon_show_challenger")
     if show_both:
         rows = mv.with_challenger(rows, pairs)
-    version = _key((str(reader.mirror.directory), *_data_version()))
+    version = _key(agg.version)
     rows = photos.with_thumbnails(rows, reader, time_column="time",  # the shown rows' photos only, by request id
                                   lookup=lambda ids, start, end: _thumbnails(version, ids, start, end))
     st.caption(f"{len(rows):,} shown of {agg.recent_count(history, filters, search):,} matching")
