@@ -363,15 +363,21 @@ class ImagePropertyDetector(Detector):
         return out
 
 
+def embedded_rows(frame: pd.DataFrame, cap: int | None = None, seed: int = 0, filtered: bool = False) -> pd.DataFrame:
+    """The usable rows with an embedding, at most ``cap`` drawn at random (seeded), in their
+    order; ``filtered``: ``frame`` holds usable rows only."""
+    rows = frame if filtered else usable(frame, ordered=False)
+    rows = rows[rows["embedding"].notna()]
+    if cap is not None and len(rows) > cap:
+        rows = rows.iloc[np.sort(np.random.default_rng(seed).choice(len(rows), size=cap, replace=False))]
+    return rows
+
+
 def embeddings(frame: pd.DataFrame, cap: int | None = None, seed: int = 0, filtered: bool = False) -> np.ndarray:
-    """Compact embeddings of the usable rows as (N, 128) float32, at most ``cap`` rows drawn
-    at random (decoding only the rows drawn); ``filtered``: ``frame`` holds usable rows only."""
+    """Compact embeddings of ``embedded_rows`` as (N, 128) float32 (decoding only the rows drawn)."""
     from nutrilearn.vision.embedding import from_bytes
 
-    blobs = (frame if filtered else usable(frame, ordered=False))["embedding"].dropna()
-    if cap is not None and len(blobs) > cap:
-        blobs = blobs.iloc[np.sort(np.random.default_rng(seed).choice(len(blobs), size=cap, replace=False))]
-    return from_bytes(blobs.tolist())  # drops empty blobs
+    return from_bytes(embedded_rows(frame, cap, seed, filtered)["embedding"].tolist())  # drops empty blobs
 
 
 class EmbeddingDetector(Detector):

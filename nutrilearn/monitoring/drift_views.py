@@ -10,7 +10,7 @@ import pandas as pd
 from nutrilearn.monitoring.stats import food_names
 from nutrilearn.monitoring.versions import moves_within
 
-from nutrilearn.monitoring.drift import image_properties
+from nutrilearn.monitoring.drift import embedded_rows, image_properties
 from nutrilearn.monitoring.drift_tests import count_table, shares
 from nutrilearn.monitoring.windows import usable
 
@@ -43,14 +43,11 @@ def overlay(reference: pd.DataFrame, current: pd.DataFrame, column: str) -> pd.D
 
 
 def _embedded(frame: pd.DataFrame, cap: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """The usable rows with an embedding (at most ``cap``, drawn as ``drift.embeddings``
-    draws them) and their embeddings, row for row: a point must know its request."""
+    """``drift.embedded_rows`` (the rows ``drift.embeddings`` draws) and their embeddings,
+    row for row: a point must know its request."""
     from nutrilearn.vision.embedding import from_bytes
 
-    rows = usable(frame, ordered=False)
-    rows = rows[rows["embedding"].notna()]
-    if len(rows) > cap:
-        rows = rows.iloc[np.sort(np.random.default_rng(seed).choice(len(rows), size=cap, replace=False))]
+    rows = embedded_rows(frame, cap, seed)
     # from_bytes drops empty blobs: drop their rows too (a boolean array: an empty Series
     # of objects would select columns and lose them all)
     rows = rows[rows["embedding"].map(bool).to_numpy(dtype=bool)]
