@@ -55,7 +55,7 @@ def _prediction_reader(tracking_uri: str, spool_dir: str, experiment: str):
     from nutrilearn.tracking.reader import PredictionReader
 
     # The days the pages ask about held in memory, each question's filters applied there (History).
-    return PredictionReader(settings(), snapshots=1)
+    return PredictionReader(settings(), hold_rows=True)
 
 
 def prediction_reader():

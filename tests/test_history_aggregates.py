@@ -200,7 +200,7 @@ def test_a_windows_snapshot_answers_as_the_files_do(store, f):
     from nutrilearn.monitoring.history import History
 
     feedback = store.feedback(refresh=False)
-    kept = History(store.mirror, store.spool_dir, snapshots=2)
+    kept = History(store.mirror, store.spool_dir, hold_rows=True)
     try:
         for got, want in zip(_all_figures(kept, f, feedback), _all_figures(store.history, f, feedback)):
             if isinstance(want, pd.DataFrame):
@@ -218,7 +218,7 @@ def test_a_windows_snapshot_answers_as_the_files_do(store, f):
         assert kept.held_rows() > 0  # answered from memory
     finally:
         kept.close()
-    capped = History(store.mirror, store.spool_dir, snapshots=2, snapshot_max_rows=10)
+    capped = History(store.mirror, store.spool_dir, hold_rows=True, snapshot_max_rows=10)
     try:
         _same(agg.top_foods(capped, f, 5), agg.top_foods(store.history, f, 5))
         assert capped.held_rows() == 0
@@ -263,7 +263,7 @@ def test_rows_in_memory_filtered_as_the_files_are(store):
 
     feedback = store.feedback(refresh=False)
     files = store.history
-    kept = History(store.mirror, store.spool_dir, snapshots=1)
+    kept = History(store.mirror, store.spool_dir, hold_rows=True)
     reads = []
     real_run = kept._run
 
@@ -327,7 +327,7 @@ def test_a_shorter_window_first_then_a_longer_one_reads_only_the_days_missing(st
     from nutrilearn.monitoring.history import History
 
     files = store.history
-    kept = History(store.mirror, store.spool_dir, snapshots=1)
+    kept = History(store.mirror, store.spool_dir, hold_rows=True)
     try:
         short = Filters(start=T0 + timedelta(days=2, hours=3))
         _same(_relation(kept, short), _relation(files, short))
@@ -363,7 +363,7 @@ def test_held_rows_follow_new_files_spooled_rows_and_the_cap(tracking, loggers, 
     for i in range(12):  # never flushed: in the spool only
         logger.submit(record(200 + i, 5 * 38 + 3 * i, user=f"u{i % 2}", source="replay" if i % 4 == 0 else "app"))
     files = History(mirror, tracking.spool_dir)
-    kept = History(mirror, tracking.spool_dir, snapshots=1)
+    kept = History(mirror, tracking.spool_dir, hold_rows=True)
     assert kept.pending_count() == 12
     every = Filters(hide_replayed=False, include_shadow=True)
     choices = [every, Filters(), Filters(users=("u1",)), Filters(model_versions=("2",), include_shadow=True),
@@ -383,7 +383,7 @@ def test_held_rows_follow_new_files_spooled_rows_and_the_cap(tracking, loggers, 
     finally:
         kept.close()
         files.close()
-    capped = History(mirror, None, snapshots=1, snapshot_max_rows=45)
+    capped = History(mirror, None, hold_rows=True, snapshot_max_rows=45)
     plain = History(mirror, None)
     try:
         _same(_relation(capped, every), _relation(plain, every))

@@ -229,8 +229,8 @@ class History:
     """Questions over the mirror (+ this machine's spool); thread-safe, one per process."""
 
     def __init__(self, mirror: Mirror, spool_dir: Path | str | None = None, *, threads: int = 2,
-                 snapshots: int = 0, snapshot_max_rows: int = SNAPSHOT_MAX_ROWS):
-        """``snapshots``: nonzero keeps rows in memory (0: none, the CLI's case). The app
+                 hold_rows: bool = False, snapshot_max_rows: int = SNAPSHOT_MAX_ROWS):
+        """``hold_rows``: keep rows in memory (off: the CLI's case). The app
         asks ~25 questions of a window each rerun, and changes filters and windows often:
         each file scan costs ~0.2 s at 1M rows, the same question over rows in memory a few
         hundredths. So the days a question covers are read once, every row of them (figure
@@ -257,7 +257,7 @@ class History:
         self._pending_key: dict[str, tuple] = {}
         self._left_seen: int | None = None  # spool.records_left() at the last look
         self._pending: dict[str, Any] = {}
-        self._snapshot_slots = snapshots
+        self._hold_rows = hold_rows
         self._snapshot_max_rows = snapshot_max_rows
         self._held: list[_Held] = []  # days' rows in memory, least recently used first
         self._held_lock = threading.Lock()
@@ -423,7 +423,7 @@ class History:
         as an Arrow table with UTC times; ``tables`` (name -> Arrow table or DataFrame) are
         registered for the query to join. Retried once if a day file was compacted away under
         the query (another process synced meanwhile). No pandas: the CLI stays quick to start.
-        With snapshots on, answered from the rows held in memory (the window's days read in
+        With ``hold_rows``, answered from the rows held in memory (the window's days read in
         first unless ``keep`` is false or ``days`` are given: a question asked once)."""
         held = self._snapshot(kind, filters, columns, days, keep and days is None)
         return self._run(kind, filters, columns, sql, params, days, tables, held)
@@ -458,7 +458,7 @@ class History:
         ``keep``: the question then reads the files. The spool's rows are never held (the
         question adds them). Held days whose files changed (a new batch, a compaction) are
         dropped first, so memory always answers as the files do."""
-        if not self._snapshot_slots or kind != "predictions" or not set(columns) <= set(SNAPSHOT_COLUMNS):
+        if not self._hold_rows or kind != "predictions" or not set(columns) <= set(SNAPSHOT_COLUMNS):
             return None
         f = filters or Filters()
         start = as_utc(f.start) if f.start is not None else None
@@ -573,7 +573,7 @@ class History:
         return self._snapshot(kind, filters, columns, None, keep=False) is not None
 
     def held_rows(self) -> int:
-        """Rows held in memory now (0 with snapshots off)."""
+        """Rows held in memory now (0 without ``hold_rows``)."""
         with self._held_lock:
             return sum(b.rows for b in self._held)
 

@@ -64,9 +64,9 @@ class PredictionReader:
         include_spool: bool = True,
         experiment_name: str | None = None,
         cache_dir: Path | str | None = None,
-        snapshots: int = 0,
+        hold_rows: bool = False,
     ):
-        """``snapshots``: nonzero makes ``history`` hold the days asked about in memory
+        """``hold_rows``: ``history`` holds the days asked about in memory
         (the app: a page asks many questions of one window, then changes filters; see
         ``History``)."""
         from nutrilearn.monitoring.history import History
@@ -79,7 +79,7 @@ class PredictionReader:
         directory = Path(cache_dir) if cache_dir else mirror_dir_for(settings, self.tracking_uri, self.experiment_name)
         self.mirror = Mirror(settings, directory=directory, tracking_uri=self.tracking_uri,
                              experiment_name=self.experiment_name)
-        self.history = History(self.mirror, self.spool_dir, snapshots=snapshots)
+        self.history = History(self.mirror, self.spool_dir, hold_rows=hold_rows)
         self._offline = History(self.mirror, None)  # the same, without the spool's rows
         self.last_error: str | None = None  # why the last refresh could not reach MLflow
 
