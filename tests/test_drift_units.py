@@ -94,6 +94,82 @@ def test_mmd_permutation_finds_a_shift_and_not_noise():
     assert shifted.p_value <= 1 / 201 + 1e-12 and shifted.witness_auc > 0.8
 
 
+def _brute_mmd2(k: np.ndarray, first: np.ndarray) -> float:
+    """The biased MMD^2 of a split straight from its definition (block means)."""
+    second = ~first
+    return float(k[np.ix_(first, first)].mean() + k[np.ix_(second, second)].mean()
+                 - 2 * k[np.ix_(first, second)].mean())
+
+
+@pytest.mark.parametrize("n, m", [(300, 25), (40, 300), (120, 120)])
+def test_mmd_test_equals_its_definition_for_every_permutation(n, m):
+    """The observed statistic and the p-value equal a brute-force computation: the kernel
+    from all pairwise distances with the reference's median bandwidth, and every
+    permutation's block means over the same random draws."""
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(n, 8)), rng.normal(0.15, 1, size=(m, 8))
+    result = dt.mmd_test(dt.mmd_reference(x, seed=5), y, permutations=60, seed=5)
+    d2x = cdist(x, x, "sqeuclidean")
+    assert result.bandwidth == pytest.approx(np.median(d2x[np.triu_indices(n, 1)]), rel=1e-9)
+    z = np.vstack([x, y])
+    k = np.exp(-cdist(z, z, "sqeuclidean") / result.bandwidth)
+    first = np.r_[np.ones(n, bool), np.zeros(m, bool)]
+    assert result.mmd2 == pytest.approx(_brute_mmd2(k, first), rel=1e-5, abs=1e-7)
+    draws = dt.random_subsets(np.random.default_rng(5), n + m, min(n, m), 60)
+    null = []
+    for members in draws:  # the smaller side of each permutation
+        small = np.zeros(n + m, bool)
+        small[members] = True
+        null.append(_brute_mmd2(k, small if n <= m else ~small))
+    expected_p = (1 + np.count_nonzero(np.array(null) >= result.mmd2 - 1e-12)) / 61
+    assert result.p_value == pytest.approx(expected_p)
+
+
+def test_mmd_gather_and_matrix_product_give_the_same_sums(monkeypatch):
+    rng = np.random.default_rng(4)
+    reference = dt.mmd_reference(rng.normal(size=(200, 6)))
+    y = rng.normal(0.1, 1, size=(30, 6))
+    gathered = dt.mmd_test(reference, y, permutations=80, seed=2)
+    monkeypatch.setattr(dt, "MAX_GATHER", 0)
+    multiplied = dt.mmd_test(reference, y, permutations=80, seed=2)
+    assert multiplied.mmd2 == pytest.approx(gathered.mmd2, rel=1e-6)
+    assert multiplied.p_value == gathered.p_value and multiplied.witness_auc == gathered.witness_auc
+
+
+def test_random_subsets_are_distinct_and_uniform():
+    draws = dt.random_subsets(np.random.default_rng(0), 50, 7, 4000)
+    assert draws.shape == (4000, 7)
+    assert all(len(set(row)) == 7 for row in draws)
+    counts = np.bincount(draws.ravel(), minlength=50)  # each index drawn 4000 * 7 / 50 times on average
+    assert stats.chisquare(counts).pvalue > 0.001
+
+
+def test_mmd_over_many_small_windows_against_one_reference_keeps_its_false_alarm_rate():
+    """The over-time view tests one reference against many small windows; with the
+    bandwidth set by the reference, the share of p <= 0.05 under no change must stay at
+    5% (binomial test), and a real shift must still be found."""
+    rng = np.random.default_rng(11)
+    reference = dt.mmd_reference(rng.normal(size=(1000, 16)))
+    p_values = np.array([dt.mmd_test(reference, rng.normal(size=(40, 16)), permutations=100, seed=i).p_value
+                         for i in range(300)])
+    alarms = int(np.count_nonzero(p_values <= 0.05))
+    assert stats.binomtest(alarms, 300, 0.05, alternative="greater").pvalue > 0.001, alarms
+    shifted = [dt.mmd_test(reference, rng.normal(0.5, 1, size=(40, 16)), permutations=100, seed=i).p_value
+               for i in range(20)]
+    assert np.mean(np.array(shifted) <= 0.05) >= 0.9
+
+
+def test_roc_auc_matches_scikit_learn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(2)
+    positive = rng.random(300) < 0.3
+    scores = np.round(rng.normal(positive * 0.5, 1), 1)  # rounding makes ties
+    assert dt.roc_auc(positive, scores) == pytest.approx(roc_auc_score(positive, scores), abs=1e-12)
+
+
 # --------------------------------------------------------------------------- detectors
 
 

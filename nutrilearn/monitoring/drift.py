@@ -399,8 +399,13 @@ class EmbeddingDetector(Detector):
     def values(self, frame: pd.DataFrame, reference: bool) -> np.ndarray:
         return embeddings(frame, self.sample_cap, self.seed + (not reference))
 
+    def fit(self, reference: pd.DataFrame) -> "EmbeddingDetector":
+        super().fit(reference)
+        self.mmd_reference_ = dt.mmd_reference(self.reference_, self.seed) if self.n_reference else None
+        return self
+
     def compare(self, values: np.ndarray) -> DriftResult:
-        mmd = dt.mmd_permutation(self.reference_, values, self.permutations, self.seed)
+        mmd = dt.mmd_test(self.mmd_reference_, values, self.permutations, self.seed)
         auc = distance = mmd.witness_auc
         details = {"mmd2": mmd.mmd2, "bandwidth": mmd.bandwidth, "permutations": mmd.permutations,
                    "sample_cap": self.sample_cap, "domain_auc": auc}
@@ -420,7 +425,7 @@ class EmbeddingDetector(Detector):
             if min(self.n_reference, len(values)) < MIN_SAMPLES:
                 out.append(UNTESTED)
                 continue
-            mmd = dt.mmd_permutation(self.reference_, values, self.permutations, self.seed)
+            mmd = dt.mmd_test(self.mmd_reference_, values, self.permutations, self.seed)
             out.append(ChunkOutcome(np.array([mmd.p_value]), np.array([mmd.witness_auc])))
         return out
 

@@ -6,8 +6,9 @@ over samples).
 - ``js_distance`` / ``psi``: effect sizes for two label distributions.
 - ``holm``: Holm's step-down adjustment (controls the family-wise error rate under any
   dependence between the tests, which image properties certainly have).
-- ``mmd_permutation``: maximum mean discrepancy with an RBF kernel (median heuristic
-  bandwidth) and a permutation p-value, all permutations computed as one matrix product.
+- ``mmd_reference`` / ``mmd_test``: maximum mean discrepancy with an RBF kernel (median
+  heuristic bandwidth, set by the reference) and a permutation p-value; the reference is
+  prepared once and tested against many windows (``mmd_permutation`` does both at once).
 - ``witness_auc``: how well the kernel witness, cross-fitted, tells the windows apart (a
   domain classifier reusing the MMD kernel matrix).
 """
@@ -233,7 +234,7 @@ def _ks_exact_p(reference: np.ndarray, current: np.ndarray, d: float) -> float:
 
 
 def median_bandwidth(d2: np.ndarray, rng: np.random.Generator, max_points: int = 1000) -> float:
-    """Median heuristic: the median squared distance between pooled points (a random
+    """Median heuristic: the median squared distance between points (a random
     ``max_points`` of them), read off the squared-distance matrix ``d2``."""
     idx = np.sort(rng.permutation(len(d2))[:max_points])
     sub = d2[np.ix_(idx, idx)]
@@ -251,40 +252,120 @@ class MMDResult:
     witness_auc: float  # cross-fitted AUC of the kernel witness as a domain classifier
 
 
+@dataclass(frozen=True, eq=False)
+class MMDReference:
+    """A reference sample made ready for many MMD tests: the bandwidth (median heuristic
+    over the reference alone, as alibi-detect's ``configure_kernel_from_x_ref``), its own
+    kernel block and that block's row sums. A test then computes only the current
+    window's kernel rows, so many small windows against one reference cost little."""
+
+    x: np.ndarray  # (n, d) float64
+    squared_norms: np.ndarray  # (1, n)
+    bandwidth: float
+    k: np.ndarray  # (n, n) float32 kernel block
+    row_sums: np.ndarray  # (n,) float64
+
+
+def mmd_reference(x: np.ndarray, seed: int = 0) -> MMDReference:
+    from sklearn.metrics.pairwise import euclidean_distances
+
+    x = np.asarray(x, np.float64)
+    d2 = np.maximum(euclidean_distances(x, squared=True), 0)
+    bandwidth = median_bandwidth(d2, np.random.default_rng(seed))
+    k = np.exp(-d2 / bandwidth).astype(np.float32)
+    return MMDReference(x, (x * x).sum(axis=1)[None, :], bandwidth, k, k.sum(axis=1, dtype=np.float64))
+
+
 def mmd_permutation(x: np.ndarray, y: np.ndarray, permutations: int = 200, seed: int = 0,
                     folds: int = 5) -> MMDResult:
-    """MMD two-sample test. With N = n + m points, each permutation's statistic is
-    ``s' K s`` for a signed weight vector s (1/n on one side, -1/m on the other); all of
-    them come from one (N x N) @ (N x B) product. The same kernel matrix gives the effect
-    size: the witness function (mean kernel to x minus mean kernel to y), fitted on the
-    other folds, scores each point; its ROC AUC is a domain classifier's."""
+    """MMD two-sample test of ``x`` (the reference) against ``y``; see ``mmd_test``."""
+    return mmd_test(mmd_reference(x, seed), y, permutations, seed, folds)
+
+
+# Largest (permutations x s x s) gather of kernel entries; past it the sums go through one
+# matrix product instead (the same numbers, at a cost that grows with N^2, not s^2).
+MAX_GATHER = 4_000_000
+
+
+def mmd_test(reference: MMDReference, y: np.ndarray, permutations: int = 200, seed: int = 0,
+             folds: int = 5) -> MMDResult:
+    """MMD permutation test against a prepared reference. A permutation is a random
+    choice of which s points form the smaller side; its biased statistic needs only the
+    kernel sum within that side, K[S,S]: with the pooled kernel's row sums r and total T,
+    the larger side's sum is T - 2 r[S] + K[S,S] and the cross sum r[S] - K[S,S]. For a
+    small current window that is s^2 entries a permutation, not an (N x N) @ (N x B)
+    product. The same kernel matrix gives the effect size: the witness function (mean
+    kernel to x minus mean kernel to y), fitted on the other folds, scores each point;
+    its ROC AUC is a domain classifier's."""
     from sklearn.metrics.pairwise import euclidean_distances
 
     rng = np.random.default_rng(seed)
-    z = np.vstack([x, y]).astype(np.float32)
+    x, y = reference.x, np.asarray(y, np.float64)
     n, m = len(x), len(y)
-    d2 = np.maximum(euclidean_distances(z, squared=True), 0)
-    bandwidth = median_bandwidth(d2, rng)
-    k = np.exp(-d2 / np.float32(bandwidth))  # RBF kernel, float32
-    side = np.r_[np.ones(n, bool), np.zeros(m, bool)]
-    perms = rng.permuted(np.tile(side, (permutations, 1)), axis=1).T  # (N, B)
-    signs = np.column_stack([side, perms])
-    weights = np.where(signs, np.float32(1.0 / n), np.float32(-1.0 / m))
-    values = np.einsum("ij,ij->j", weights, k @ weights)
+    k = np.empty((n + m, n + m), np.float32)
+    k[:n, :n] = reference.k
+    cross = euclidean_distances(y, x, Y_norm_squared=reference.squared_norms, squared=True)
+    k[n:, :n] = np.exp(-np.maximum(cross, 0) / reference.bandwidth)
+    k[:n, n:] = k[n:, :n].T
+    k[n:, n:] = np.exp(-np.maximum(euclidean_distances(y, squared=True), 0) / reference.bandwidth)
+    rows = np.r_[reference.row_sums + k[n:, :n].sum(axis=0, dtype=np.float64),
+                 k[n:].sum(axis=1, dtype=np.float64)]
+    s, big = min(n, m), max(n, m)
+    observed_side = np.arange(s) if n <= m else np.arange(n, n + m)
+    sides = np.vstack([observed_side, random_subsets(rng, n + m, s, permutations)])  # (B + 1, s)
+    within_small = _within_sums(k, sides)
+    rows_small = rows[sides].sum(axis=1)
+    within_big = rows.sum() - 2 * rows_small + within_small
+    values = within_small / s ** 2 + within_big / big ** 2 - 2 * (rows_small - within_small) / (n * m)
     observed, null = float(values[0]), values[1:]
     p = (1.0 + np.count_nonzero(null >= observed - 1e-12)) / (1.0 + permutations)
-    return MMDResult(observed, float(p), bandwidth, permutations, witness_auc(k, side, folds, rng))
+    side = np.r_[np.ones(n, bool), np.zeros(m, bool)]
+    return MMDResult(observed, float(p), reference.bandwidth, permutations, witness_auc(k, side, folds, rng))
+
+
+def random_subsets(rng: np.random.Generator, population: int, size: int, count: int) -> np.ndarray:
+    """``count`` independent uniform draws of ``size`` distinct indices out of
+    ``population``, as a (count, size) array: the first ``size`` steps of a Fisher-Yates
+    shuffle, run on all rows at once (a full shuffle of every row costs population steps)."""
+    idx = np.tile(np.arange(population), (count, 1))
+    rows = np.arange(count)
+    for i in range(size):
+        j = rng.integers(i, population, size=count)
+        picked = idx[rows, j]
+        idx[rows, j] = idx[rows, i]
+        idx[rows, i] = picked
+    return idx[:, :size]
+
+
+def _within_sums(k: np.ndarray, sides: np.ndarray) -> np.ndarray:
+    """For each row of ``sides`` (indices into ``k``), the sum of ``k`` over those
+    indices' pairs, in float64."""
+    count, s = sides.shape
+    if count * s * s <= MAX_GATHER:
+        pairs = sides[:, :, None] * len(k) + sides[:, None, :]  # flat positions in k
+        return k.ravel().take(pairs).sum(axis=(1, 2), dtype=np.float64)
+    members = np.zeros((len(k), count))
+    members[sides.T, np.arange(count)] = 1.0
+    return np.einsum("ij,ij->j", members, (k @ members.astype(np.float32)).astype(np.float64))
 
 
 def witness_auc(k: np.ndarray, side: np.ndarray, folds: int, rng: np.random.Generator) -> float:
     """Cross-fitted kernel-witness classifier (a Parzen-window domain classifier): each
     point is scored by the witness built from the points outside its fold."""
-    from sklearn.metrics import roc_auc_score
-
     fold = rng.permutation(np.arange(len(side)) % folds)
     outside = fold[:, None] != np.arange(folds)[None, :]  # (N, F): point used to score fold f
     w = np.where(side[:, None], 1.0, 0.0) * outside
     v = np.where(side[:, None], 0.0, 1.0) * outside
     weights = (w / w.sum(axis=0) - v / v.sum(axis=0)).astype(np.float32)
     scores = (k @ weights)[np.arange(len(side)), fold]  # 1 = looks like x, the reference
-    return float(roc_auc_score(~side, -scores))
+    return roc_auc(~side, -scores)
+
+
+def roc_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC through the Mann-Whitney identity on average ranks: the same number as
+    scikit-learn's ``roc_auc_score`` (ties count one half), without its input checks,
+    which cost more than the ranking at these sizes."""
+    ranks = stats.rankdata(scores)
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
