@@ -249,7 +249,7 @@ MEMORY_FILTERS = [
 
 def _relation(h, f) -> pd.DataFrame:
     """Every row and column a question over ``f`` sees, in one order."""
-    from nutrilearn.monitoring.history import SNAPSHOT_COLUMNS
+    from nutrilearn.monitoring.held_days import SNAPSHOT_COLUMNS
 
     return h.query("predictions", f, SNAPSHOT_COLUMNS, "SELECT * FROM {src} ORDER BY request_id, timestamp")
 
@@ -274,14 +274,14 @@ def test_rows_in_memory_filtered_as_the_files_are(store):
 
     kept._run = run
     narrowed = []
-    real_narrowed = kept._narrowed
+    real_narrowed = kept._held_days._narrowed
 
     def narrow(table, block, wanted):
         out = real_narrowed(table, block, wanted)
         narrowed.append(out.num_rows < table.num_rows)
         return out
 
-    kept._narrowed = narrow
+    kept._held_days._narrowed = narrow
     try:
         whole = _relation(kept, MEMORY_FILTERS[0])
         assert len(whole) == len(_relation(files, MEMORY_FILTERS[0])) > 250
@@ -336,7 +336,7 @@ def test_a_shorter_window_first_then_a_longer_one_reads_only_the_days_missing(st
         _same(_relation(kept, whole), _relation(files, whole))
         assert kept.held_rows() > first
         days = {df.day for df in store.mirror.day_files("predictions")}
-        assert sum(len(b.days) for b in kept._held) == len(days)  # each day held once
+        assert sum(len(b.days) for b in kept._held_days.blocks) == len(days)  # each day held once
     finally:
         kept.close()
 

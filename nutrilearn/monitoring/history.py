@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from nutrilearn.monitoring.filters import Filters
+from nutrilearn.monitoring.held_days import SNAPSHOT_COLUMNS, SNAPSHOT_MAX_ROWS, HeldDays
 from nutrilearn.tracking.records import (
     REPLAY_SOURCE,
     SHADOW_SUFFIX,
@@ -60,21 +61,10 @@ LATER_COLUMNS = {"thumbnail": "BLOB"}
 # Read only when asked for by name (photo galleries, exports), never by a figure.
 PHOTO_COLUMNS = ("thumbnail",)
 MEMORY_LIMIT = "512MB"
-# What the Monitoring page's figures and its recent rows read (not messages, top-5 lists or
-# image statistics): the app's History keeps these columns of the days it was asked about,
-# and a question asking only for them is answered from memory.
-SNAPSHOT_COLUMNS = ("request_id", "timestamp", "user", "model_version", "model_alias", "status", "source",
-                    "error_type", "filename", "label", "confidence", "decode_ms", "preprocess_ms", "inference_ms",
-                    "total_ms", "day")
-# Rows kept in memory in all (about 140 bytes a row: ~210 MB); a time range holding more is
-# read from the files each time.
-SNAPSHOT_MAX_ROWS = 1_500_000
-# Held rows carry two flags computed once when read, with the very tests the files' queries
-# use (``_conditions``): leaving out replayed or shadow rows in memory then reads a boolean
-# instead of comparing every row's text. Few-valued text columns are held dictionary-encoded
-# (DuckDB reads them as the same text, a few times faster to group and compare).
+# Rows held in memory (``HeldDays``) carry two flags computed once when read, with the very
+# tests the files' queries use (``_conditions``): leaving out replayed or shadow rows in memory
+# then reads a boolean instead of comparing every row's text.
 _SHADOW, _REPLAYED = "_held_shadow", "_held_replayed"
-_DICTIONARY_COLUMNS = ("user", "model_version", "model_alias", "status", "source", "error_type", "label")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -156,40 +146,6 @@ def _select_list(columns: Sequence[str], files: Sequence[str]) -> str:
     return ", ".join(out)
 
 
-@dataclass(eq=False)
-class _Held:
-    """Every row (shadow answers, replayed, all versions and users) of some days' files, as
-    read in one go: ``SNAPSHOT_COLUMNS`` of them as an Arrow table."""
-
-    table: Any
-    days: dict[str, tuple[str, ...]]  # day -> the paths of the files its rows came from
-    rows: int
-
-
-def _dictionary_encoded(table):
-    import pyarrow.compute as pc
-
-    for name in _DICTIONARY_COLUMNS:
-        i = table.schema.get_field_index(name)
-        if i >= 0 and not str(table.schema.field(i).type).startswith("dictionary"):
-            table = table.set_column(i, name, pc.dictionary_encode(table.column(i)))
-    return table
-
-
-def _date_array(days: Sequence[str]):
-    """``YYYY-MM-DD`` days as an Arrow date array (to match held rows' ``day`` column)."""
-    import pyarrow as pa
-
-    return pa.array([datetime.fromisoformat(d).date() for d in days], type=pa.date32())
-
-
-def _group_days(files: Sequence[DayFile]) -> dict[str, tuple[str, ...]]:
-    out: dict[str, list[str]] = {}
-    for df in files:
-        out.setdefault(df.day, []).append(df.path)
-    return {day: tuple(paths) for day, paths in out.items()}
-
-
 def _conditions(kind: str, f: Filters, start: datetime | None, end: datetime | None, time_check: bool,
                 shadow_check: bool, flags: bool = False) -> tuple[str, list]:
     """``(condition, params)`` selecting the rows ``f`` selects, with the time window only if
@@ -230,18 +186,9 @@ class History:
 
     def __init__(self, mirror: Mirror, spool_dir: Path | str | None = None, *, threads: int = 2,
                  hold_rows: bool = False, snapshot_max_rows: int = SNAPSHOT_MAX_ROWS):
-        """``hold_rows``: keep rows in memory (off: the CLI's case). The app
-        asks ~25 questions of a window each rerun, and changes filters and windows often:
-        each file scan costs ~0.2 s at 1M rows, the same question over rows in memory a few
-        hundredths. So the days a question covers are read once, every row of them (figure
-        columns only), and each question applies its filters (time, versions, users,
-        replayed, shadow) to them in memory: a filter change reads nothing, nor does a
-        shorter window once a longer one was read, and a longer one reads only the days
-        not held yet. At most ``snapshot_max_rows`` rows are kept (least recently used
-        days go first); a window holding more is read from the files each time. New
-        batches and compaction change a day's files: that day alone is read again. A short
-        window over a long block's days gets a copy of its days' rows (under half the
-        block; the last 2 kept), so each question scans those only."""
+        """``hold_rows``: answer from whole days of rows held in memory, at most
+        ``snapshot_max_rows`` (``HeldDays``): the app asks ~25 questions of a window each
+        rerun, each file scan ~0.2 s at 1M rows. Off: the CLI's case, which asks once."""
         import duckdb
 
         self.mirror = mirror
@@ -257,11 +204,7 @@ class History:
         self._pending_key: dict[str, tuple] = {}
         self._left_seen: int | None = None  # spool.records_left() at the last look
         self._pending: dict[str, Any] = {}
-        self._hold_rows = hold_rows
-        self._snapshot_max_rows = snapshot_max_rows
-        self._held: list[_Held] = []  # days' rows in memory, least recently used first
-        self._held_lock = threading.Lock()
-        self._narrow: dict[tuple, tuple[Any, Any]] = {}  # (table id, days) -> (table, its rows of those days)
+        self._held_days = HeldDays(snapshot_max_rows) if hold_rows else None
 
     # -- sources -----------------------------------------------------------------------
 
@@ -454,117 +397,25 @@ class History:
         """Every row of the window's days (``SNAPSHOT_COLUMNS``), as one Arrow table from
         memory, possibly with other days' rows too (the question's filters, time included,
         select its rows); the days not held yet are read first, unless ``keep`` is false.
-        None when off, not a figure's columns, more rows than the cap, or not held and not
-        ``keep``: the question then reads the files. The spool's rows are never held (the
-        question adds them). Held days whose files changed (a new batch, a compaction) are
-        dropped first, so memory always answers as the files do."""
-        if not self._hold_rows or kind != "predictions" or not set(columns) <= set(SNAPSHOT_COLUMNS):
+        None when off, not a figure's columns, or not answered from memory (``HeldDays.table``):
+        the question then reads the files. The spool's rows are never held (the question adds
+        them)."""
+        if self._held_days is None or kind != "predictions" or not set(columns) <= set(SNAPSHOT_COLUMNS):
             return None
         f = filters or Filters()
         start = as_utc(f.start) if f.start is not None else None
         end = as_utc(f.end) if f.end is not None else None
         every = self._mirror_files(kind)
         files = self._day_files(kind, start, end, days, every)
-        wanted = _group_days(files)
-        if not wanted or sum(df.rows for df in files) > self._snapshot_max_rows:
-            return None
-        with self._held_lock:
-            self._drop_changed(_group_days(every))
-            have = {day: block for block in self._held for day in block.days}
-            missing = [day for day in wanted if day not in have]
-            if missing and not keep:
-                return None
-            using = list({id(have[d]): have[d] for d in wanted if d in have}.values())
-            absent = set(missing)
-            if sum(b.rows for b in using) + sum(df.rows for df in files if df.day in absent) \
-                    > self._snapshot_max_rows:  # held days around the window would outgrow the cap
-                self._held, using, missing = [], [], list(wanted)
-            # As now (a later trim replaces a block's table, never edits it), each narrowed to
-            # the window's days when it holds many more.
-            tables = [self._narrowed(b.table, b, wanted) for b in using]
-        new = []
-        if missing:
-            # The mirror's newest day apart: new batches land there, and a changed day is
-            # dropped with its block (the older days' block stays).
-            newest = every[-1].day if every else None
-            for part in ((missing[:-1], missing[-1:]) if missing[-1] == newest else (missing,)):
-                if not part:
-                    continue
-                part_days = set(part)
-                part_files = [df for df in files if df.day in part_days]
-                try:
-                    table = self._run(kind, Filters(hide_replayed=False, include_shadow=True), SNAPSHOT_COLUMNS,
-                                      f'SELECT *, ends_with(request_id, ?) AS "{_SHADOW}", '
-                                      f'(source IS NOT DISTINCT FROM ?) AS "{_REPLAYED}" FROM {{src}}',
-                                      (SHADOW_SUFFIX, REPLAY_SOURCE), None, None, files=part_files, spool=False)
-                except Exception as exc:  # a file compacted away meanwhile: read the files this time
-                    log.debug("not holding %d day(s) in memory: %s", len(part), exc)
-                    return None
-                table = _dictionary_encoded(table)
-                new.append(_Held(table, {d: wanted[d] for d in part}, table.num_rows))
-        with self._held_lock:
-            for block in using:  # most recently used last
-                if block in self._held:
-                    self._held.remove(block)
-                    self._held.append(block)
-            if new:  # blocks never share a day (another thread may have read some of these meanwhile)
-                fresh = {day for block in new for day in block.days}
-                self._held = [b for b in self._held if not fresh.intersection(b.days)] + new
-            keep_ids = {id(b) for b in using + new}
-            while sum(b.rows for b in self._held) > self._snapshot_max_rows:
-                victim = next((b for b in self._held if id(b) not in keep_ids), None)
-                if victim is None:
-                    break
-                self._held.remove(victim)
-            live = {id(b.table) for b in self._held}  # narrowed rows of blocks gone or trimmed go too
-            self._narrow = {k: v for k, v in self._narrow.items() if k[0] in live}
-        tables += [b.table for b in new]
-        if len(tables) == 1:
-            return tables[0]
-        import pyarrow as pa
+        return self._held_days.table(files, every, self._read_whole_days, keep)
 
-        try:
-            return pa.concat_tables(tables)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # blocks typed apart (cannot happen today)
-            log.debug("held blocks differ in schema: %s", exc)
-            return None
-
-    def _narrowed(self, table, block: _Held, wanted: dict[str, tuple[str, ...]]):
-        """``table`` (``block``'s), or its rows of the ``wanted`` days when those are under
-        half of it: a short window over a long block's days then scans its own rows only,
-        question after question (kept for the last few windows; under ``_held_lock``)."""
-        import pyarrow.compute as pc
-
-        days = sorted(d for d in block.days if d in wanted)
-        if len(days) == len(block.days):
-            return table
-        key = (id(table), tuple(days))
-        hit = self._narrow.pop(key, None)
-        if hit is None or hit[0] is not table:
-            mask = pc.is_in(table.column("day"), value_set=_date_array(days))
-            # Half or more of the block: scanning it whole costs about what a copy would.
-            hit = (table, table if pc.sum(mask).as_py() * 2 > table.num_rows else table.filter(mask))
-        self._narrow[key] = hit  # most recent last
-        while len(self._narrow) > 2:
-            self._narrow.pop(next(iter(self._narrow)))
-        return hit[1]
-
-    def _drop_changed(self, current: dict[str, tuple[str, ...]]) -> None:
-        """Forget held days whose files are no longer those listed (under ``_held_lock``)."""
-        import pyarrow.compute as pc
-
-        for block in list(self._held):
-            changed = [day for day, paths in block.days.items() if current.get(day) != paths]
-            if not changed:
-                continue
-            if len(changed) == len(block.days):
-                self._held.remove(block)
-                continue
-            block.table = block.table.filter(pc.invert(pc.is_in(block.table.column("day"),
-                                                                value_set=_date_array(changed))))
-            block.rows = block.table.num_rows
-            for day in changed:
-                del block.days[day]
+    def _read_whole_days(self, files: Sequence[DayFile]):
+        """Every row of ``files`` (``SNAPSHOT_COLUMNS``, the spool's left out) with the shadow
+        and replayed flags, for ``HeldDays`` to hold."""
+        return self._run("predictions", Filters(hide_replayed=False, include_shadow=True), SNAPSHOT_COLUMNS,
+                         f'SELECT *, ends_with(request_id, ?) AS "{_SHADOW}", '
+                         f'(source IS NOT DISTINCT FROM ?) AS "{_REPLAYED}" FROM {{src}}',
+                         (SHADOW_SUFFIX, REPLAY_SOURCE), None, None, files=files, spool=False)
 
     def holds(self, kind: str, filters: Filters | None, columns: Sequence[str]) -> bool:
         """Whether a question over ``filters`` reading ``columns`` would be answered from the
@@ -574,8 +425,7 @@ class History:
 
     def held_rows(self) -> int:
         """Rows held in memory now (0 without ``hold_rows``)."""
-        with self._held_lock:
-            return sum(b.rows for b in self._held)
+        return 0 if self._held_days is None else self._held_days.rows()
 
     # -- questions ---------------------------------------------------------------------
 
