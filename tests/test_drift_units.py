@@ -125,17 +125,42 @@ def test_mmd_test_equals_its_definition_for_every_permutation(n, m):
         null.append(_brute_mmd2(k, small if n <= m else ~small))
     expected_p = (1 + np.count_nonzero(np.array(null) >= result.mmd2 - 1e-12)) / 61
     assert result.p_value == pytest.approx(expected_p)
+    # The witness AUC: each point scored by the mean kernel to the reference minus to the
+    # current window, both over the points outside its fold (the folds drawn after the
+    # permutations, from the same generator).
+    fold = np.random.default_rng(5)
+    dt.random_subsets(fold, n + m, min(n, m), 60)
+    fold = fold.permutation(np.arange(n + m) % 5)
+    scores = [k[i, first & (fold != fold[i])].mean() - k[i, ~first & (fold != fold[i])].mean() for i in range(n + m)]
+    from sklearn.metrics import roc_auc_score
+
+    assert result.witness_auc == pytest.approx(roc_auc_score(~first, -np.array(scores)), abs=1e-9)
 
 
-def test_mmd_gather_and_matrix_product_give_the_same_sums(monkeypatch):
+def test_mmd_draws_kept_for_a_size_give_what_fresh_draws_give():
+    """Windows of one size share the reference's cached draws; the result is the one a
+    fresh reference gives, and a bounded number of sizes is kept."""
     rng = np.random.default_rng(4)
-    reference = dt.mmd_reference(rng.normal(size=(200, 6)))
-    y = rng.normal(0.1, 1, size=(30, 6))
-    gathered = dt.mmd_test(reference, y, permutations=80, seed=2)
-    monkeypatch.setattr(dt, "MAX_GATHER", 0)
-    multiplied = dt.mmd_test(reference, y, permutations=80, seed=2)
-    assert multiplied.mmd2 == pytest.approx(gathered.mmd2, rel=1e-6)
-    assert multiplied.p_value == gathered.p_value and multiplied.witness_auc == gathered.witness_auc
+    x = rng.normal(size=(200, 6))
+    reference = dt.mmd_reference(x)
+    windows = [rng.normal(0.1 * i, 1, size=(30 + i % 2, 6)) for i in range(6)]
+    kept = [dt.mmd_test(reference, y, permutations=80, seed=2) for y in windows]
+    fresh = [dt.mmd_test(dt.mmd_reference(x), y, permutations=80, seed=2) for y in windows]
+    assert kept == fresh
+    for m in range(3, 3 + dt.MMDReference.DRAWS_KEPT + 5):
+        reference.draws(m, 10, 5, 0)
+    assert len(reference._draws) == dt.MMDReference.DRAWS_KEPT
+
+
+def test_squared_distances_match_scikit_learn():
+    from sklearn.metrics.pairwise import euclidean_distances
+
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(40, 128)), rng.normal(size=(300, 128))
+    assert np.allclose(dt.squared_distances(a, b), euclidean_distances(a, b, squared=True), rtol=1e-12, atol=1e-9)
+    within = dt.squared_distances(a, a)
+    assert np.allclose(within, euclidean_distances(a, squared=True), rtol=1e-12, atol=1e-9)
+    assert (np.diag(within) == 0).all() and (within >= 0).all()
 
 
 def test_random_subsets_are_distinct_and_uniform():

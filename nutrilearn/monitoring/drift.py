@@ -415,13 +415,14 @@ class EmbeddingDetector(Detector):
         return replace(result, checks=(check,))
 
     def chunk_outcomes(self, data: pd.DataFrame, spans: list) -> list[ChunkOutcome]:
-        has = data["embedding"].notna().to_numpy()
+        blobs = data[["embedding"]]  # a chunk's take copies this column, not the whole frame
+        has = blobs["embedding"].notna().to_numpy()
         out = []
         for _, _, rows in spans:
             if min(self.n_reference, int(has[rows].sum())) < MIN_SAMPLES:  # fewer blobs, fewer embeddings
                 out.append(UNTESTED)
                 continue
-            values = embeddings(data.iloc[rows], self.sample_cap, self.seed + 1, filtered=True)
+            values = embeddings(blobs.iloc[rows], self.sample_cap, self.seed + 1, filtered=True)
             if min(self.n_reference, len(values)) < MIN_SAMPLES:
                 out.append(UNTESTED)
                 continue

@@ -9,14 +9,15 @@ over samples).
 - ``mmd_reference`` / ``mmd_test``: maximum mean discrepancy with an RBF kernel (median
   heuristic bandwidth, set by the reference) and a permutation p-value; the reference is
   prepared once and tested against many windows (``mmd_permutation`` does both at once).
-- ``witness_auc``: how well the kernel witness, cross-fitted, tells the windows apart (a
-  domain classifier reusing the MMD kernel matrix).
+  Its effect size is how well the kernel witness, cross-fitted, tells the windows apart
+  (a domain classifier reusing the MMD kernel blocks).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -252,28 +253,96 @@ class MMDResult:
     witness_auc: float  # cross-fitted AUC of the kernel witness as a domain classifier
 
 
+@dataclass(frozen=True)
+class MMDDraws:
+    """One test size's random draws against a reference, with the reference-only sums they
+    need. They depend on (current size, permutations, folds, seed) alone, so the many
+    equal-sized windows of an over-time view share them instead of recomputing
+    reference-sized products."""
+
+    members: np.ndarray  # (N, B + 1) float32: 1 where a point is in the smaller side; column 0 the observed split
+    within_reference: np.ndarray  # (B + 1,) float64: K_rr summed over each column's reference members' pairs
+    fold: np.ndarray  # (N,) the witness fold of each point
+    reference_by_fold: np.ndarray  # (n, F) float64: K_rr summed over each fold's reference points
+
+
 @dataclass(frozen=True, eq=False)
 class MMDReference:
     """A reference sample made ready for many MMD tests: the bandwidth (median heuristic
     over the reference alone, as alibi-detect's ``configure_kernel_from_x_ref``), its own
-    kernel block and that block's row sums. A test then computes only the current
-    window's kernel rows, so many small windows against one reference cost little."""
+    kernel block and row sums, and the draws of recent test sizes. A test then computes
+    only the current window's kernel rows, so many small windows against one reference
+    cost little."""
 
     x: np.ndarray  # (n, d) float64
     squared_norms: np.ndarray  # (1, n)
     bandwidth: float
     k: np.ndarray  # (n, n) float32 kernel block
     row_sums: np.ndarray  # (n,) float64
+    _draws: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    DRAWS_KEPT = 64  # test sizes whose draws are kept (an over-time view has a few dozen)
+
+    def kernel_to(self, y: np.ndarray) -> np.ndarray:
+        """(m, n) float32 kernel between the rows of ``y`` and the reference points."""
+        return self._kernel(squared_distances(y, self.x, self.squared_norms))
+
+    def kernel_within(self, y: np.ndarray) -> np.ndarray:
+        """(m, m) float32 kernel between the rows of ``y``, with this reference's bandwidth."""
+        return self._kernel(squared_distances(y, y))
+
+    def _kernel(self, d2: np.ndarray) -> np.ndarray:
+        return np.exp(-d2 / self.bandwidth).astype(np.float32)
+
+    def draws(self, m: int, permutations: int, folds: int, seed: int) -> MMDDraws:
+        """The permutations and folds of a test of ``m`` current points (drawn from
+        ``default_rng(seed)``: the same draws for the same size, cached or not)."""
+        key = (m, permutations, folds, seed)
+        with self._lock:
+            if key in self._draws:
+                self._draws[key] = self._draws.pop(key)  # most recently used last
+                return self._draws[key]
+        n = len(self.x)
+        rng = np.random.default_rng(seed)
+        s = min(n, m)
+        observed = np.arange(s) if n <= m else np.arange(n, n + m)
+        sides = np.vstack([observed, random_subsets(rng, n + m, s, permutations)])  # (B + 1, s)
+        members = np.zeros((n + m, permutations + 1), np.float32)
+        members[sides.T, np.arange(permutations + 1)] = 1.0
+        fold = rng.permutation(np.arange(n + m) % folds)
+        on_fold = (fold[:n, None] == np.arange(folds)[None, :]).astype(np.float32)
+        within = _column_quadratic_forms(self.k, members[:n], members[:n])
+        made = MMDDraws(members, within, fold, (self.k @ on_fold).astype(np.float64))
+        with self._lock:
+            self._draws[key] = made
+            while len(self._draws) > self.DRAWS_KEPT:
+                self._draws.pop(next(iter(self._draws)))
+        return made
 
 
 def mmd_reference(x: np.ndarray, seed: int = 0) -> MMDReference:
-    from sklearn.metrics.pairwise import euclidean_distances
-
     x = np.asarray(x, np.float64)
-    d2 = np.maximum(euclidean_distances(x, squared=True), 0)
+    norms = (x * x).sum(axis=1)[None, :]
+    d2 = squared_distances(x, x, norms)
     bandwidth = median_bandwidth(d2, np.random.default_rng(seed))
     k = np.exp(-d2 / bandwidth).astype(np.float32)
-    return MMDReference(x, (x * x).sum(axis=1)[None, :], bandwidth, k, k.sum(axis=1, dtype=np.float64))
+    return MMDReference(x, norms, bandwidth, k, k.sum(axis=1, dtype=np.float64))
+
+
+def squared_distances(a: np.ndarray, b: np.ndarray, b_norms: np.ndarray | None = None) -> np.ndarray:
+    """Squared Euclidean distances between the rows of ``a`` and ``b`` (float64), as
+    scikit-learn's ``euclidean_distances(squared=True)`` computes them for float64 input
+    (|a|^2 + |b|^2 - 2 a.b, clipped at 0, a zero diagonal when ``b is a``), without its
+    input checks: they cost more than the product for a day's 40 embeddings."""
+    a_norms = (a * a).sum(axis=1)[:, None]
+    if b_norms is None:
+        b_norms = a_norms.T if b is a else (b * b).sum(axis=1)[None, :]
+    d2 = a_norms + b_norms - 2 * (a @ b.T)
+    np.maximum(d2, 0, out=d2)
+    if b is a:
+        np.fill_diagonal(d2, 0)
+    return d2
 
 
 def mmd_permutation(x: np.ndarray, y: np.ndarray, permutations: int = 200, seed: int = 0,
@@ -282,45 +351,40 @@ def mmd_permutation(x: np.ndarray, y: np.ndarray, permutations: int = 200, seed:
     return mmd_test(mmd_reference(x, seed), y, permutations, seed, folds)
 
 
-# Largest (permutations x s x s) gather of kernel entries; past it the sums go through one
-# matrix product instead (the same numbers, at a cost that grows with N^2, not s^2).
-MAX_GATHER = 4_000_000
-
-
 def mmd_test(reference: MMDReference, y: np.ndarray, permutations: int = 200, seed: int = 0,
              folds: int = 5) -> MMDResult:
-    """MMD permutation test against a prepared reference. A permutation is a random
-    choice of which s points form the smaller side; its biased statistic needs only the
-    kernel sum within that side, K[S,S]: with the pooled kernel's row sums r and total T,
-    the larger side's sum is T - 2 r[S] + K[S,S] and the cross sum r[S] - K[S,S]. For a
-    small current window that is s^2 entries a permutation, not an (N x N) @ (N x B)
-    product. The same kernel matrix gives the effect size: the witness function (mean
-    kernel to x minus mean kernel to y), fitted on the other folds, scores each point;
-    its ROC AUC is a domain classifier's."""
-    from sklearn.metrics.pairwise import euclidean_distances
+    """MMD permutation test against a prepared reference.
 
-    rng = np.random.default_rng(seed)
-    x, y = reference.x, np.asarray(y, np.float64)
-    n, m = len(x), len(y)
-    k = np.empty((n + m, n + m), np.float32)
-    k[:n, :n] = reference.k
-    cross = euclidean_distances(y, x, Y_norm_squared=reference.squared_norms, squared=True)
-    k[n:, :n] = np.exp(-np.maximum(cross, 0) / reference.bandwidth)
-    k[:n, n:] = k[n:, :n].T
-    k[n:, n:] = np.exp(-np.maximum(euclidean_distances(y, squared=True), 0) / reference.bandwidth)
-    rows = np.r_[reference.row_sums + k[n:, :n].sum(axis=0, dtype=np.float64),
-                 k[n:].sum(axis=1, dtype=np.float64)]
+    A permutation is a random choice of which s points form the smaller side S; its biased
+    statistic needs only the kernel sum within S: with the pooled kernel's row sums r and
+    total T, the larger side's sum is T - 2 r[S] + K[S,S] and the cross sum r[S] - K[S,S].
+    K[S,S] splits by where S's members come from: reference pairs (``MMDDraws``, shared by
+    every window of this size), reference-current pairs and current pairs, so a test costs
+    O(n m B), never the (N x N) kernel. The effect size is the witness function's (mean
+    kernel to x minus mean kernel to y, fitted on the other folds) ROC AUC as a domain
+    classifier, from the same blocks."""
+    y = np.asarray(y, np.float64)
+    n, m = len(reference.x), len(y)
+    draws = reference.draws(m, permutations, folds, seed)
+    cross, current = reference.kernel_to(y), reference.kernel_within(y)  # (m, n), (m, m)
+    rows = np.r_[reference.row_sums + cross.sum(axis=0, dtype=np.float64),
+                 cross.sum(axis=1, dtype=np.float64) + current.sum(axis=1, dtype=np.float64)]
+    on_reference, on_current = draws.members[:n], draws.members[n:]
+    within_small = (draws.within_reference + 2 * _column_quadratic_forms(cross.T, on_reference, on_current)
+                    + _column_quadratic_forms(current, on_current, on_current))
+    rows_small = rows @ draws.members
     s, big = min(n, m), max(n, m)
-    observed_side = np.arange(s) if n <= m else np.arange(n, n + m)
-    sides = np.vstack([observed_side, random_subsets(rng, n + m, s, permutations)])  # (B + 1, s)
-    within_small = _within_sums(k, sides)
-    rows_small = rows[sides].sum(axis=1)
     within_big = rows.sum() - 2 * rows_small + within_small
     values = within_small / s ** 2 + within_big / big ** 2 - 2 * (rows_small - within_small) / (n * m)
     observed, null = float(values[0]), values[1:]
     p = (1.0 + np.count_nonzero(null >= observed - 1e-12)) / (1.0 + permutations)
-    side = np.r_[np.ones(n, bool), np.zeros(m, bool)]
-    return MMDResult(observed, float(p), reference.bandwidth, permutations, witness_auc(k, side, folds, rng))
+    return MMDResult(observed, float(p), reference.bandwidth, permutations,
+                     _witness_auc(reference, draws, cross, current, folds))
+
+
+def _column_quadratic_forms(k: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``left[:, j]' k right[:, j]`` for every column j, in float64."""
+    return np.einsum("ij,ij->j", left, (k @ right).astype(np.float64), dtype=np.float64)
 
 
 def random_subsets(rng: np.random.Generator, population: int, size: int, count: int) -> np.ndarray:
@@ -337,27 +401,22 @@ def random_subsets(rng: np.random.Generator, population: int, size: int, count: 
     return idx[:, :size]
 
 
-def _within_sums(k: np.ndarray, sides: np.ndarray) -> np.ndarray:
-    """For each row of ``sides`` (indices into ``k``), the sum of ``k`` over those
-    indices' pairs, in float64."""
-    count, s = sides.shape
-    if count * s * s <= MAX_GATHER:
-        pairs = sides[:, :, None] * len(k) + sides[:, None, :]  # flat positions in k
-        return k.ravel().take(pairs).sum(axis=(1, 2), dtype=np.float64)
-    members = np.zeros((len(k), count))
-    members[sides.T, np.arange(count)] = 1.0
-    return np.einsum("ij,ij->j", members, (k @ members.astype(np.float32)).astype(np.float64))
-
-
-def witness_auc(k: np.ndarray, side: np.ndarray, folds: int, rng: np.random.Generator) -> float:
+def _witness_auc(reference: MMDReference, draws: MMDDraws, cross: np.ndarray, current: np.ndarray,
+                 folds: int) -> float:
     """Cross-fitted kernel-witness classifier (a Parzen-window domain classifier): each
-    point is scored by the witness built from the points outside its fold."""
-    fold = rng.permutation(np.arange(len(side)) % folds)
-    outside = fold[:, None] != np.arange(folds)[None, :]  # (N, F): point used to score fold f
-    w = np.where(side[:, None], 1.0, 0.0) * outside
-    v = np.where(side[:, None], 0.0, 1.0) * outside
-    weights = (w / w.sum(axis=0) - v / v.sum(axis=0)).astype(np.float32)
-    scores = (k @ weights)[np.arange(len(side)), fold]  # 1 = looks like x, the reference
+    point is scored by the witness built from the points outside its fold, the mean kernel
+    to the reference's minus to the current window's."""
+    n = len(reference.x)
+    on_fold = (draws.fold[:, None] == np.arange(folds)[None, :])  # (N, F)
+    x_out = n - on_fold[:n].sum(axis=0)  # reference points outside each fold
+    y_out = len(current) - on_fold[n:].sum(axis=0)
+    to_x = np.vstack([reference.row_sums[:, None] - draws.reference_by_fold,  # kernel sums to x outside fold f
+                      cross.sum(axis=1, dtype=np.float64)[:, None] - cross @ on_fold[:n].astype(np.float32)])
+    to_y = np.vstack([(cross.sum(axis=0, dtype=np.float64)[:, None] - cross.T @ on_fold[n:].astype(np.float32)),
+                      current.sum(axis=1, dtype=np.float64)[:, None] - current @ on_fold[n:].astype(np.float32)])
+    witness = to_x / x_out - to_y / y_out  # (N, F)
+    scores = witness[np.arange(len(draws.fold)), draws.fold]  # high = looks like x, the reference
+    side = np.r_[np.ones(n, bool), np.zeros(len(current), bool)]
     return roc_auc(~side, -scores)
 
 
