@@ -15,6 +15,7 @@ process with the mirror up to date:
     .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-time          # time what is there
     .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-interactions  # the warm app's page reruns
     .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-interactions --monitoring-only  # that page alone
+    .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-interactions --drift-only  # or this one
     git archive REV nutrilearn | tar -x -C /tmp/base                            # an older version...
     .venv/bin/python bench/bench_scale.py --dir /tmp/scale --only-time --baseline /tmp/base  # ...timed alongside
 
@@ -318,24 +319,25 @@ def step(at, out, name, **values):
 
 
 out = {"monitoring": {}, "drift": {}}
-m = AppTest.from_file(os.path.join(ROOT, "pages", "monitoring.py"), default_timeout=900)
-step(m, out["monitoring"], "first load (cold)")
-step(m, out["monitoring"], "rerun, nothing changed")
-for period in TIME_RANGES:
-    if period != "Last 7 days":
-        step(m, out["monitoring"], f"window: {period}", mon_period=period)
-for period in ("Last 7 days", "All time"):
-    step(m, out["monitoring"], f"[{period}] back to it", mon_period=period)
-    step(m, out["monitoring"], f"[{period}] version 2", mon_versions=["2"])
-    step(m, out["monitoring"], f"[{period}] + user analyst07", mon_users=["analyst07"])
-    step(m, out["monitoring"], f"[{period}] filters cleared", mon_versions=[], mon_users=[])
-    step(m, out["monitoring"], f"[{period}] food search pizza", mon_search="pizza")
-    step(m, out["monitoring"], f"[{period}] search cleared", mon_search="")
-    step(m, out["monitoring"], f"[{period}] show replayed", mon_hide_replayed=False)
-    step(m, out["monitoring"], f"[{period}] hide replayed", mon_hide_replayed=True)
-    step(m, out["monitoring"], f"[{period}] low threshold 0.3", mon_low=0.3)
-    step(m, out["monitoring"], f"[{period}] bins 30", mon_bins=30)
-    step(m, out["monitoring"], f"[{period}] sort by confidence", mon_sort=widget(m, "mon_sort").options[2])
+if PAGES_MONITORING:
+    m = AppTest.from_file(os.path.join(ROOT, "pages", "monitoring.py"), default_timeout=900)
+    step(m, out["monitoring"], "first load (cold)")
+    step(m, out["monitoring"], "rerun, nothing changed")
+    for period in TIME_RANGES:
+        if period != "Last 7 days":
+            step(m, out["monitoring"], f"window: {period}", mon_period=period)
+    for period in ("Last 7 days", "All time"):
+        step(m, out["monitoring"], f"[{period}] back to it", mon_period=period)
+        step(m, out["monitoring"], f"[{period}] version 2", mon_versions=["2"])
+        step(m, out["monitoring"], f"[{period}] + user analyst07", mon_users=["analyst07"])
+        step(m, out["monitoring"], f"[{period}] filters cleared", mon_versions=[], mon_users=[])
+        step(m, out["monitoring"], f"[{period}] food search pizza", mon_search="pizza")
+        step(m, out["monitoring"], f"[{period}] search cleared", mon_search="")
+        step(m, out["monitoring"], f"[{period}] show replayed", mon_hide_replayed=False)
+        step(m, out["monitoring"], f"[{period}] hide replayed", mon_hide_replayed=True)
+        step(m, out["monitoring"], f"[{period}] low threshold 0.3", mon_low=0.3)
+        step(m, out["monitoring"], f"[{period}] bins 30", mon_bins=30)
+        step(m, out["monitoring"], f"[{period}] sort by confidence", mon_sort=widget(m, "mon_sort").options[2])
 
 if not PAGES_DRIFT:
     print(json.dumps(out)); raise SystemExit(0)
@@ -359,19 +361,21 @@ from nutrilearn.monitoring import drift_data, photos
 h = state.prediction_reader().history
 ref = drift_data.select(h, "first:500", "reference")
 rid = ref.frame["request_id"].iloc[-1]
-t = time.perf_counter(); photos.record(state.prediction_reader(), rid, start=ref.frame["timestamp"].min())
+start, end = photos.time_span(photos.times_of([rid], ref.frame))  # the page reads the record's own day
+t = time.perf_counter(); photos.record(state.prediction_reader(), rid, start=start, end=end)
 out["drift"]["map click: open a record (the record read)"] = round(time.perf_counter() - t, 3)
 out["embeddings"] = int(ref.frame["embedding"].notna().sum()) if "embedding" in ref.frame else 0
 print(json.dumps(out))
 """
 
 
-def warm_interactions(directory: Path, drift: bool = True) -> dict:
+def warm_interactions(directory: Path, drift: bool = True, monitoring: bool = True) -> dict:
     """The app as a person uses it: the Monitoring and Drift pages driven by AppTest in one
     process (Streamlit's caches and the reader kept between reruns), each widget change timed
     as the rerun it triggers (script, queries, charts; not the browser's drawing). The first
     load is cold; every later figure is asked for a filter the cache has not seen, unless said."""
-    code = f"ROOT = {str(ROOT)!r}\nENV = {env_for(directory)!r}\nPAGES_DRIFT = {drift!r}\n" + INTERACTIONS
+    code = (f"ROOT = {str(ROOT)!r}\nENV = {env_for(directory)!r}\nPAGES_DRIFT = {drift!r}\n"
+            f"PAGES_MONITORING = {monitoring!r}\n" + INTERACTIONS)
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     if p.returncode:
         raise RuntimeError(p.stderr[-4000:])
@@ -422,13 +426,16 @@ def main() -> int:
                     help="only the warm app's page interactions (AppTest), on the store as it is")
     ap.add_argument("--monitoring-only", action="store_true",
                     help="with --only-interactions: the Monitoring page only (not the Drift page)")
+    ap.add_argument("--drift-only", action="store_true",
+                    help="with --only-interactions: the Drift page only (not the Monitoring page)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--baseline", type=Path, metavar="DIR",
                     help="a directory holding an older nutrilearn package, timed alongside (ratio printed)")
     args = ap.parse_args()
     print(f"load: {os.getloadavg()[0]:.2f}", file=sys.stderr)
     if args.only_interactions:
-        print(json.dumps({"interactions": warm_interactions(args.dir, drift=not args.monitoring_only),
+        print(json.dumps({"interactions": warm_interactions(args.dir, drift=not args.monitoring_only,
+                                                                  monitoring=not args.drift_only),
                           "load_after": round(os.getloadavg()[0], 2)},
                          indent=2))
         return 0

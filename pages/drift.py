@@ -65,16 +65,18 @@ def _later_pool(key: tuple) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=900)
-def _thumbnails(request_ids: tuple[str, ...], since) -> dict[str, bytes]:
+def _thumbnails(request_ids: tuple[str, ...], times: tuple) -> dict[str, bytes]:
     """The photos of the maps and cluster examples (a thumbnail never changes: safe to keep)."""
-    return photos.thumbnails(state.prediction_reader(), request_ids, start=since)
+    return photos.thumbnails(state.prediction_reader(), request_ids, times=times)
 
 
-def _photos_of(request_ids, since) -> dict[str, bytes]:
-    """Thumbnails by request id; none when they cannot be read (photos are a help here,
-    never a reason to fail the page; a failure is not cached, so the next run tries again)."""
+def _photos_of(request_ids, *windows: pd.DataFrame) -> dict[str, bytes]:
+    """Thumbnails by request id, looked up on the days the ``windows`` hold them; none when
+    they cannot be read (photos are a help here, never a reason to fail the page; a failure
+    is not cached, so the next run tries again)."""
+    ids = tuple(dict.fromkeys(request_ids))
     try:
-        return _thumbnails(tuple(dict.fromkeys(request_ids)), since)
+        return _thumbnails(ids, tuple(photos.times_of(ids, *windows)))
     except Exception:
         return {}
 
@@ -85,9 +87,13 @@ def _with_photos(points: pd.DataFrame, thumbs: dict[str, bytes]) -> pd.DataFrame
                          food=food_names(points["label"]))
 
 
-def _record_beside(source, request_id: str | None, since, detail: str) -> None:
-    """The record of the point clicked in a map (its photo, food, confidence, ``detail``)."""
-    rec = photos.record(source, request_id, start=since) if request_id else None
+def _record_beside(source, request_id: str | None, detail: str, *windows: pd.DataFrame) -> None:
+    """The record of the point clicked in a map (its photo, food, confidence, ``detail``),
+    read from the day the ``windows`` say it was logged."""
+    rec = None
+    if request_id:
+        start, end = photos.time_span(t for t in photos.times_of([request_id], *windows) if t is not None)
+        rec = photos.record(source, request_id, start=start, end=end)
     if rec is None:
         st.caption("Click a point in the map to open its record here.")
         return
@@ -182,7 +188,6 @@ timed = _over_time((key[0], ref_spec, live_only, len(feedback), len(later), late
                    feedback, every)
 result = {**result, "over_time": timed["chunks"].at(alpha), "accuracy": timed["accuracy"], "truth": timed["truth"]}
 report = result["report"]
-since = reference.frame["timestamp"].min() if len(reference.frame) else None  # the maps' photos are no older
 
 # ------------------------------------------------------------------------- verdict
 def _window_text(w, info: dict) -> str:
@@ -212,6 +217,14 @@ if st.button("Record this check in MLflow", help="Logs a run in experiment nutri
         st.success(f"Logged as run `{run_id}`.")
     except Exception:
         st.error("Could not record the check: the tracking store did not answer. Try again later.")
+
+# Both maps' photos and the cluster examples': one lookup, on the days they were taken.
+projection = views.embedding_projection(reference.frame, current.frame, cap=150)
+clustered = result["clusters"]
+shown = (clustered.moved()[:6] or clustered.clusters[:1]) if clustered.clusters else []
+dots = map_sample(clustered) if clustered.clusters else pd.DataFrame(columns=["request_id"])
+thumbs = _photos_of([*projection["request_id"], *dots["request_id"], *(r for c in shown for r in c.examples)],
+                    reference.frame, current.frame)
 
 tabs = st.tabs(["Foods", "Confidence", "Image properties", "Over time", "Embeddings", "Photo clusters", "Accuracy",
                "History"])
@@ -294,12 +307,11 @@ with tabs[3]:
 
 with tabs[4]:
     # 150 a window: each point's thumbnail goes with the chart, about as many as the cluster map's
-    projection = views.embedding_projection(reference.frame, current.frame, cap=150)
     if projection.empty:
         st.info("No embeddings in these windows.")
     else:
         ratio = projection.attrs.get("explained", [0, 0])
-        points = _with_photos(projection, _photos_of(projection["request_id"], since))
+        points = _with_photos(projection, thumbs)
         map_col, record_col = st.columns([3, 1])
         event = map_col.altair_chart(photo_map(
             points, alt.X("pc1:Q", title=f"PC1 ({percent(ratio[0])})"),
@@ -310,20 +322,16 @@ with tabs[4]:
         with record_col:
             chosen = picked(event)
             windows_of = dict(zip(points["request_id"], points["window"]))
-            _record_beside(reader, chosen, since, f"{windows_of.get(chosen, '–')} window")
+            _record_beside(reader, chosen, f"{windows_of.get(chosen, '–')} window", reference.frame, current.frame)
         emb = report.result("embedding")
         st.caption(f"PCA fitted on the reference. MMD p = {emb.p_value:.3g} "
                    f"({emb.details.get('permutations', '-')} permutations, at most "
                    f"{emb.details.get('sample_cap', '-')} embeddings a window); kernel-witness AUC {emb.distance:.2f}.")
 
 with tabs[5]:
-    clustered = result["clusters"]
     if not clustered.clusters:
         st.info("Too few predictions with embeddings in these windows to cluster.")
     else:
-        shown = clustered.moved()[:6] or clustered.clusters[:1]
-        dots = map_sample(clustered)
-        thumbs = _photos_of([*dots["request_id"], *(r for c in shown for r in c.examples)], since)
         st.caption(f"Both windows' embeddings in {clustered.k} clusters (k-means, seeded); a cluster moved when "
                    "its share of the current window differs from its share of the reference by 5 points or "
                    "more. Largest change first: a cluster that grew is a kind of photo that came in.")
@@ -339,7 +347,8 @@ with tabs[5]:
                         "open its record. Axes: the first two principal directions of both windows' embeddings.")
         with record_col:
             chosen = picked(event)
-            _record_beside(reader, chosen, since, f"cluster {clustered.cluster_of().get(chosen, '–')}")
+            _record_beside(reader, chosen, f"cluster {clustered.cluster_of().get(chosen, '–')}", reference.frame,
+                           current.frame)
         names = dict(zip(clustered.points["request_id"], food_names(clustered.points["label"])))
         for c in shown:
             foods = ", ".join(food_names(pd.Series(c.top_foods)).tolist()) if c.top_foods else "–"

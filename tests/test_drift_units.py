@@ -163,6 +163,18 @@ def test_squared_distances_match_scikit_learn():
     assert (np.diag(within) == 0).all() and (within >= 0).all()
 
 
+@pytest.mark.parametrize("m", [20, 300])  # the reference side: gathered pairs, or one product
+def test_mmd_within_reference_sums_agree_both_ways(monkeypatch, m):
+    rng = np.random.default_rng(8)
+    reference = dt.mmd_reference(rng.normal(size=(200, 6)))
+    y = rng.normal(0.1, 1, size=(m, 6))
+    usual = dt.mmd_test(reference, y, permutations=50, seed=3)
+    monkeypatch.setattr(dt, "GATHER_BELOW", 10**9 if m < 100 else 0)  # the other way
+    other = dt.mmd_test(dt.mmd_reference(reference.x), y, permutations=50, seed=3)
+    assert other.mmd2 == pytest.approx(usual.mmd2, rel=1e-6, abs=1e-9)
+    assert other.p_value == usual.p_value and other.witness_auc == usual.witness_auc
+
+
 def test_random_subsets_are_distinct_and_uniform():
     draws = dt.random_subsets(np.random.default_rng(0), 50, 7, 4000)
     assert draws.shape == (4000, 7)

@@ -127,7 +127,34 @@ def test_thumbnails_by_request_id_across_old_files_mirror_and_spool(tracking, lo
     shadow = new[2].request_id + SHADOW_SUFFIX
     assert photos.thumbnails(reader.history, [shadow]) == {shadow: new[2].thumbnail}
     assert photos.thumbnails(reader, [new[0].request_id], start=T0, end=T0 + timedelta(hours=12)) == {}
+    # With each id's time, ids days apart are looked up apart (each on its own days), an id
+    # without a time over the given window: the same answer as one lookup over everything.
+    far = with_thumbnail(99, when=T0 + timedelta(days=9))
+    logger.submit(far)
+    assert logger.flush(timeout=120)
+    reader.refresh()
+    asked = [new[0].request_id, far.request_id, new[15].request_id, "no-such-id"]
+    times = [new[0].timestamp, far.timestamp, None, None]
+    spans = []
+    query = reader.history.query
+    with monkeypatch.context() as m:
+        m.setattr(reader.history, "query", lambda kind, window, *a: spans.append((window.start, window.end))
+                  or query(kind, window, *a))
+        assert photos.thumbnails(reader, asked, times=times) == photos.thumbnails(reader, asked)
+    assert spans[:3] == [(None, None), photos.time_span([new[0].timestamp]), photos.time_span([far.timestamp])]
+    with pytest.raises(ValueError, match="times has 1 entries for 4"):
+        photos.thumbnails(reader, asked, times=times[:1])
     reader.close()
+
+
+def test_time_groups_split_where_times_are_far_apart():
+    ids = ["a", "b", "c", "d", "e"]
+    times = [T0 + timedelta(hours=30), T0, None, T0 + timedelta(hours=20), T0 + timedelta(days=5)]
+    groups = photos.time_groups(ids, times, start=T0, end=T0 + timedelta(days=9))
+    assert [g[0] for g in groups] == [["c"], ["b", "d", "a"], ["e"]]
+    assert groups[0][1:] == (T0, T0 + timedelta(days=9))
+    assert groups[1][1:] == photos.time_span([T0, T0 + timedelta(hours=30)])
+    assert photos.times_of(["a", "zz"], pd.DataFrame({"request_id": ["a"], "timestamp": [T0]})) == [T0, None]
 
 
 @pytest.mark.skipif(not FOOD10.is_dir(), reason="real photos need ../shared/data/food10")

@@ -312,7 +312,7 @@ class MMDReference:
         members[sides.T, np.arange(permutations + 1)] = 1.0
         fold = rng.permutation(np.arange(n + m) % folds)
         on_fold = (fold[:n, None] == np.arange(folds)[None, :]).astype(np.float32)
-        within = _column_quadratic_forms(self.k, members[:n], members[:n])
+        within = _within_reference(self.k, sides)
         made = MMDDraws(members, within, fold, (self.k @ on_fold).astype(np.float64))
         with self._lock:
             self._draws[key] = made
@@ -385,6 +385,27 @@ def mmd_test(reference: MMDReference, y: np.ndarray, permutations: int = 200, se
 def _column_quadratic_forms(k: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """``left[:, j]' k right[:, j]`` for every column j, in float64."""
     return np.einsum("ij,ij->j", left, (k @ right).astype(np.float64), dtype=np.float64)
+
+
+# A side of at most n / GATHER_BELOW reference points has its pairs gathered one by one;
+# a larger one goes through one (n x n) @ (n x B) product (the same sums).
+GATHER_BELOW = 8
+
+
+def _within_reference(k: np.ndarray, sides: np.ndarray) -> np.ndarray:
+    """For each row of ``sides`` (indices into the pooled sample), ``k`` summed over the
+    pairs of its members that are reference points (index < n = len(k)), in float64."""
+    n = len(k)
+    count, s = sides.shape
+    if s * GATHER_BELOW <= n:
+        on = sides < n
+        at = np.where(on, sides, 0)
+        pairs = k.ravel().take(at[:, :, None] * n + at[:, None, :])
+        return (pairs * (on[:, :, None] & on[:, None, :])).sum(axis=(1, 2), dtype=np.float64)
+    members = np.zeros((n, count), np.float32)
+    rows, cols = np.nonzero(sides < n)
+    members[sides[rows, cols], rows] = 1.0
+    return _column_quadratic_forms(k, members, members)
 
 
 def random_subsets(rng: np.random.Generator, population: int, size: int, count: int) -> np.ndarray:

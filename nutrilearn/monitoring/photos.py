@@ -46,28 +46,65 @@ def photo_id(request_id: str) -> str:
 
 
 def thumbnails(source: "History | PredictionReader", request_ids: Iterable[str], *,
-               start: datetime | None = None, end: datetime | None = None) -> dict[str, bytes]:
+               start: datetime | None = None, end: datetime | None = None,
+               times: Iterable | None = None) -> dict[str, bytes]:
     """``{request_id: thumbnail bytes}`` for the ids that have one (WebP or JPEG, <= 128 px).
 
     Reads the thumbnail column for these ids only (bound parameters); ``start``/``end``
-    (a window the ids fall in, if known) limit the day files opened. A shadow id
-    (``<id>.challenger``) gets its champion's photo.
+    (a window the ids fall in, if known) limit the day files opened. ``times`` (each id's
+    record time, in the order of ``request_ids``) does better for ids from distant windows
+    (a reference in spring, a current week in autumn): one lookup per run of nearby times
+    (``time_groups``), each opening only its own days. A shadow id (``<id>.challenger``)
+    gets its champion's photo.
     """
-    asked = [str(r) for r in dict.fromkeys(request_ids) if r is not None]
+    ids = [None if r is None else str(r) for r in request_ids]
+    stamps = list(times) if times is not None else [None] * len(ids)
+    if len(stamps) != len(ids):
+        raise ValueError(f"times has {len(stamps)} entries for {len(ids)} request ids")
+    asked = [r for r in dict.fromkeys(ids) if r is not None]
     if not asked:
         return {}
-    wanted = sorted({photo_id(r) for r in asked})
     history = _history(source)
-    window = Filters(start=start, end=end, hide_replayed=False, include_shadow=False)
     found: dict[str, bytes] = {}
-    for i in range(0, len(wanted), CHUNK):
-        chunk = wanted[i:i + CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        df = history.query("predictions", window, ("request_id", "thumbnail"),
-                           f"SELECT request_id, thumbnail FROM {{src}} "
-                           f"WHERE thumbnail IS NOT NULL AND request_id IN ({marks})", chunk)
-        found.update(zip(df["request_id"], (bytes(b) for b in df["thumbnail"])))
+    for group, group_start, group_end in time_groups(ids, stamps, start, end):
+        wanted = sorted({photo_id(r) for r in group})
+        window = Filters(start=group_start, end=group_end, hide_replayed=False, include_shadow=False)
+        for i in range(0, len(wanted), CHUNK):
+            chunk = wanted[i:i + CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            df = history.query("predictions", window, ("request_id", "thumbnail"),
+                               f"SELECT request_id, thumbnail FROM {{src}} "
+                               f"WHERE thumbnail IS NOT NULL AND request_id IN ({marks})", chunk)
+            found.update(zip(df["request_id"], (bytes(b) for b in df["thumbnail"])))
     return {r: found[photo_id(r)] for r in asked if photo_id(r) in found}
+
+
+def times_of(request_ids: Iterable[str], *frames: pd.DataFrame) -> list:
+    """Each id's record time, read off ``frames`` that hold ``request_id`` and
+    ``timestamp`` (None for an id in none of them): the ``times`` of ``thumbnails``."""
+    known = pd.concat([f[["request_id", "timestamp"]] for f in frames if len(f)] or [pd.DataFrame(
+        columns=["request_id", "timestamp"])]).drop_duplicates("request_id").set_index("request_id")["timestamp"]
+    return [known.get(r) for r in request_ids]
+
+
+GROUP_GAP = pd.Timedelta(days=1)  # times further apart than this are looked up apart
+
+
+def time_groups(ids: list, times: list, start: datetime | None = None, end: datetime | None = None,
+                gap: pd.Timedelta = GROUP_GAP) -> list[tuple[list[str], datetime | None, datetime | None]]:
+    """``ids`` split into runs whose sorted times are at most ``gap`` apart, each with the
+    span just covering it (``time_span``); ids without a time form one group over
+    ``start``..``end``."""
+    stamps = pd.to_datetime(pd.Series(times, dtype="object"), utc=True)
+    known = pd.DataFrame({"id": ids, "at": stamps}).dropna()
+    unknown = [r for r, t in zip(ids, stamps) if r is not None and pd.isna(t)]
+    groups = [(unknown, start, end)] if unknown else []
+    if len(known):
+        known = known.sort_values("at", kind="stable")
+        run = known["at"].diff().gt(gap).cumsum()
+        for _, part in known.groupby(run, sort=True):
+            groups.append((part["id"].tolist(), *time_span(part["at"])))
+    return groups
 
 
 def data_url(thumbnail: bytes | None) -> str | None:
