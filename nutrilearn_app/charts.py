@@ -1,5 +1,10 @@
 """Altair layers that more than one page or tab draws (drawing only: the figures come from
-``nutrilearn``): champion-move rules, and photo maps whose points show their thumbnail."""
+``nutrilearn``): champion-move rules, and photo maps whose points show their thumbnail.
+
+Encodings here and on the pages are channel objects (``alt.X("day:T")``,
+``alt.Tooltip("food")``), not bare shorthand strings: altair turns a string into a channel
+by a schema lookup on every rerun (about a third of a Drift page rerun at 1M), and the
+drawn spec is the same."""
 
 from __future__ import annotations
 
@@ -17,9 +22,11 @@ def move_rules(moves: pd.DataFrame | None = None) -> alt.LayerChart:
     stand left of their rule: moves are mostly recent, at the right edge, beside the legend."""
     base = (alt.Chart() if moves is None else alt.Chart(moves)).transform_filter("isValid(datum.when)")
     rules = base.mark_rule(strokeDash=[5, 4], color=MOVE_COLOUR).encode(
-        x="when:T", tooltip=[alt.Tooltip("when:T", title="when (UTC)", format="%Y-%m-%d %H:%M"), "text:N"])
+        x=alt.X("when:T"),
+        tooltip=[alt.Tooltip("when:T", title="when (UTC)", format="%Y-%m-%d %H:%M"), alt.Tooltip("text:N")])
     labels = base.transform_filter("datum.label != ''").mark_text(
-        align="right", dx=-3, dy=-4, fontSize=10, color=MOVE_COLOUR).encode(x="when:T", y=alt.value(8), text="label:N")
+        align="right", dx=-3, dy=-4, fontSize=10, color=MOVE_COLOUR).encode(
+        x=alt.X("when:T"), y=alt.value(8), text=alt.Text("label:N"))
     return rules + labels
 
 
@@ -35,9 +42,11 @@ def photo_map(dots: pd.DataFrame, x: alt.X, y: alt.Y, color: alt.Color, tooltip:
     hover = alt.selection_point(on="pointerover", nearest=True, fields=["request_id"], empty=False,
                                 clear="pointerout")
     pick = alt.selection_point(name=PICK, on="click", nearest=True, fields=["request_id"], empty=False)
+    tooltip = [alt.Tooltip(t) if isinstance(t, str) else t for t in tooltip]
     encoding = {"x": x, "y": y, "color": color, "tooltip": tooltip} | ({"shape": shape} if shape else {})
     points = alt.Chart(dots).mark_point(size=40, filled=True, opacity=0.7).encode(**encoding).add_params(hover, pick)
-    photo = alt.Chart(dots).mark_image(width=96, height=96).encode(x=x, y=y, url="photo:N").transform_filter(hover)
+    photo = alt.Chart(dots).mark_image(width=96, height=96).encode(
+        x=x, y=y, url=alt.Url("photo:N")).transform_filter(hover)
     return points + photo
 
 

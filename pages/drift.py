@@ -234,8 +234,8 @@ with tabs[0]:
     st.altair_chart(alt.Chart(shares).mark_bar().encode(
         x=alt.X("share:Q", axis=alt.Axis(format="%"), title="share of predictions"),
         y=alt.Y("food:N", sort=alt.EncodingSortField("share", op="max", order="descending"), title=None),
-        yOffset="window:N", color=alt.Color("window:N", scale=WINDOW_COLOURS),
-        tooltip=["food", "window", alt.Tooltip("share:Q", format=VEGA_PERCENT),
+        yOffset=alt.YOffset("window:N"), color=alt.Color("window:N", scale=WINDOW_COLOURS),
+        tooltip=[alt.Tooltip("food"), alt.Tooltip("window"), alt.Tooltip("share:Q", format=VEGA_PERCENT),
                  alt.Tooltip("change:Q", format="+" + VEGA_PERCENT)],
     ), width="stretch")
     food = report.result("food")
@@ -291,10 +291,12 @@ with tabs[3]:
         line = alt.Chart().transform_filter("isValid(datum.start)").mark_line(point=True).encode(
             x=alt.X("start:T", title="chunk start (UTC)"), y=alt.Y("distance:Q", title="effect size"),
             shape=alt.Shape("drifted:N", title="drifted"),
-            tooltip=["signal", "effect", "start:T", "n", alt.Tooltip("distance:Q", format=".3f", title="effect"),
+            tooltip=[alt.Tooltip("signal"), alt.Tooltip("effect"), alt.Tooltip("start:T"), alt.Tooltip("n"),
+                     alt.Tooltip("distance:Q", format=".3f", title="effect"),
                      alt.Tooltip("min_distance:Q", format=".2f", title="floor"),
-                     alt.Tooltip("p_value:Q", format=".2e", title="p (Holm)"), "drifted", "severity"])
-        floor = alt.Chart().mark_rule(strokeDash=[6, 3], color="red").encode(y="mean(min_distance):Q")
+                     alt.Tooltip("p_value:Q", format=".2e", title="p (Holm)"), alt.Tooltip("drifted"),
+                     alt.Tooltip("severity")])
+        floor = alt.Chart().mark_rule(strokeDash=[6, 3], color="red").encode(y=alt.Y("mean(min_distance):Q"))
         st.altair_chart(alt.layer(line, floor, move_rules(), data=chart_data).properties(height=110, width=600)
                         .facet(row=alt.Row("signal:N", title=None)).resolve_scale(y="independent"))
         st.caption("Each chunk is tested against the reference. Drawn: each signal's effect size (food: "
@@ -370,19 +372,19 @@ with tabs[6]:
     if acc.empty:
         st.info("No predictions after the reference window yet.")
     else:
-        band = alt.Chart(acc).mark_area(opacity=0.2).encode(x="start:T", y=alt.Y("expected_lower:Q", title="accuracy"),
-                                                             y2="expected_upper:Q")
+        band = alt.Chart(acc).mark_area(opacity=0.2).encode(
+            x=alt.X("start:T"), y=alt.Y("expected_lower:Q", title="accuracy"), y2=alt.Y2("expected_upper:Q"))
         line = alt.Chart(acc).mark_line(point=True).encode(
-            x=alt.X("start:T", title="chunk start"), y="expected_accuracy:Q",
-            tooltip=["start:T", "n", alt.Tooltip("expected_accuracy:Q", format=VEGA_PERCENT)])
+            x=alt.X("start:T", title="chunk start"), y=alt.Y("expected_accuracy:Q"),
+            tooltip=[alt.Tooltip("start:T"), alt.Tooltip("n"), alt.Tooltip("expected_accuracy:Q", format=VEGA_PERCENT)])
         layers = band + line
         realized = acc.dropna(subset=["realized_accuracy"])
         if len(realized):
             layers += alt.Chart(realized).mark_errorbar().encode(
-                x="start:T", y=alt.Y("realized_lower:Q", title="accuracy"), y2="realized_upper:Q")
+                x=alt.X("start:T"), y=alt.Y("realized_lower:Q", title="accuracy"), y2=alt.Y2("realized_upper:Q"))
             layers += alt.Chart(realized).mark_point(color="black", filled=True).encode(
-                x="start:T", y="realized_accuracy:Q",
-                tooltip=["start:T", "labelled", alt.Tooltip("realized_accuracy:Q", format=VEGA_PERCENT)])
+                x=alt.X("start:T"), y=alt.Y("realized_accuracy:Q"),
+                tooltip=[alt.Tooltip("start:T"), alt.Tooltip("labelled"), alt.Tooltip("realized_accuracy:Q", format=VEGA_PERCENT)])
         st.altair_chart(layers, width="stretch")
         st.caption("Line: accuracy estimated from confidence (CBPE; 95% band), valid only as far as the model "
                    "is calibrated. Black: realized accuracy from feedback, with Wilson 95% intervals.")
@@ -400,10 +402,10 @@ with tabs[6]:
         st.altair_chart(alt.Chart(diagram).mark_line(point=True).encode(
             x=alt.X("mean_confidence:Q", scale=alt.Scale(domain=[0, 1]), title="mean confidence"),
             y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
-            tooltip=["count", alt.Tooltip("mean_confidence:Q", format=VEGA_PERCENT, title="mean confidence"),
+            tooltip=[alt.Tooltip("count"), alt.Tooltip("mean_confidence:Q", format=VEGA_PERCENT, title="mean confidence"),
                      alt.Tooltip("accuracy:Q", format=VEGA_PERCENT)])
             + alt.Chart(pd.DataFrame({"x": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(
-                x="x:Q", y=alt.Y("x:Q", title="accuracy")),
+                x=alt.X("x:Q"), y=alt.Y("x:Q", title="accuracy")),
             width="stretch")
         st.caption(f"Reliability diagram over all labelled predictions (ECE {ece:.3f}); the diagonal is perfect "
                    "calibration.")

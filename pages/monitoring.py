@@ -29,12 +29,6 @@ COUNT_AXIS = alt.Axis(format="d", tickMinStep=1)  # counts: no 0.2-prediction ti
 AUTO_REFRESH = {"off": None, "every 30 s": 30, "every minute": 60, "every 5 minutes": 300}
 
 
-def _tip(shorthand: str) -> alt.Tooltip:
-    """A tooltip field as a channel object: altair turns a bare string into one by a schema
-    lookup that costs ~5 ms a chart on every rerun (the drawn spec is the same)."""
-    return alt.Tooltip(shorthand)
-
-
 cfg = state.settings()
 reader = state.prediction_reader()
 
@@ -264,7 +258,7 @@ with volumes:
         alt.Chart(foods, title="Top foods").mark_bar().encode(
             x=alt.X("predictions:Q", title="Predictions", axis=COUNT_AXIS),
             y=alt.Y("food:N", sort="-x", title=None),
-            tooltip=[_tip("food"), _tip("predictions"), alt.Tooltip("share:Q", format=VEGA_PERCENT),
+            tooltip=[alt.Tooltip("food"), alt.Tooltip("predictions"), alt.Tooltip("share:Q", format=VEGA_PERCENT),
                      alt.Tooltip("mean_confidence:Q", format=VEGA_PERCENT)],
         ),
         width="stretch",
@@ -273,7 +267,7 @@ with volumes:
     right.altair_chart(
         alt.Chart(daily, title="Predictions by day (UTC)").mark_line(point=True).encode(
             x=alt.X("day:T", title=None), y=alt.Y("count:Q", title="Requests", axis=COUNT_AXIS),
-            color=alt.Color("series:N", title=None), tooltip=[_tip("day:T"), _tip("series"), _tip("count")],
+            color=alt.Color("series:N", title=None), tooltip=[alt.Tooltip("day:T"), alt.Tooltip("series"), alt.Tooltip("count")],
         ),
         width="stretch",
     )
@@ -345,7 +339,7 @@ with confidence:
         y=alt.Y("share:Q" if several else "count:Q", stack=None,
                 title="Share of the version's predictions" if several else "Predictions"),
         color=alt.Color("model_version:N", title="Version"),
-        tooltip=[_tip("model_version"), alt.Tooltip("bin_start:Q", format=VEGA_PERCENT),
+        tooltip=[alt.Tooltip("model_version"), alt.Tooltip("bin_start:Q", format=VEGA_PERCENT),
                  alt.Tooltip("bin_end:Q", format=VEGA_PERCENT), "count", alt.Tooltip("share:Q", format=VEGA_PERCENT)],
     )
     rule = alt.Chart(pd.DataFrame({"threshold": [low]})).mark_rule(strokeDash=[4, 4], color="crimson").encode(
@@ -385,7 +379,7 @@ with health:
             y=alt.Y("statistic:N", title=None, sort=["mean", "p50", "p95", "p99"]),
             yOffset=alt.YOffset("stage:N", sort=["decode", "preprocess", "inference", "total"]),
             color=alt.Color("stage:N", sort=["decode", "preprocess", "inference", "total"]),
-            tooltip=[_tip("stage"), _tip("statistic"), alt.Tooltip("ms:Q", format=".1f")],
+            tooltip=[alt.Tooltip("stage"), alt.Tooltip("statistic"), alt.Tooltip("ms:Q", format=".1f")],
         ),
         width="stretch",
     )
@@ -399,7 +393,7 @@ with health:
             st.altair_chart(
                 alt.Chart(report.errors_by_type, title="Errors by type").mark_bar(color="#d9534f").encode(
                     x=alt.X("errors:Q", title="Errors", axis=COUNT_AXIS), y=alt.Y("error_type:N", sort="-x", title=None),
-                    tooltip=[_tip("error_type"), _tip("errors"), alt.Tooltip("rate:Q", format=VEGA_PERCENT),
+                    tooltip=[alt.Tooltip("error_type"), alt.Tooltip("errors"), alt.Tooltip("rate:Q", format=VEGA_PERCENT),
                              alt.Tooltip("share:Q", format=VEGA_PERCENT)],
                 ),
                 width="stretch",
@@ -418,7 +412,7 @@ with health:
             alt.Chart(agg.request_rate(history, filters, freq), title=f"Requests per minute ({freq} buckets)").mark_area(
                 line=True, opacity=0.4).encode(
                 x=alt.X("time:T", title=None), y=alt.Y("per_minute:Q", title="Requests / min"),
-                tooltip=[_tip("time:T"), _tip("requests"), alt.Tooltip("per_minute:Q", format=".2f")],
+                tooltip=[alt.Tooltip("time:T"), alt.Tooltip("requests"), alt.Tooltip("per_minute:Q", format=".2f")],
             ),
             width="stretch",
         )
@@ -481,7 +475,7 @@ with trends:
     layers = alt.Chart(long, title="Daily trends (UTC days; served answers)").mark_line(point=True).encode(
         x=alt.X("day:T", title=None), y=alt.Y("value:Q", title=None, axis=alt.Axis(format="%")),
         color=alt.Color("measure:N", title=None),
-        tooltip=[_tip("day:T"), _tip("measure"), alt.Tooltip("value:Q", format=VEGA_PERCENT)]
+        tooltip=[alt.Tooltip("day:T"), alt.Tooltip("measure"), alt.Tooltip("value:Q", format=VEGA_PERCENT)]
         + ([alt.Tooltip("judged:Q", title="judged answers"), alt.Tooltip("low:Q", format=VEGA_PERCENT, title="95% low"),
             alt.Tooltip("high:Q", format=VEGA_PERCENT, title="95% high")] if len(by_day) else []),
     )
@@ -497,7 +491,7 @@ with trends:
         chart = alt.Chart(dis).mark_line(point=True).encode(
             x=alt.X("day:T", title=None), y=alt.Y("rate:Q", title="Share of photos answered differently",
                                                    axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-            tooltip=[_tip("day:T"), _tip("pairs"), _tip("disagreements"), alt.Tooltip("rate:Q", format=VEGA_PERCENT),
+            tooltip=[alt.Tooltip("day:T"), alt.Tooltip("pairs"), alt.Tooltip("disagreements"), alt.Tooltip("rate:Q", format=VEGA_PERCENT),
                      alt.Tooltip("low:Q", format=VEGA_PERCENT, title="95% low"),
                      alt.Tooltip("high:Q", format=VEGA_PERCENT, title="95% high")])
         band = alt.Chart(dis).mark_area(opacity=0.2).encode(x=alt.X("day:T"), y=alt.Y("low:Q"), y2=alt.Y2("high:Q"))
