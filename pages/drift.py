@@ -56,6 +56,14 @@ def _over_time(key: tuple, _reference: pd.DataFrame, _later: pd.DataFrame, _feed
             "accuracy": performance.performance_over_time(_later, every, truth), "truth": truth}
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _window(spec: str, name: str, live_only: bool, champion, version: tuple) -> windows.Window:
+    """A window as ``drift_data.select`` reads it, once per data version (``version``):
+    a change of the other window or of alpha reads neither again. Shared by the sessions
+    and never modified (``windows.without`` makes a new one)."""
+    return drift_data.select(state.prediction_reader().history, spec, name, live_only=live_only, champion=champion)
+
+
 @st.cache_resource(show_spinner="Reading predictions…", max_entries=2)
 def _later_pool(key: tuple) -> pd.DataFrame:
     """A sample of every usable prediction, read again when a new batch is mirrored (``key``
@@ -164,12 +172,13 @@ with st.sidebar:
                             key="drift_chunking")
     every = "1D" if chunking == "day" else int(chunking.split()[0])
 
+version = drift_data.data_version(reader.history)
 try:
-    reference = drift_data.select(reader.history, ref_spec, "reference", live_only=live_only, champion=champion)
+    reference = _window(ref_spec, "reference", live_only, champion, version)
 except windows.WindowSpecError as exc:
     st.info(str(exc))
     st.stop()
-current = windows.without(drift_data.select(reader.history, cur_spec, "current", live_only=live_only), reference)
+current = windows.without(_window(cur_spec, "current", live_only, None, version), reference)
 if min(reference.n, current.n) < 20:
     st.info(f"Not enough predictions to test: reference {reference.summary()}, current {current.summary()} "
             "(served answers; each window needs at least 20). Log more predictions (Analyze page, "

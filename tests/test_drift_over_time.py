@@ -74,6 +74,17 @@ def test_over_time_equals_the_report_on_each_chunk_at_every_alpha(every, n_refer
     assert drifted > 0 or every == 7  # chunks of 7 are too small for any test
 
 
+def test_chunks_over_the_embedding_cap_draw_what_the_report_draws():
+    """Chunks with more embeddings than ``sample_cap``: the chunk tests draw the same
+    embeddings as the report on that chunk (one draw, ``embedded_positions``)."""
+    ref, later = frame(300, 1), _later()
+    sizes = [int(part["embedding"].notna().sum()) for _, _, part in windows.chunks(later, "1D")]
+    assert max(sizes) > 25  # some chunks are over the cap
+    chunked = DriftMonitor(permutations=50, sample_cap=25).fit(ref).chunk_tests(later, "1D")
+    expected = per_chunk_report(DriftMonitor(0.05, permutations=50, sample_cap=25).fit(ref), later, "1D")
+    pd.testing.assert_frame_equal(chunked.at(0.05), expected, check_exact=True)
+
+
 def test_over_time_of_nothing_usable_is_empty_with_its_columns():
     ref = frame(100, 1)
     none = frame(50, 2).assign(status="error")

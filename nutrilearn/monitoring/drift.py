@@ -367,10 +367,16 @@ def embedded_rows(frame: pd.DataFrame, cap: int | None = None, seed: int = 0, fi
     """The usable rows with an embedding, at most ``cap`` drawn at random (seeded), in their
     order; ``filtered``: ``frame`` holds usable rows only."""
     rows = frame if filtered else usable(frame, ordered=False)
-    rows = rows[rows["embedding"].notna()]
-    if cap is not None and len(rows) > cap:
-        rows = rows.iloc[np.sort(np.random.default_rng(seed).choice(len(rows), size=cap, replace=False))]
-    return rows
+    return rows.iloc[embedded_positions(rows["embedding"].notna().to_numpy(), cap, seed)]
+
+
+def embedded_positions(has: np.ndarray, cap: int | None = None, seed: int = 0) -> np.ndarray:
+    """Positions where ``has`` (a row has an embedding), at most ``cap`` of them drawn at
+    random (seeded), in order: the one draw of a window's embeddings."""
+    positions = np.flatnonzero(has)
+    if cap is not None and len(positions) > cap:
+        positions = positions[np.sort(np.random.default_rng(seed).choice(len(positions), size=cap, replace=False))]
+    return positions
 
 
 def embeddings(frame: pd.DataFrame, cap: int | None = None, seed: int = 0, filtered: bool = False) -> np.ndarray:
@@ -415,14 +421,19 @@ class EmbeddingDetector(Detector):
         return replace(result, checks=(check,))
 
     def chunk_outcomes(self, data: pd.DataFrame, spans: list) -> list[ChunkOutcome]:
-        blobs = data[["embedding"]]  # a chunk's take copies this column, not the whole frame
-        has = blobs["embedding"].notna().to_numpy()
+        from nutrilearn.vision.embedding import from_bytes
+
+        blobs = data["embedding"].to_numpy(object)
+        has = data["embedding"].notna().to_numpy()
+        every_row = np.arange(len(data))
         out = []
         for _, _, rows in spans:
-            if min(self.n_reference, int(has[rows].sum())) < MIN_SAMPLES:  # fewer blobs, fewer embeddings
+            at = every_row[rows]
+            if min(self.n_reference, int(has[at].sum())) < MIN_SAMPLES:  # fewer blobs, fewer embeddings
                 out.append(UNTESTED)
                 continue
-            values = embeddings(blobs.iloc[rows], self.sample_cap, self.seed + 1, filtered=True)
+            # what ``embeddings`` draws from this chunk's rows, without a frame per chunk
+            values = from_bytes(blobs[at[embedded_positions(has[at], self.sample_cap, self.seed + 1)]])
             if min(self.n_reference, len(values)) < MIN_SAMPLES:
                 out.append(UNTESTED)
                 continue
