@@ -90,7 +90,8 @@ def batch_modes(models_dir: Path, n: int, rounds: int) -> dict:
     """Forward passes only, photos/s, for each LiteRT batch mode and thread count (interleaved)."""
     import numpy as np
 
-    from nutrilearn.vision.litert import BATCH_MODES, LiteRTBackbone, cpu_threads
+    from nutrilearn.vision.blas import cpu_threads
+    from nutrilearn.vision.litert import BATCH_MODES, LiteRTBackbone
     from nutrilearn.vision.model_files import read_checked_tflite
 
     model = read_checked_tflite(models_dir)
@@ -267,7 +268,7 @@ def main() -> None:
     from nutrilearn.config import Settings
     from nutrilearn.pipeline import Analyzer, ModelInfo
     from nutrilearn.serving import load_classifier
-    from nutrilearn.vision.litert import cpu_threads
+    from nutrilearn.vision.blas import cpu_threads
 
     settings = Settings.from_env()
     classifiers = {rt: load_classifier(settings, runtime=rt) for rt in ("litert", "keras")}

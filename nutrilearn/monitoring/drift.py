@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -421,25 +422,33 @@ class EmbeddingDetector(Detector):
         return replace(result, checks=(check,))
 
     def chunk_outcomes(self, data: pd.DataFrame, spans: list) -> list[ChunkOutcome]:
+        from nutrilearn.vision.blas import cpu_threads, one_blas_thread
         from nutrilearn.vision.embedding import from_bytes
 
         blobs = data["embedding"].to_numpy(object)
         has = data["embedding"].notna().to_numpy()
         every_row = np.arange(len(data))
-        out = []
+        samples: list[np.ndarray | None] = []  # each chunk's embeddings; None: untested
         for _, _, rows in spans:
             at = every_row[rows]
-            if min(self.n_reference, int(has[at].sum())) < MIN_SAMPLES:  # fewer blobs, fewer embeddings
-                out.append(UNTESTED)
-                continue
-            # what ``embeddings`` draws from this chunk's rows, without a frame per chunk
-            values = from_bytes(blobs[at[embedded_positions(has[at], self.sample_cap, self.seed + 1)]])
-            if min(self.n_reference, len(values)) < MIN_SAMPLES:
-                out.append(UNTESTED)
-                continue
+            values = None
+            if min(self.n_reference, int(has[at].sum())) >= MIN_SAMPLES:  # fewer blobs, fewer embeddings
+                # what ``embeddings`` draws from this chunk's rows, without a frame per chunk
+                values = from_bytes(blobs[at[embedded_positions(has[at], self.sample_cap, self.seed + 1)]])
+            samples.append(values if values is not None and min(self.n_reference, len(values)) >= MIN_SAMPLES
+                           else None)
+
+        def outcome(values: np.ndarray | None) -> ChunkOutcome:
+            if values is None:
+                return UNTESTED
             mmd = dt.mmd_test(self.mmd_reference_, values, self.permutations, self.seed)
-            out.append(ChunkOutcome(np.array([mmd.p_value]), np.array([mmd.witness_auc])))
-        return out
+            return ChunkOutcome(np.array([mmd.p_value]), np.array([mmd.witness_auc]))
+
+        # A test is numpy on small arrays of its own (the prepared reference is only read):
+        # one per core, each on one BLAS thread (the same numbers; BLAS splitting these small
+        # products across cores while the tests run side by side only made them wait).
+        with one_blas_thread(), ThreadPoolExecutor(max_workers=cpu_threads()) as pool:
+            return list(pool.map(outcome, samples))
 
 
 def default_detectors(alpha: float = ALPHA, **embedding_options) -> list[Detector]:

@@ -18,6 +18,7 @@ predicting costs it nothing it could have had.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from typing import Any, Iterator
 
@@ -50,6 +51,14 @@ def one_blas_thread() -> Iterator[None]:
             if _users == 0 and _limiter is not None:
                 _limiter.restore_original_limits()
                 _limiter = None
+
+
+def cpu_threads() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's core count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def blas_threads() -> list[int]:

@@ -27,6 +27,7 @@ from typing import Iterator
 
 import numpy as np
 
+from nutrilearn.vision.blas import cpu_threads
 from nutrilearn.vision.images import INPUT_SIZE, normalise, normalise_into
 from nutrilearn.vision.model_files import read_checked_tflite
 
@@ -58,14 +59,6 @@ def _quiet_native_stderr() -> Iterator[None]:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-
-
-def cpu_threads() -> int:
-    """Cores this process may run on (a container's CPU set, not the host's core count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 class _Runner:
