@@ -237,8 +237,10 @@ def _ks_exact_p(reference: np.ndarray, current: np.ndarray, d: float) -> float:
 def median_bandwidth(d2: np.ndarray, rng: np.random.Generator, max_points: int = 1000) -> float:
     """Median heuristic: the median squared distance between points (a random
     ``max_points`` of them), read off the squared-distance matrix ``d2``."""
-    idx = np.sort(rng.permutation(len(d2))[:max_points])
-    sub = d2[np.ix_(idx, idx)]
+    sub = d2
+    if len(d2) > max_points:  # (at most that many: all of them, without the copy)
+        idx = np.sort(rng.permutation(len(d2))[:max_points])
+        sub = d2[np.ix_(idx, idx)]
     upper = sub[np.triu_indices_from(sub, k=1)]
     med = float(np.median(upper)) if upper.size else 1.0
     return med if med > 0 else 1.0
