@@ -39,20 +39,30 @@ P_COLUMNS = {"statistic": st.column_config.NumberColumn(format="%.3g"),
              "p_adjusted": st.column_config.NumberColumn("p (Holm)", format="%.2e")}
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _fitted(key: tuple, _reference: pd.DataFrame, alpha: float) -> DriftMonitor:
+    """The detectors fitted on the reference (``key``: the window and the data version),
+    once for the report and the over-time tests. Shared by the sessions: a fitted monitor
+    only reads its reference afterwards."""
+    return DriftMonitor(alpha).fit(_reference)
+
+
 @st.cache_data(show_spinner="Testing for drift…", max_entries=16)
-def _analysis(key: tuple, _reference: pd.DataFrame, _current: pd.DataFrame, alpha: float):
+def _analysis(key: tuple, fit_key: tuple, _reference: pd.DataFrame, _current: pd.DataFrame, alpha: float):
     """The report and clusters of the two windows, once per (windows, data version, alpha)."""
-    report = DriftMonitor(alpha).fit(_reference).report(_current, key[0], key[1])
+    report = _fitted(fit_key, _reference, alpha).report(_current, key[0], key[1])
     return {"report": report, "clusters": ClusterDrift().fit(_reference).compare(_current)}
 
 
 @st.cache_data(show_spinner="Testing over time…", max_entries=16)
-def _over_time(key: tuple, _reference: pd.DataFrame, _later: pd.DataFrame, _feedback: pd.DataFrame, every) -> dict:
+def _over_time(key: tuple, fit_key: tuple, _reference: pd.DataFrame, _later: pd.DataFrame, _feedback: pd.DataFrame,
+               every, _alpha: float) -> dict:
     """The chunks after the reference tested one by one (before alpha: ``.at(alpha)`` after
-    the cache, so an alpha change tests nothing again), and accuracy over time: apart from
-    ``_analysis`` because they do not depend on the current window."""
+    the cache, so an alpha change tests nothing again; the monitor fitted at the page's
+    alpha tests them as any other would), and accuracy over time: apart from ``_analysis``
+    because they do not depend on the current window."""
     truth = performance.labelled(pd.concat([_reference, _later]), _feedback)
-    return {"chunks": DriftMonitor().fit(_reference).chunk_tests(_later, every),
+    return {"chunks": _fitted(fit_key, _reference, _alpha).chunk_tests(_later, every),
             "accuracy": performance.performance_over_time(_later, every, truth), "truth": truth}
 
 
@@ -192,9 +202,10 @@ key = (reference.describe(), current.describe())
 # the whole history, so a new prediction recomputes only what it changes.
 latest = str(later["timestamp"].max()) if len(later) else ""
 key_hash = (ref_spec, cur_spec, live_only, len(feedback), len(later), latest)
-result = _analysis((key[0], key[1], key_hash), reference.frame, current.frame, alpha)
-timed = _over_time((key[0], ref_spec, live_only, len(feedback), len(later), latest), reference.frame, later,
-                   feedback, every)
+fit_key = (key[0], ref_spec, live_only, version)
+result = _analysis((key[0], key[1], key_hash), fit_key, reference.frame, current.frame, alpha)
+timed = _over_time((key[0], ref_spec, live_only, len(feedback), len(later), latest), fit_key, reference.frame, later,
+                   feedback, every, alpha)
 result = {**result, "over_time": timed["chunks"].at(alpha), "accuracy": timed["accuracy"], "truth": timed["truth"]}
 report = result["report"]
 

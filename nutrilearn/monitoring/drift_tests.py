@@ -262,7 +262,7 @@ class MMDDraws:
     equal-sized windows of an over-time view share them instead of recomputing
     reference-sized products."""
 
-    members: np.ndarray  # (N, B + 1) float32: 1 where a point is in the smaller side; column 0 the observed split
+    members: np.ndarray  # (N, B + 1) bool: a point is in the smaller side; column 0 the observed split
     within_reference: np.ndarray  # (B + 1,) float64: K_rr summed over each column's reference members' pairs
     fold: np.ndarray  # (N,) the witness fold of each point
     reference_by_fold: np.ndarray  # (n, F) float64: K_rr summed over each fold's reference points
@@ -284,7 +284,7 @@ class MMDReference:
     _draws: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    DRAWS_KEPT = 64  # test sizes whose draws are kept (an over-time view has a few dozen)
+    DRAWS_KEPT = 32  # test sizes whose draws are kept (a daily over-time view has about 30; ~0.3 MB each)
 
     def kernel_to(self, y: np.ndarray) -> np.ndarray:
         """(m, n) float32 kernel between the rows of ``y`` and the reference points."""
@@ -310,8 +310,8 @@ class MMDReference:
         s = min(n, m)
         observed = np.arange(s) if n <= m else np.arange(n, n + m)
         sides = np.vstack([observed, random_subsets(rng, n + m, s, permutations)])  # (B + 1, s)
-        members = np.zeros((n + m, permutations + 1), np.float32)
-        members[sides.T, np.arange(permutations + 1)] = 1.0
+        members = np.zeros((n + m, permutations + 1), bool)
+        members[sides.T, np.arange(permutations + 1)] = True
         fold = rng.permutation(np.arange(n + m) % folds)
         on_fold = (fold[:n, None] == np.arange(folds)[None, :]).astype(np.float32)
         within = _within_reference(self.k, sides)
@@ -371,10 +371,11 @@ def mmd_test(reference: MMDReference, y: np.ndarray, permutations: int = 200, se
     cross, current = reference.kernel_to(y), reference.kernel_within(y)  # (m, n), (m, m)
     rows = np.r_[reference.row_sums + cross.sum(axis=0, dtype=np.float64),
                  cross.sum(axis=1, dtype=np.float64) + current.sum(axis=1, dtype=np.float64)]
-    on_reference, on_current = draws.members[:n], draws.members[n:]
+    members = draws.members.astype(np.float32)
+    on_reference, on_current = members[:n], members[n:]
     within_small = (draws.within_reference + 2 * _column_quadratic_forms(cross.T, on_reference, on_current)
                     + _column_quadratic_forms(current, on_current, on_current))
-    rows_small = rows @ draws.members
+    rows_small = rows @ members
     s, big = min(n, m), max(n, m)
     within_big = rows.sum() - 2 * rows_small + within_small
     values = within_small / s ** 2 + within_big / big ** 2 - 2 * (rows_small - within_small) / (n * m)
