@@ -34,4 +34,4 @@ with tracking_slot.container():
 navigation.run()
 with tracking_slot.container():
     state.tracking_status()
-state.settle_heap()
+state.settle_heap(navigation.url_path)

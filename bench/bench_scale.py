@@ -302,7 +302,7 @@ os.environ.update(ENV)
 os.environ.setdefault("NUTRILEARN_MODELS_DIR", os.path.join(ROOT, "models"))
 from streamlit.testing.v1 import AppTest
 from nutrilearn.monitoring.stats import TIME_RANGES
-from nutrilearn_app.state import settle_heap  # app.py calls it after its first run; AppTest runs a page alone
+from nutrilearn_app.state import settle_heap  # app.py calls it after a page's first run; AppTest runs a page alone
 
 KINDS = ("toggle", "selectbox", "multiselect", "text_input", "slider", "number_input", "select_slider")
 
@@ -323,7 +323,7 @@ out = {"monitoring": {}, "drift": {}}
 if PAGES_MONITORING:
     m = AppTest.from_file(os.path.join(ROOT, "pages", "monitoring.py"), default_timeout=900)
     step(m, out["monitoring"], "first load (cold)")
-    settle_heap()
+    settle_heap("monitoring")
     step(m, out["monitoring"], "rerun, nothing changed")
     for period in TIME_RANGES:
         if period != "Last 7 days":
@@ -345,7 +345,7 @@ if not PAGES_DRIFT:
     print(json.dumps(out)); raise SystemExit(0)
 d = AppTest.from_file(os.path.join(ROOT, "pages", "drift.py"), default_timeout=900)
 step(d, out["drift"], "first load (cold)")
-settle_heap()
+settle_heap("drift")
 step(d, out["drift"], "rerun, nothing changed")
 step(d, out["drift"], "current: last 7 days", drift_cur_kind="Last D days")
 step(d, out["drift"], "current: last 30 days", drift_cur_days=30)

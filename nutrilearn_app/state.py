@@ -18,24 +18,28 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
-_settled = threading.Event()
+_settled: set[str] = set()
+_settle_lock = threading.Lock()
 
 
-def settle_heap() -> None:
-    """Once per process, after the first page run: collect, then freeze what is alive.
+def settle_heap(page: str) -> None:
+    """After a page's first run in this process: collect, then freeze what is alive.
 
-    The process then holds ~400,000 objects that live as long as it does (the modules of
-    Streamlit, pandas, scikit-learn, altair...). Python's full collections walked all of
-    them: one took 0.29 s in the middle of a Drift page interaction at 1M predictions.
-    ``gc.freeze`` moves them out of the collector's reach (refcounting still frees them).
-    Freezing once, right after a collection, keeps it safe for months of uptime: nothing
-    made later is frozen, so later garbage cycles are collected as before; only a cycle
-    alive at this moment that dies later is never collected (the first session's few).
+    A page run leaves hundreds of thousands of objects that live as long as the process
+    (the modules it imported: Streamlit, pandas, scikit-learn, altair...; ~390,000 after
+    the Drift page). Python's full collections walked all of them: one took 0.29 s in the
+    middle of a Drift interaction at 1M predictions. ``gc.freeze`` moves them out of the
+    collector's reach (refcounting still frees them). Freezing right after a collection,
+    once per page, stays safe for months of uptime: nothing made later is frozen, so later
+    garbage cycles are collected as before; only a cycle alive at one of these moments that
+    dies later is never collected (a bounded, one-time amount).
     """
-    if not _settled.is_set():
-        _settled.set()
-        gc.collect()
-        gc.freeze()
+    with _settle_lock:
+        if page in _settled:
+            return
+        _settled.add(page)
+    gc.collect()
+    gc.freeze()
 
 
 @st.cache_resource(show_spinner="Loading the food classifier…")

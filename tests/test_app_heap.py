@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import gc
-import threading
 
 from nutrilearn_app import state
 
 
-def test_settle_heap_freezes_once_and_later_cycles_are_still_collected(monkeypatch):
-    monkeypatch.setattr(state, "_settled", threading.Event())  # as in a new process
+def test_settle_heap_freezes_once_a_page_and_later_cycles_are_still_collected(monkeypatch):
+    monkeypatch.setattr(state, "_settled", set())  # as in a new process
     try:
-        state.settle_heap()
+        state.settle_heap("drift")
         frozen = gc.get_freeze_count()
         assert frozen > 0
-        kept = [[] for _ in range(1000)]  # made after: not frozen by a second call
-        state.settle_heap()
+        kept = [[] for _ in range(1000)]  # made after: not frozen by the same page again
+        state.settle_heap("drift")
         assert gc.get_freeze_count() == frozen
+        state.settle_heap("monitoring")  # another page's first run: what it left is frozen too
+        assert gc.get_freeze_count() >= frozen + 1000
 
         class Node:
             pass
