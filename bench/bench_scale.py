@@ -304,7 +304,7 @@ from streamlit.testing.v1 import AppTest
 from nutrilearn.monitoring.stats import TIME_RANGES
 from nutrilearn_app.state import settle_heap  # app.py calls it after a page's first run; AppTest runs a page alone
 
-KINDS = ("toggle", "selectbox", "multiselect", "text_input", "slider", "number_input", "select_slider")
+KINDS = ("toggle", "selectbox", "multiselect", "text_input", "slider", "number_input", "select_slider", "date_input")
 
 
 def widget(at, key):
@@ -314,7 +314,10 @@ def widget(at, key):
 def step(at, out, name, **values):
     # One interaction: set widgets as a person would, then the rerun it triggers.
     for key, value in values.items():
-        widget(at, key).set_value(value)
+        try:
+            widget(at, key).set_value(value)
+        except StopIteration:  # not drawn yet (another choice in the same step shows it)
+            at.session_state[key] = value
     t = time.perf_counter(); at.run(); out[name] = round(time.perf_counter() - t, 3)
     assert not at.exception, (name, [e.message for e in at.exception])
 
@@ -347,17 +350,32 @@ d = AppTest.from_file(os.path.join(ROOT, "pages", "drift.py"), default_timeout=9
 step(d, out["drift"], "first load (cold)")
 settle_heap("drift")
 step(d, out["drift"], "rerun, nothing changed")
-step(d, out["drift"], "current: last 7 days", drift_cur_kind="Last D days")
-step(d, out["drift"], "current: last 30 days", drift_cur_days=30)
-step(d, out["drift"], "current: last N (500)", drift_cur_kind="Last N predictions")
-step(d, out["drift"], "current: last 2000", drift_cur_n=2000)
-step(d, out["drift"], "reference: first 5000", drift_ref_n=5000)
-step(d, out["drift"], "reference: date range", drift_ref_kind="Date range")
-step(d, out["drift"], "reference: first N again", drift_ref_kind="First N predictions")
-step(d, out["drift"], "leave out replayed", drift_live_only=True)
-step(d, out["drift"], "alpha 0.01", drift_alpha=0.01)
-step(d, out["drift"], "over time: 500 predictions", drift_chunking="500 predictions")
-step(d, out["drift"], "image property: contrast", drift_property="contrast")
+# The page's tabs are lazy (only the open one runs): every change is timed with each of the
+# tabs that compute something open, the costly ones (Over time, Photo clusters) included.
+# Each round asks for windows no earlier round asked for, so every figure is computed anew.
+import datetime as _dt
+for i, tab in enumerate(("Foods", "Over time", "Photo clusters", "Embeddings", "Accuracy")):
+    d.session_state["drift_tab"] = tab
+    step(d, out["drift"], f"[{tab}] open the tab")
+    step(d, out["drift"], f"[{tab}] current: last {7 + i} days", drift_cur_kind="Last D days", drift_cur_days=7 + i)
+    step(d, out["drift"], f"[{tab}] current: last {30 + i} days", drift_cur_days=30 + i)
+    step(d, out["drift"], f"[{tab}] current: last N ({500 + i})", drift_cur_kind="Last N predictions",
+         drift_cur_n=500 + i)
+    step(d, out["drift"], f"[{tab}] current: last {2000 + i}", drift_cur_n=2000 + i)
+    step(d, out["drift"], f"[{tab}] reference: first {5000 + i}", drift_ref_n=5000 + i)
+    step(d, out["drift"], f"[{tab}] reference: date range", drift_ref_kind="Date range")
+    start, end = widget(d, "drift_ref_range").value
+    step(d, out["drift"], f"[{tab}] reference: range {i + 1} day(s) later", drift_ref_range=(
+        start + _dt.timedelta(days=i + 1), end + _dt.timedelta(days=i + 1)))
+    step(d, out["drift"], f"[{tab}] reference: first N again", drift_ref_kind="First N predictions")
+    step(d, out["drift"], f"[{tab}] leave out replayed {'on' if i % 2 == 0 else 'off'}", drift_live_only=i % 2 == 0)
+    alpha, chunking = (0.01, 0.1, 0.05, 0.01, 0.1)[i], ("500 predictions", "day", "100 predictions", "day",
+                                                        "500 predictions")[i]
+    step(d, out["drift"], f"[{tab}] alpha {alpha}", drift_alpha=alpha)
+    step(d, out["drift"], f"[{tab}] over time: {chunking}", drift_chunking=chunking)
+d.session_state["drift_tab"] = "Image properties"
+step(d, out["drift"], "[Image properties] open the tab")
+step(d, out["drift"], "[Image properties] image property: contrast", drift_property="contrast")
 # A click on a map point (Embeddings / Photo clusters) reruns the page and opens that record.
 from nutrilearn_app import state
 from nutrilearn.monitoring import drift_data, photos

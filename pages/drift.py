@@ -7,6 +7,7 @@ performance, drift_views, drift_runs) and draws with altair.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, time, timedelta, timezone
 
 import altair as alt
@@ -48,10 +49,15 @@ def _fitted(key: tuple, _reference: pd.DataFrame, alpha: float) -> DriftMonitor:
 
 
 @st.cache_data(show_spinner="Testing for drift…", max_entries=16)
-def _analysis(key: tuple, fit_key: tuple, _reference: pd.DataFrame, _current: pd.DataFrame, alpha: float):
-    """The report and clusters of the two windows, once per (windows, data version, alpha)."""
-    report = _fitted(fit_key, _reference, alpha).report(_current, key[0], key[1])
-    return {"report": report, "clusters": ClusterDrift().fit(_reference).compare(_current)}
+def _report(key: tuple, fit_key: tuple, _reference: pd.DataFrame, _current: pd.DataFrame, alpha: float):
+    """The report of the two windows, once per (windows, data version, alpha)."""
+    return _fitted(fit_key, _reference, alpha).report(_current, key[0], key[1])
+
+
+@st.cache_data(show_spinner="Clustering photos…", max_entries=16)
+def _clusters(key: tuple, _reference: pd.DataFrame, _current: pd.DataFrame):
+    """Both windows' photos in clusters, once per (windows, data version)."""
+    return ClusterDrift().fit(_reference).compare(_current)
 
 
 @st.cache_data(show_spinner="Testing over time…", max_entries=16)
@@ -74,12 +80,28 @@ def _window(spec: str, name: str, live_only: bool, champion, version: tuple) -> 
     return drift_data.select(state.prediction_reader().history, spec, name, live_only=live_only, champion=champion)
 
 
-@st.cache_resource(show_spinner="Reading predictions…", max_entries=2)
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _later_pool_read(key: tuple) -> Future:
+    """A sample of every usable prediction, read in a thread of its own once per data
+    version (``key`` holds the runs count): the page draws at once, and the sample is
+    ready by the time the Over time or Accuracy tab asks for it (the read takes ~1.4 s at
+    1M). Each reference and the replayed toggle take their later sample from it
+    (``drift_data.later_from``). Shared by the sessions and never modified."""
+    reading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-later-pool")
+    future = reading.submit(drift_data.later_pool, state.prediction_reader().history)
+    reading.shutdown(wait=False)
+    return future
+
+
 def _later_pool(key: tuple) -> pd.DataFrame:
-    """A sample of every usable prediction, read again when a new batch is mirrored (``key``
-    holds the runs count), not per reference or replayed toggle: each takes its later sample
-    from it (``drift_data.later_from``). Shared by the sessions and never modified."""
-    return drift_data.later_pool(state.prediction_reader().history)
+    """The sample ``_later_pool_read`` reads, waited for; a failed read is not kept."""
+    future = _later_pool_read(key)
+    try:
+        with st.spinner("Reading predictions…"):
+            return future.result()
+    except Exception:
+        _later_pool_read.clear()
+        raise
 
 
 @st.cache_data(show_spinner=False, max_entries=8, ttl=900)
@@ -195,19 +217,25 @@ if min(reference.n, current.n) < 20:
             "`nutrilearn predict`, or `nutrilearn replay`) or widen the windows.")
     st.stop()
 
-later = drift_data.later_from(_later_pool((cfg.tracking_uri, str(cfg.home), reader.mirror.stats()["runs"])),
-                              reference, live_only=live_only)
+pool_key = (cfg.tracking_uri, str(cfg.home), reader.mirror.stats()["runs"])
+_later_pool_read(pool_key)  # started now, waited for only by the tabs that use it
+state.warm_registry_in_background()  # the Over time tab's champion moves read the registry
 key = (reference.describe(), current.describe())
-# The windows themselves (spec, size, time span) and the over-time sample: never the size of
+# The windows themselves (spec, size, time span) and the data version: never the size of
 # the whole history, so a new prediction recomputes only what it changes.
-latest = str(later["timestamp"].max()) if len(later) else ""
-key_hash = (ref_spec, cur_spec, live_only, len(feedback), len(later), latest)
 fit_key = (key[0], ref_spec, live_only, version)
-result = _analysis((key[0], key[1], key_hash), fit_key, reference.frame, current.frame, alpha)
-timed = _over_time((key[0], ref_spec, live_only, len(feedback), len(later), latest), fit_key, reference.frame, later,
-                   feedback, every, alpha)
-result = {**result, "over_time": timed["chunks"].at(alpha), "accuracy": timed["accuracy"], "truth": timed["truth"]}
-report = result["report"]
+report = _report((key[0], key[1], ref_spec, cur_spec, live_only, version), fit_key, reference.frame,
+                 current.frame, alpha)
+
+
+def _timed() -> dict:
+    """The over-time tests and accuracy over time (the Over time and Accuracy tabs only)."""
+    pool = _later_pool(pool_key)
+    later = drift_data.later_from(pool, reference, live_only=live_only)
+    latest = str(later["timestamp"].max()) if len(later) else ""
+    return _over_time((key[0], ref_spec, live_only, len(feedback), len(later), latest), fit_key, reference.frame,
+                      later, feedback, every, alpha)
+
 
 # ------------------------------------------------------------------------- verdict
 def _window_text(w, info: dict) -> str:
@@ -238,33 +266,29 @@ if st.button("Record this check in MLflow", help="Logs a run in experiment nutri
     except Exception:
         st.error("Could not record the check: the tracking store did not answer. Try again later.")
 
-# Both maps' photos and the cluster examples': one lookup, on the days they were taken.
-projection = views.embedding_projection(reference.frame, current.frame, cap=150)
-clustered = result["clusters"]
-shown = (clustered.moved()[:6] or clustered.clusters[:1]) if clustered.clusters else []
-dots = map_sample(clustered) if clustered.clusters else pd.DataFrame(columns=["request_id"])
-thumbs = _photos_of([*projection["request_id"], *dots["request_id"], *(r for c in shown for r in c.examples)],
-                    reference.frame, current.frame)
-
+# Only the open tab runs (Streamlit's lazy tabs): the over-time tests, the clusters and the
+# maps' photos are computed when the analyst looks at them, not on every change.
 tabs = st.tabs(["Foods", "Confidence", "Image properties", "Over time", "Embeddings", "Photo clusters", "Accuracy",
-               "History"])
+               "History"], key="drift_tab", on_change="rerun")
 
 with tabs[0]:
-    shares = views.food_shares(reference.frame, current.frame)
-    st.altair_chart(alt.Chart(shares).mark_bar().encode(
-        x=alt.X("share:Q", axis=alt.Axis(format="%"), title="share of predictions"),
-        y=alt.Y("food:N", sort=alt.EncodingSortField("share", op="max", order="descending"), title=None),
-        yOffset=alt.YOffset("window:N"), color=alt.Color("window:N", scale=WINDOW_COLOURS),
-        tooltip=[alt.Tooltip("food"), alt.Tooltip("window"), alt.Tooltip("share:Q", format=VEGA_PERCENT),
-                 alt.Tooltip("change:Q", format="+" + VEGA_PERCENT)],
-    ), width="stretch")
-    food = report.result("food")
-    food_tests = report.checks_frame().query("signal == 'food'")
-    st.caption(f"Chi-squared with {food.details.get('dof', '-')} degrees of freedom; pooled: "
-               f"{', '.join(food.details.get('pooled_classes', [])) or 'none'}. PSI {food.details.get('psi', 0):.3f}, "
-               f"Jensen-Shannon distance {food.details.get('js_distance', 0):.3f}.")
-    st.dataframe(food_tests[["feature", "test", "statistic", "p_value", "p_adjusted", "effect", "drifted"]],
-                 hide_index=True, width="stretch", column_config=P_COLUMNS)
+    if tabs[0].open:
+        shares = views.food_shares(reference.frame, current.frame)
+        st.altair_chart(alt.Chart(shares).mark_bar().encode(
+            x=alt.X("share:Q", axis=alt.Axis(format="%"), title="share of predictions"),
+            y=alt.Y("food:N", sort=alt.EncodingSortField("share", op="max", order="descending"), title=None),
+            yOffset=alt.YOffset("window:N"), color=alt.Color("window:N", scale=WINDOW_COLOURS),
+            tooltip=[alt.Tooltip("food"), alt.Tooltip("window"), alt.Tooltip("share:Q", format=VEGA_PERCENT),
+                     alt.Tooltip("change:Q", format="+" + VEGA_PERCENT)],
+        ), width="stretch")
+        food = report.result("food")
+        food_tests = report.checks_frame().query("signal == 'food'")
+        st.caption(f"Chi-squared with {food.details.get('dof', '-')} degrees of freedom; pooled: "
+                   f"{', '.join(food.details.get('pooled_classes', [])) or 'none'}. "
+                   f"PSI {food.details.get('psi', 0):.3f}, "
+                   f"Jensen-Shannon distance {food.details.get('js_distance', 0):.3f}.")
+        st.dataframe(food_tests[["feature", "test", "statistic", "p_value", "p_adjusted", "effect", "drifted"]],
+                     hide_index=True, width="stretch", column_config=P_COLUMNS)
 
 
 def _for_chart(frame: pd.DataFrame) -> pd.DataFrame:
@@ -282,168 +306,190 @@ def _overlay_chart(frame: pd.DataFrame, column: str) -> alt.Chart:
 
 
 with tabs[1]:
-    conf = report.result("confidence")
-    st.altair_chart(_overlay_chart(views.overlay(reference.frame, current.frame, "confidence"), "confidence"),
-                    width="stretch")
-    st.caption(f"KS D {conf.statistic:.3f}, Wasserstein {conf.details.get('wasserstein', float('nan')):.3f}; "
-               f"mean confidence {percent(conf.details.get('reference_mean'))} -> "
-               f"{percent(conf.details.get('current_mean'))}.")
+    if tabs[1].open:
+        conf = report.result("confidence")
+        st.altair_chart(_overlay_chart(views.overlay(reference.frame, current.frame, "confidence"), "confidence"),
+                        width="stretch")
+        st.caption(f"KS D {conf.statistic:.3f}, Wasserstein {conf.details.get('wasserstein', float('nan')):.3f}; "
+                   f"mean confidence {percent(conf.details.get('reference_mean'))} -> "
+                   f"{percent(conf.details.get('current_mean'))}.")
 
 with tabs[2]:
-    prop = st.selectbox("Property", IMAGE_PROPERTIES, key="drift_property")
-    st.altair_chart(_overlay_chart(views.overlay(reference.frame, current.frame, prop), prop), width="stretch")
-    st.dataframe(report.checks_frame().query("signal == 'image'")[
-        ["feature", "statistic", "p_value", "p_adjusted", "drifted"]], hide_index=True, width="stretch",
-        column_config=P_COLUMNS)
-    st.caption("One KS test per property, Holm-adjusted across the six (p_adjusted), then across signals.")
+    if tabs[2].open:
+        prop = st.selectbox("Property", IMAGE_PROPERTIES, key="drift_property")
+        st.altair_chart(_overlay_chart(views.overlay(reference.frame, current.frame, prop), prop), width="stretch")
+        st.dataframe(report.checks_frame().query("signal == 'image'")[
+            ["feature", "statistic", "p_value", "p_adjusted", "drifted"]], hide_index=True, width="stretch",
+            column_config=P_COLUMNS)
+        st.caption("One KS test per property, Holm-adjusted across the six (p_adjusted), then across signals.")
 
 with tabs[3]:
-    series = result["over_time"]
-    if not series.empty:
-        series = series.dropna(subset=["p_value"])
-    if series.empty:
-        st.info("No predictions after the reference window yet.")
-    else:
-        moves = views.over_time_moves(state.champion_moves(), series)
-        series = series.assign(effect=series["distance_name"].map(views_effect_name))
-        # One dataset (the chart is faceted by signal): the chunks, and the moves beside them.
-        chart_data = _for_chart(pd.concat([series, moves], ignore_index=True))
-        line = alt.Chart().transform_filter("isValid(datum.start)").mark_line(point=True).encode(
-            x=alt.X("start:T", title="chunk start (UTC)"), y=alt.Y("distance:Q", title="effect size"),
-            shape=alt.Shape("drifted:N", title="drifted"),
-            tooltip=[alt.Tooltip("signal"), alt.Tooltip("effect"), alt.Tooltip("start:T"), alt.Tooltip("n"),
-                     alt.Tooltip("distance:Q", format=".3f", title="effect"),
-                     alt.Tooltip("min_distance:Q", format=".2f", title="floor"),
-                     alt.Tooltip("p_value:Q", format=".2e", title="p (Holm)"), alt.Tooltip("drifted"),
-                     alt.Tooltip("severity")])
-        floor = alt.Chart().mark_rule(strokeDash=[6, 3], color="red").encode(y=alt.Y("mean(min_distance):Q"))
-        st.altair_chart(alt.layer(line, floor, move_rules(), data=chart_data).properties(height=110, width=600)
-                        .facet(row=alt.Row("signal:N", title=None)).resolve_scale(y="independent"))
-        st.caption("Each chunk is tested against the reference. Drawn: each signal's effect size (food: "
-                   "Jensen-Shannon distance; confidence: KS D; image: largest KS D; embedding: witness AUC) with "
-                   "its materiality floor as the red line; a chunk drifted when its effect passes the floor *and* "
-                   "its Holm-adjusted p-value is at most alpha (hover for it). With many chunks, expect about "
-                   "alpha of them to alarm by chance."
-                   + (" Dashed lines: champion moves (promotions, rollbacks), from the registry's alias history."
-                      if len(moves) else ""))
+    if tabs[3].open:
+        timed = _timed()
+        series = timed["chunks"].at(alpha)
+        if not series.empty:
+            series = series.dropna(subset=["p_value"])
+        if series.empty:
+            st.info("No predictions after the reference window yet.")
+        else:
+            moves = views.over_time_moves(state.champion_moves(), series)
+            series = series.assign(effect=series["distance_name"].map(views_effect_name))
+            # One dataset (the chart is faceted by signal): the chunks, and the moves beside them.
+            chart_data = _for_chart(pd.concat([series, moves], ignore_index=True))
+            line = alt.Chart().transform_filter("isValid(datum.start)").mark_line(point=True).encode(
+                x=alt.X("start:T", title="chunk start (UTC)"), y=alt.Y("distance:Q", title="effect size"),
+                shape=alt.Shape("drifted:N", title="drifted"),
+                tooltip=[alt.Tooltip("signal"), alt.Tooltip("effect"), alt.Tooltip("start:T"), alt.Tooltip("n"),
+                         alt.Tooltip("distance:Q", format=".3f", title="effect"),
+                         alt.Tooltip("min_distance:Q", format=".2f", title="floor"),
+                         alt.Tooltip("p_value:Q", format=".2e", title="p (Holm)"), alt.Tooltip("drifted"),
+                         alt.Tooltip("severity")])
+            floor = alt.Chart().mark_rule(strokeDash=[6, 3], color="red").encode(y=alt.Y("mean(min_distance):Q"))
+            st.altair_chart(alt.layer(line, floor, move_rules(), data=chart_data).properties(height=110, width=600)
+                            .facet(row=alt.Row("signal:N", title=None)).resolve_scale(y="independent"))
+            st.caption("Each chunk is tested against the reference. Drawn: each signal's effect size (food: "
+                       "Jensen-Shannon distance; confidence: KS D; image: largest KS D; embedding: witness AUC) with "
+                       "its materiality floor as the red line; a chunk drifted when its effect passes the floor *and* "
+                       "its Holm-adjusted p-value is at most alpha (hover for it). With many chunks, expect about "
+                       "alpha of them to alarm by chance."
+                       + (" Dashed lines: champion moves (promotions, rollbacks), from the registry's alias history."
+                          if len(moves) else ""))
 
 with tabs[4]:
-    # 150 a window: each point's thumbnail goes with the chart, about as many as the cluster map's
-    if projection.empty:
-        st.info("No embeddings in these windows.")
-    else:
-        ratio = projection.attrs.get("explained", [0, 0])
-        points = _with_photos(projection, thumbs)
-        map_col, record_col = st.columns([3, 1])
-        event = map_col.altair_chart(photo_map(
-            points, alt.X("pc1:Q", title=f"PC1 ({percent(ratio[0])})"),
-            alt.Y("pc2:Q", title=f"PC2 ({percent(ratio[1])})"), alt.Color("window:N", scale=WINDOW_COLOURS),
-            ["window", "food", "request_id"]),
-            width="stretch", on_select="rerun", selection_mode=[PICK], key="drift_embedding_map")
-        map_col.caption(f"{len(points):,} photos; hover over a point to see its photo, click it to open its record.")
-        with record_col:
-            chosen = picked(event)
-            windows_of = dict(zip(points["request_id"], points["window"]))
-            _record_beside(reader, chosen, f"{windows_of.get(chosen, '–')} window", reference.frame, current.frame)
-        emb = report.result("embedding")
-        st.caption(f"PCA fitted on the reference. MMD p = {emb.p_value:.3g} "
-                   f"({emb.details.get('permutations', '-')} permutations, at most "
-                   f"{emb.details.get('sample_cap', '-')} embeddings a window); kernel-witness AUC {emb.distance:.2f}.")
+    if tabs[4].open:
+        # 150 a window: each point's thumbnail goes with the chart, about as many as the cluster map's
+        projection = views.embedding_projection(reference.frame, current.frame, cap=150)
+        if projection.empty:
+            st.info("No embeddings in these windows.")
+        else:
+            ratio = projection.attrs.get("explained", [0, 0])
+            points = _with_photos(projection, _photos_of(projection["request_id"], reference.frame, current.frame))
+            map_col, record_col = st.columns([3, 1])
+            event = map_col.altair_chart(photo_map(
+                points, alt.X("pc1:Q", title=f"PC1 ({percent(ratio[0])})"),
+                alt.Y("pc2:Q", title=f"PC2 ({percent(ratio[1])})"), alt.Color("window:N", scale=WINDOW_COLOURS),
+                ["window", "food", "request_id"]),
+                width="stretch", on_select="rerun", selection_mode=[PICK], key="drift_embedding_map")
+            map_col.caption(f"{len(points):,} photos; hover over a point to see its photo, click it to open its "
+                            "record.")
+            with record_col:
+                chosen = picked(event)
+                windows_of = dict(zip(points["request_id"], points["window"]))
+                _record_beside(reader, chosen, f"{windows_of.get(chosen, '–')} window", reference.frame,
+                               current.frame)
+            emb = report.result("embedding")
+            st.caption(f"PCA fitted on the reference. MMD p = {emb.p_value:.3g} "
+                       f"({emb.details.get('permutations', '-')} permutations, at most "
+                       f"{emb.details.get('sample_cap', '-')} embeddings a window); "
+                       f"kernel-witness AUC {emb.distance:.2f}.")
 
 with tabs[5]:
-    if not clustered.clusters:
-        st.info("Too few predictions with embeddings in these windows to cluster.")
-    else:
-        st.caption(f"Both windows' embeddings in {clustered.k} clusters (k-means, seeded); a cluster moved when "
-                   "its share of the current window differs from its share of the reference by 5 points or "
-                   "more. Largest change first: a cluster that grew is a kind of photo that came in.")
-        dots = _with_photos(dots, thumbs).assign(cluster=dots["cluster"].astype(str))
-        map_col, record_col = st.columns([3, 1])
-        event = map_col.altair_chart(photo_map(
-            dots, alt.X("x:Q", title=f"PC1 ({percent(clustered.explained[0])})"),
-            alt.Y("y:Q", title=f"PC2 ({percent(clustered.explained[1])})"),
-            alt.Color("cluster:N", title="cluster", scale=alt.Scale(scheme="category10")),
-            ["cluster", "window", "food", "request_id"], shape=alt.Shape("window:N", title="window")),
-            width="stretch", on_select="rerun", selection_mode=[PICK], key="drift_cluster_map")
-        map_col.caption(f"{len(dots):,} of the clustered photos; hover over a point to see its photo, click it to "
-                        "open its record. Axes: the first two principal directions of both windows' embeddings.")
-        with record_col:
-            chosen = picked(event)
-            _record_beside(reader, chosen, f"cluster {clustered.cluster_of().get(chosen, '–')}", reference.frame,
-                           current.frame)
-        names = dict(zip(clustered.points["request_id"], food_names(clustered.points["label"])))
-        for c in shown:
-            foods = ", ".join(food_names(pd.Series(c.top_foods)).tolist()) if c.top_foods else "–"
-            with st.container(border=True, key=f"drift-cluster-{c.id}"):
-                st.markdown(f"**Cluster {c.id}**: {percent(c.reference_share)} of the reference → "
-                            f"{percent(c.current_share)} of the current window ({percent(c.change, signed=True)}); "
-                            f"mostly {foods}")
-                found = [r for r in c.examples if r in thumbs]
-                if found:
-                    st.image([thumbs[r] for r in found], width=96, caption=[names.get(r, "") for r in found])
-                else:
-                    st.caption("No thumbnails kept for these photos (kept since thumbnails exist, unless "
-                               "NUTRILEARN_KEEP_THUMBNAILS=0). Request ids: " + ", ".join(c.examples))
+    if tabs[5].open:
+        clustered = _clusters((key[0], key[1], ref_spec, cur_spec, live_only, version), reference.frame,
+                              current.frame)
+        if not clustered.clusters:
+            st.info("Too few predictions with embeddings in these windows to cluster.")
+        else:
+            shown = clustered.moved()[:6] or clustered.clusters[:1]
+            dots = map_sample(clustered)
+            thumbs = _photos_of([*dots["request_id"], *(r for c in shown for r in c.examples)], reference.frame,
+                                current.frame)
+            st.caption(f"Both windows' embeddings in {clustered.k} clusters (k-means, seeded); a cluster moved when "
+                       "its share of the current window differs from its share of the reference by 5 points or "
+                       "more. Largest change first: a cluster that grew is a kind of photo that came in.")
+            dots = _with_photos(dots, thumbs).assign(cluster=dots["cluster"].astype(str))
+            map_col, record_col = st.columns([3, 1])
+            event = map_col.altair_chart(photo_map(
+                dots, alt.X("x:Q", title=f"PC1 ({percent(clustered.explained[0])})"),
+                alt.Y("y:Q", title=f"PC2 ({percent(clustered.explained[1])})"),
+                alt.Color("cluster:N", title="cluster", scale=alt.Scale(scheme="category10")),
+                ["cluster", "window", "food", "request_id"], shape=alt.Shape("window:N", title="window")),
+                width="stretch", on_select="rerun", selection_mode=[PICK], key="drift_cluster_map")
+            map_col.caption(f"{len(dots):,} of the clustered photos; hover over a point to see its photo, click it to "
+                            "open its record. Axes: the first two principal directions of both windows' embeddings.")
+            with record_col:
+                chosen = picked(event)
+                _record_beside(reader, chosen, f"cluster {clustered.cluster_of().get(chosen, '–')}", reference.frame,
+                               current.frame)
+            names = dict(zip(clustered.points["request_id"], food_names(clustered.points["label"])))
+            for c in shown:
+                foods = ", ".join(food_names(pd.Series(c.top_foods)).tolist()) if c.top_foods else "–"
+                with st.container(border=True, key=f"drift-cluster-{c.id}"):
+                    st.markdown(f"**Cluster {c.id}**: {percent(c.reference_share)} of the reference → "
+                                f"{percent(c.current_share)} of the current window ({percent(c.change, signed=True)}); "
+                                f"mostly {foods}")
+                    found = [r for r in c.examples if r in thumbs]
+                    if found:
+                        st.image([thumbs[r] for r in found], width=96, caption=[names.get(r, "") for r in found])
+                    else:
+                        st.caption("No thumbnails kept for these photos (kept since thumbnails exist, unless "
+                                   "NUTRILEARN_KEEP_THUMBNAILS=0). Request ids: " + ", ".join(c.examples))
 
 with tabs[6]:
-    acc = result["accuracy"]
-    if not acc.empty:
-        acc = _for_chart(acc)
-    if acc.empty:
-        st.info("No predictions after the reference window yet.")
-    else:
-        band = alt.Chart(acc).mark_area(opacity=0.2).encode(
-            x=alt.X("start:T"), y=alt.Y("expected_lower:Q", title="accuracy"), y2=alt.Y2("expected_upper:Q"))
-        line = alt.Chart(acc).mark_line(point=True).encode(
-            x=alt.X("start:T", title="chunk start"), y=alt.Y("expected_accuracy:Q"),
-            tooltip=[alt.Tooltip("start:T"), alt.Tooltip("n"), alt.Tooltip("expected_accuracy:Q", format=VEGA_PERCENT)])
-        layers = band + line
-        realized = acc.dropna(subset=["realized_accuracy"])
-        if len(realized):
-            layers += alt.Chart(realized).mark_errorbar().encode(
-                x=alt.X("start:T"), y=alt.Y("realized_lower:Q", title="accuracy"), y2=alt.Y2("realized_upper:Q"))
-            layers += alt.Chart(realized).mark_point(color="black", filled=True).encode(
-                x=alt.X("start:T"), y=alt.Y("realized_accuracy:Q"),
-                tooltip=[alt.Tooltip("start:T"), alt.Tooltip("labelled"), alt.Tooltip("realized_accuracy:Q", format=VEGA_PERCENT)])
-        st.altair_chart(layers, width="stretch")
-        st.caption("Line: accuracy estimated from confidence (CBPE; 95% band), valid only as far as the model "
-                   "is calibrated. Black: realized accuracy from feedback, with Wilson 95% intervals.")
-    truth = result["truth"]
-    if truth.empty:
-        st.info("No feedback yet: calibration needs confirmed or corrected labels.")
-    else:
-        in_ref = truth["request_id"].isin(reference.frame["request_id"])
-        truth = truth.assign(window=in_ref.map({True: "reference", False: "later"}))
-        st.dataframe(percent_columns(performance.calibration_by(truth, ["model_version", "window"]),
-                                     ("mean_confidence", "accuracy")), hide_index=True, width="stretch",
-                     column_config={"ece": st.column_config.NumberColumn("ECE", format="%.3f"),
-                                    "mean_confidence": st.column_config.NumberColumn("mean confidence")})
-        ece, diagram = performance.reliability(truth)
-        st.altair_chart(alt.Chart(diagram).mark_line(point=True).encode(
-            x=alt.X("mean_confidence:Q", scale=alt.Scale(domain=[0, 1]), title="mean confidence"),
-            y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
-            tooltip=[alt.Tooltip("count"), alt.Tooltip("mean_confidence:Q", format=VEGA_PERCENT, title="mean confidence"),
-                     alt.Tooltip("accuracy:Q", format=VEGA_PERCENT)])
-            + alt.Chart(pd.DataFrame({"x": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(
-                x=alt.X("x:Q"), y=alt.Y("x:Q", title="accuracy")),
-            width="stretch")
-        st.caption(f"Reliability diagram over all labelled predictions (ECE {ece:.3f}); the diagonal is perfect "
-                   "calibration.")
+    if tabs[6].open:
+        timed = _timed()
+        acc = timed["accuracy"]
+        if not acc.empty:
+            acc = _for_chart(acc)
+        if acc.empty:
+            st.info("No predictions after the reference window yet.")
+        else:
+            band = alt.Chart(acc).mark_area(opacity=0.2).encode(
+                x=alt.X("start:T"), y=alt.Y("expected_lower:Q", title="accuracy"), y2=alt.Y2("expected_upper:Q"))
+            line = alt.Chart(acc).mark_line(point=True).encode(
+                x=alt.X("start:T", title="chunk start"), y=alt.Y("expected_accuracy:Q"),
+                tooltip=[alt.Tooltip("start:T"), alt.Tooltip("n"),
+                         alt.Tooltip("expected_accuracy:Q", format=VEGA_PERCENT)])
+            layers = band + line
+            realized = acc.dropna(subset=["realized_accuracy"])
+            if len(realized):
+                layers += alt.Chart(realized).mark_errorbar().encode(
+                    x=alt.X("start:T"), y=alt.Y("realized_lower:Q", title="accuracy"), y2=alt.Y2("realized_upper:Q"))
+                layers += alt.Chart(realized).mark_point(color="black", filled=True).encode(
+                    x=alt.X("start:T"), y=alt.Y("realized_accuracy:Q"),
+                    tooltip=[alt.Tooltip("start:T"), alt.Tooltip("labelled"),
+                             alt.Tooltip("realized_accuracy:Q", format=VEGA_PERCENT)])
+            st.altair_chart(layers, width="stretch")
+            st.caption("Line: accuracy estimated from confidence (CBPE; 95% band), valid only as far as the model "
+                       "is calibrated. Black: realized accuracy from feedback, with Wilson 95% intervals.")
+        truth = timed["truth"]
+        if truth.empty:
+            st.info("No feedback yet: calibration needs confirmed or corrected labels.")
+        else:
+            in_ref = truth["request_id"].isin(reference.frame["request_id"])
+            truth = truth.assign(window=in_ref.map({True: "reference", False: "later"}))
+            st.dataframe(percent_columns(performance.calibration_by(truth, ["model_version", "window"]),
+                                         ("mean_confidence", "accuracy")), hide_index=True, width="stretch",
+                         column_config={"ece": st.column_config.NumberColumn("ECE", format="%.3f"),
+                                        "mean_confidence": st.column_config.NumberColumn("mean confidence")})
+            ece, diagram = performance.reliability(truth)
+            st.altair_chart(alt.Chart(diagram).mark_line(point=True).encode(
+                x=alt.X("mean_confidence:Q", scale=alt.Scale(domain=[0, 1]), title="mean confidence"),
+                y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
+                tooltip=[alt.Tooltip("count"),
+                         alt.Tooltip("mean_confidence:Q", format=VEGA_PERCENT, title="mean confidence"),
+                         alt.Tooltip("accuracy:Q", format=VEGA_PERCENT)])
+                + alt.Chart(pd.DataFrame({"x": [0, 1]})).mark_line(strokeDash=[4, 4], color="grey").encode(
+                    x=alt.X("x:Q"), y=alt.Y("x:Q", title="accuracy")),
+                width="stretch")
+            st.caption(f"Reliability diagram over all labelled predictions (ECE {ece:.3f}); the diagonal is perfect "
+                       "calibration.")
 
 with tabs[7]:
-    from nutrilearn.monitoring.drift_runs import drift_history
+    if tabs[7].open:
+        from nutrilearn.monitoring.drift_runs import drift_history
 
-    try:
-        history = drift_history(cfg)
-    except Exception:
-        st.warning("Cannot read past checks right now: the tracking store did not answer.")
-    else:
-        if history.empty:
-            st.info("No drift checks logged yet (`nutrilearn drift`, or the button above).")
+        try:
+            history = drift_history(cfg)
+        except Exception:
+            st.warning("Cannot read past checks right now: the tracking store did not answer.")
         else:
-            p_config = {f"{sig}.p_value": st.column_config.NumberColumn(f"{sig} p (Holm)", format="%.2e")
-                        for sig in ("food", "confidence", "image", "embedding")}
-            st.dataframe(history, hide_index=True, width="stretch", column_config=p_config | {
-                "run_id": st.column_config.TextColumn("MLflow run"),
-                "time": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm"),
-                "drifted_signals": st.column_config.TextColumn("drifted signals")})
+            if history.empty:
+                st.info("No drift checks logged yet (`nutrilearn drift`, or the button above).")
+            else:
+                p_config = {f"{sig}.p_value": st.column_config.NumberColumn(f"{sig} p (Holm)", format="%.2e")
+                            for sig in ("food", "confidence", "image", "embedding")}
+                st.dataframe(history, hide_index=True, width="stretch", column_config=p_config | {
+                    "run_id": st.column_config.TextColumn("MLflow run"),
+                    "time": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm"),
+                    "drifted_signals": st.column_config.TextColumn("drifted signals")})

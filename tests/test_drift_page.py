@@ -76,9 +76,26 @@ def test_page_shows_the_verdict_signals_and_charts(page):
     table = at.dataframe[0].value
     assert list(table["signal"]) == ["food", "confidence", "image", "embedding"]
     assert table.set_index("signal").at["image", "verdict"] == "drift"
-    specs = [c.proto.spec for c in list(at.get("vega_lite_chart")) + list(at.get("arrow_vega_lite_chart"))]
-    assert len(specs) >= 6  # shares, confidence, property, over time, embeddings, accuracy, reliability
+    assert len(_specs(at)) == 1  # lazy tabs: only the open one (Foods) ran
+    specs = []
+    for tab in ("Confidence", "Image properties", "Over time", "Embeddings", "Photo clusters", "Accuracy"):
+        drawn = _specs(open_tab(at, tab))
+        assert drawn, tab
+        specs += drawn
+    assert len(specs) >= 7  # confidence, property, over time, embeddings, clusters, accuracy, reliability
     assert any('"p_value"' in s for s in specs) and any('"expected_accuracy"' in s for s in specs)
+
+
+def _specs(at) -> list[str]:
+    return [c.proto.spec for c in list(at.get("vega_lite_chart")) + list(at.get("arrow_vega_lite_chart"))]
+
+
+def open_tab(at, label: str):
+    """Open a tab of the page (its lazy tabs run only the open one) and rerun."""
+    at.session_state["drift_tab"] = label
+    at.run()
+    assert not at.exception, at.exception
+    return at
 
 
 def test_page_explains_when_there_is_too_little_data(page):
@@ -104,8 +121,7 @@ def test_over_time_chart_marks_the_champion_moves_in_its_span(page, monkeypatch)
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.session_state["drift_ref_n"] = 300
     at.session_state["drift_cur_n"] = 300
-    at.run()
-    assert not at.exception, at.exception
+    open_tab(at, "Over time")
     chart = next(c for c in list(at.get("vega_lite_chart")) + list(at.get("arrow_vega_lite_chart"))
                  if '"distance"' in c.proto.spec and '"facet"' in c.proto.spec)
     from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
@@ -142,8 +158,7 @@ def test_embedding_projection_shows_each_points_thumbnail_on_hover_and_opens_it_
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.session_state["drift_ref_n"] = 300
     at.session_state["drift_cur_n"] = 300
-    at.run()
-    assert not at.exception, at.exception
+    open_tab(at, "Embeddings")
     chart = _chart(at, "pc1")
     spec = json.loads(chart.proto.spec)
     assert [layer["mark"]["type"] for layer in spec["layer"]] == ["point", "image"]
@@ -175,6 +190,8 @@ def test_an_alpha_change_applies_alpha_to_the_chunks_already_tested(page, monkey
     at.session_state["drift_ref_n"] = 300
     at.session_state["drift_cur_n"] = 300
     at.run()
+    assert calls == []  # the Foods tab is open: nothing is tested over time
+    open_tab(at, "Over time")
     at.select_slider(key="drift_alpha").set_value(0.01).run()
     assert not at.exception, at.exception
     assert len(calls) == 1
