@@ -394,7 +394,7 @@ class EmbeddingDetector(Detector):
     times ``permutations`` weight vectors) and, with it, the power."""
 
     signal = "embedding"
-    method = "MMD, RBF kernel with median-heuristic bandwidth, permutation test"
+    method = "MMD, RBF kernel with the reference's median-heuristic bandwidth, permutation test"
     distance_name = "domain_auc"
     min_distance = 0.53
 
