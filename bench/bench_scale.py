@@ -302,7 +302,11 @@ os.environ.update(ENV)
 os.environ.setdefault("NUTRILEARN_MODELS_DIR", os.path.join(ROOT, "models"))
 from streamlit.testing.v1 import AppTest
 from nutrilearn.monitoring.stats import TIME_RANGES
-from nutrilearn_app.state import settle_heap  # app.py calls it after a page's first run; AppTest runs a page alone
+try:  # app.py calls it after a page's first run; AppTest runs a page alone
+    from nutrilearn_app.state import settle_heap
+except ImportError:  # an older version timed alongside (before settle_heap)
+    def settle_heap(page):
+        pass
 
 KINDS = ("toggle", "selectbox", "multiselect", "text_input", "slider", "number_input", "select_slider", "date_input")
 
@@ -382,7 +386,10 @@ from nutrilearn.monitoring import drift_data, photos
 h = state.prediction_reader().history
 ref = drift_data.select(h, "first:500", "reference")
 rid = ref.frame["request_id"].iloc[-1]
-start, end = photos.time_span(photos.times_of([rid], ref.frame))  # the page reads the record's own day
+if hasattr(photos, "times_of"):  # the page reads the record's own day
+    start, end = photos.time_span(photos.times_of([rid], ref.frame))
+else:  # an older version timed alongside: from the reference's start on, as its page did
+    start, end = ref.frame["timestamp"].min(), None
 t = time.perf_counter(); photos.record(state.prediction_reader(), rid, start=start, end=end)
 out["drift"]["map click: open a record (the record read)"] = round(time.perf_counter() - t, 3)
 out["embeddings"] = int(ref.frame["embedding"].notna().sum()) if "embedding" in ref.frame else 0

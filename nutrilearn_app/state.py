@@ -42,28 +42,6 @@ def settle_heap(page: str) -> None:
     gc.freeze()
 
 
-_warming = threading.Event()
-
-
-def warm_registry_in_background() -> None:
-    """Read the registry's alias history once in a thread of its own, once per process:
-    the first read imports MLflow and opens its store (~1.5 s; later reads take ~5 ms). A
-    page that reads the registry only in some tabs (Drift: the champion moves of the Over
-    time tab) then draws at once, and the tab opens without that wait."""
-    if not _warming.is_set():
-        _warming.set()
-        threading.Thread(target=_read_registry, args=(settings(),), name="warm-registry", daemon=True).start()
-
-
-def _read_registry(cfg: Settings) -> None:
-    from nutrilearn.monitoring.versions import champion_moves as read
-
-    try:
-        read(cfg)
-    except Exception:  # the page that needs it will say what is wrong
-        pass
-
-
 @st.cache_resource(show_spinner="Loading the food classifier…")
 def _classifier(models_dir: str):
     from nutrilearn.serving import load_classifier

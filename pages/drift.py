@@ -61,15 +61,20 @@ def _clusters(key: tuple, _reference: pd.DataFrame, _current: pd.DataFrame):
 
 
 @st.cache_data(show_spinner="Testing over time…", max_entries=16)
-def _over_time(key: tuple, fit_key: tuple, _reference: pd.DataFrame, _later: pd.DataFrame, _feedback: pd.DataFrame,
-               every, _alpha: float) -> dict:
+def _chunk_tests(key: tuple, fit_key: tuple, _reference: pd.DataFrame, _later: pd.DataFrame, every, _alpha: float):
     """The chunks after the reference tested one by one (before alpha: ``.at(alpha)`` after
     the cache, so an alpha change tests nothing again; the monitor fitted at the page's
-    alpha tests them as any other would), and accuracy over time: apart from ``_analysis``
-    because they do not depend on the current window."""
+    alpha tests them as any other would). Apart from the report: they do not depend on the
+    current window."""
+    return _fitted(fit_key, _reference, _alpha).chunk_tests(_later, every)
+
+
+@st.cache_data(show_spinner="Reading feedback…", max_entries=16)
+def _accuracy(key: tuple, _reference: pd.DataFrame, _later: pd.DataFrame, _feedback: pd.DataFrame, every) -> dict:
+    """Accuracy over time (estimated, and realized where feedback exists) and the labelled
+    predictions the calibration reads: the Accuracy tab's, without the drift tests."""
     truth = performance.labelled(pd.concat([_reference, _later]), _feedback)
-    return {"chunks": _fitted(fit_key, _reference, _alpha).chunk_tests(_later, every),
-            "accuracy": performance.performance_over_time(_later, every, truth), "truth": truth}
+    return {"accuracy": performance.performance_over_time(_later, every, truth), "truth": truth}
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -219,7 +224,7 @@ if min(reference.n, current.n) < 20:
 
 pool_key = (cfg.tracking_uri, str(cfg.home), reader.mirror.stats()["runs"])
 _later_pool_read(pool_key)  # started now, waited for only by the tabs that use it
-state.warm_registry_in_background()  # the Over time tab's champion moves read the registry
+moves_all = state.champion_moves()  # here, not first in a tab: the first read imports MLflow (~1.5 s)
 key = (reference.describe(), current.describe())
 # The windows themselves (spec, size, time span) and the data version: never the size of
 # the whole history, so a new prediction recomputes only what it changes.
@@ -228,13 +233,12 @@ report = _report((key[0], key[1], ref_spec, cur_spec, live_only, version), fit_k
                  current.frame, alpha)
 
 
-def _timed() -> dict:
-    """The over-time tests and accuracy over time (the Over time and Accuracy tabs only)."""
-    pool = _later_pool(pool_key)
-    later = drift_data.later_from(pool, reference, live_only=live_only)
+def _later() -> tuple[pd.DataFrame, tuple]:
+    """The predictions after the reference (the Over time and Accuracy tabs only) and the
+    cache key they give."""
+    later = drift_data.later_from(_later_pool(pool_key), reference, live_only=live_only)
     latest = str(later["timestamp"].max()) if len(later) else ""
-    return _over_time((key[0], ref_spec, live_only, len(feedback), len(later), latest), fit_key, reference.frame,
-                      later, feedback, every, alpha)
+    return later, (key[0], ref_spec, live_only, len(later), latest)
 
 
 # ------------------------------------------------------------------------- verdict
@@ -325,14 +329,14 @@ with tabs[2]:
 
 with tabs[3]:
     if tabs[3].open:
-        timed = _timed()
-        series = timed["chunks"].at(alpha)
+        later, later_key = _later()
+        series = _chunk_tests(later_key, fit_key, reference.frame, later, every, alpha).at(alpha)
         if not series.empty:
             series = series.dropna(subset=["p_value"])
         if series.empty:
             st.info("No predictions after the reference window yet.")
         else:
-            moves = views.over_time_moves(state.champion_moves(), series)
+            moves = views.over_time_moves(moves_all, series)
             series = series.assign(effect=series["distance_name"].map(views_effect_name))
             # One dataset (the chart is faceted by signal): the chunks, and the moves beside them.
             chart_data = _for_chart(pd.concat([series, moves], ignore_index=True))
@@ -427,7 +431,8 @@ with tabs[5]:
 
 with tabs[6]:
     if tabs[6].open:
-        timed = _timed()
+        later, later_key = _later()
+        timed = _accuracy((*later_key, len(feedback)), reference.frame, later, feedback, every)
         acc = timed["accuracy"]
         if not acc.empty:
             acc = _for_chart(acc)
