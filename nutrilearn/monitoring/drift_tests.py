@@ -250,7 +250,7 @@ def median_bandwidth(d2: np.ndarray, rng: np.random.Generator, max_points: int =
 class MMDResult:
     mmd2: float  # biased (V-statistic) estimate of MMD^2 with the RBF kernel
     p_value: float  # permutation p-value, (1 + #{perm >= observed}) / (1 + permutations)
-    bandwidth: float  # median squared distance; kernel k(x, y) = exp(-|x - y|^2 / bandwidth)
+    bandwidth: float  # the reference's median squared distance; kernel k(x, y) = exp(-|x - y|^2 / bandwidth)
     permutations: int
     witness_auc: float  # cross-fitted AUC of the kernel witness as a domain classifier
 
