@@ -15,9 +15,10 @@ def test_settle_heap_freezes_once_a_page_and_later_cycles_are_still_collected(mo
         assert frozen > 0
         kept = [[] for _ in range(1000)]  # made after: not frozen by the same page again
         state.settle_heap("drift")
-        assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() <= frozen  # (frozen objects can still be freed by refcount)
+        before = gc.get_freeze_count()
         state.settle_heap("monitoring")  # another page's first run: what it left is frozen too
-        assert gc.get_freeze_count() >= frozen + 1000
+        assert gc.get_freeze_count() >= before + len(kept)
 
         class Node:
             pass
