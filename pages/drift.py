@@ -222,7 +222,7 @@ if min(reference.n, current.n) < 20:
             "`nutrilearn predict`, or `nutrilearn replay`) or widen the windows.")
     st.stop()
 
-pool_key = (cfg.tracking_uri, str(cfg.home), reader.mirror.stats()["runs"])
+pool_key = (cfg.tracking_uri, str(cfg.home), version[0])  # the runs mirrored
 _later_pool_read(pool_key)  # started now, waited for only by the tabs that use it
 moves_all = state.champion_moves()  # here, not first in a tab: the first read imports MLflow (~1.5 s)
 key = (reference.describe(), current.describe())

@@ -314,7 +314,7 @@ class MMDReference:
         members[sides.T, np.arange(permutations + 1)] = True
         fold = rng.permutation(np.arange(n + m) % folds)
         on_fold = (fold[:n, None] == np.arange(folds)[None, :]).astype(np.float32)
-        within = _within_reference(self.k, sides)
+        within = _within_reference(self.k, sides, members[:n])
         made = MMDDraws(members, within, fold, (self.k @ on_fold).astype(np.float64))
         with self._lock:
             self._draws[key] = made
@@ -324,6 +324,7 @@ class MMDReference:
 
 
 def mmd_reference(x: np.ndarray, seed: int = 0) -> MMDReference:
+    """``x`` (the reference sample) made ready for ``mmd_test``."""
     x = np.asarray(x, np.float64)
     norms = (x * x).sum(axis=1)[None, :]
     d2 = squared_distances(x, x, norms)
@@ -369,8 +370,10 @@ def mmd_test(reference: MMDReference, y: np.ndarray, permutations: int = 200, se
     n, m = len(reference.x), len(y)
     draws = reference.draws(m, permutations, folds, seed)
     cross, current = reference.kernel_to(y), reference.kernel_within(y)  # (m, n), (m, m)
-    rows = np.r_[reference.row_sums + cross.sum(axis=0, dtype=np.float64),
-                 cross.sum(axis=1, dtype=np.float64) + current.sum(axis=1, dtype=np.float64)]
+    # Each pooled point's kernel sums to the reference and to the current window.
+    to_x = np.r_[reference.row_sums, cross.sum(axis=1, dtype=np.float64)]
+    to_y = np.r_[cross.sum(axis=0, dtype=np.float64), current.sum(axis=1, dtype=np.float64)]
+    rows = to_x + to_y
     members = draws.members.astype(np.float32)
     on_reference, on_current = members[:n], members[n:]
     within_small = (draws.within_reference + 2 * _column_quadratic_forms(cross.T, on_reference, on_current)
@@ -382,7 +385,7 @@ def mmd_test(reference: MMDReference, y: np.ndarray, permutations: int = 200, se
     observed, null = float(values[0]), values[1:]
     p = (1.0 + np.count_nonzero(null >= observed - 1e-12)) / (1.0 + permutations)
     return MMDResult(observed, float(p), reference.bandwidth, permutations,
-                     _witness_auc(reference, draws, cross, current, folds))
+                     _witness_auc(draws, cross, current, to_x, to_y, folds))
 
 
 def _column_quadratic_forms(k: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -395,20 +398,19 @@ def _column_quadratic_forms(k: np.ndarray, left: np.ndarray, right: np.ndarray) 
 GATHER_BELOW = 8
 
 
-def _within_reference(k: np.ndarray, sides: np.ndarray) -> np.ndarray:
-    """For each row of ``sides`` (indices into the pooled sample), ``k`` summed over the
-    pairs of its members that are reference points (index < n = len(k)), in float64."""
+def _within_reference(k: np.ndarray, sides: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """For each row of ``sides`` (indices into the pooled sample; ``members`` the same as a
+    (n, B + 1) mask over the reference points), ``k`` summed over the pairs of its members
+    that are reference points (index < n = len(k)), in float64."""
     n = len(k)
-    count, s = sides.shape
+    s = sides.shape[1]
     if s * GATHER_BELOW <= n:
         on = sides < n
         at = np.where(on, sides, 0)
         pairs = k.ravel().take(at[:, :, None] * n + at[:, None, :])
         return (pairs * (on[:, :, None] & on[:, None, :])).sum(axis=(1, 2), dtype=np.float64)
-    members = np.zeros((n, count), np.float32)
-    rows, cols = np.nonzero(sides < n)
-    members[sides[rows, cols], rows] = 1.0
-    return _column_quadratic_forms(k, members, members)
+    on_reference = members.astype(np.float32)
+    return _column_quadratic_forms(k, on_reference, on_reference)
 
 
 def random_subsets(rng: np.random.Generator, population: int, size: int, count: int) -> np.ndarray:
@@ -425,20 +427,19 @@ def random_subsets(rng: np.random.Generator, population: int, size: int, count: 
     return idx[:, :size]
 
 
-def _witness_auc(reference: MMDReference, draws: MMDDraws, cross: np.ndarray, current: np.ndarray,
+def _witness_auc(draws: MMDDraws, cross: np.ndarray, current: np.ndarray, to_x: np.ndarray, to_y: np.ndarray,
                  folds: int) -> float:
     """Cross-fitted kernel-witness classifier (a Parzen-window domain classifier): each
     point is scored by the witness built from the points outside its fold, the mean kernel
-    to the reference's minus to the current window's."""
-    n = len(reference.x)
+    to the reference's minus to the current window's (``to_x``, ``to_y``: each pooled
+    point's kernel sums to all of either)."""
+    n = cross.shape[1]
     on_fold = (draws.fold[:, None] == np.arange(folds)[None, :])  # (N, F)
     x_out = n - on_fold[:n].sum(axis=0)  # reference points outside each fold
     y_out = len(current) - on_fold[n:].sum(axis=0)
-    to_x = np.vstack([reference.row_sums[:, None] - draws.reference_by_fold,  # kernel sums to x outside fold f
-                      cross.sum(axis=1, dtype=np.float64)[:, None] - cross @ on_fold[:n].astype(np.float32)])
-    to_y = np.vstack([(cross.sum(axis=0, dtype=np.float64)[:, None] - cross.T @ on_fold[n:].astype(np.float32)),
-                      current.sum(axis=1, dtype=np.float64)[:, None] - current @ on_fold[n:].astype(np.float32)])
-    witness = to_x / x_out - to_y / y_out  # (N, F)
+    in_x = np.vstack([draws.reference_by_fold, cross @ on_fold[:n].astype(np.float32)])  # sums to x in fold f
+    in_y = np.vstack([cross.T @ on_fold[n:].astype(np.float32), current @ on_fold[n:].astype(np.float32)])
+    witness = (to_x[:, None] - in_x) / x_out - (to_y[:, None] - in_y) / y_out  # (N, F), outside each fold
     scores = witness[np.arange(len(draws.fold)), draws.fold]  # high = looks like x, the reference
     side = np.r_[np.ones(n, bool), np.zeros(len(current), bool)]
     return roc_auc(~side, -scores)
