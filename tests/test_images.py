@@ -134,14 +134,16 @@ def test_big_jpeg_decodes_at_reduced_scale_but_reports_its_size():
     assert I.crop_and_resize(decoded.image).shape == (224, 224, 3)
 
 
-def test_normalise_into_a_buffer_is_normalise_bit_for_bit():
-    """Serving normalises photo by photo into the interpreter's buffer: the same floats."""
+def test_normalise_into_a_buffer_is_the_trained_range_bit_for_bit():
+    """Serving normalises photo by photo into the interpreter's buffer: the same floats as
+    the definition, (x - 127) / 128 in float32, and as ``normalise``."""
     every_value = np.arange(256, dtype=np.uint8).repeat(3).reshape(16, 16, 3)
     rng = np.random.default_rng(0)
     for pixels in (every_value, rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
                    rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)[:, :, ::-1]):  # not contiguous
         out = np.full(pixels.shape, np.nan, np.float32)
         assert I.normalise_into(pixels, out) is out
-        want = I.normalise(pixels)
+        want = (pixels.astype(np.float32) - np.float32(127.0)) / np.float32(128.0)
         assert want.dtype == out.dtype == np.float32 and np.array_equal(out, want)
+        assert np.array_equal(I.normalise(pixels), want)
     assert I.normalise_into(every_value, np.empty((16, 16, 3), np.float32))[0, 0, 0] == -127.0 / 128.0

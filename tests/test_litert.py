@@ -282,6 +282,8 @@ def test_predictions_run_on_one_blas_thread_with_the_same_numbers(litert_classif
 
     default = blas_threads()
     assert default
+    if default == [1] * len(default):
+        pytest.skip("BLAS already runs on one thread here: nothing to see limited")
     seen: list[list[int]] = []
     photos = [Photo(p.name, p.read_bytes()) for p in food10_photos[:8]]
     records = Analyzer(litert_classifier, ModelInfo(), Settings()).analyze(

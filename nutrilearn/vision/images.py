@@ -157,15 +157,15 @@ def crop_and_resize(img: Image.Image, size: int = INPUT_SIZE) -> np.ndarray:
 
 def normalise(pixels: np.ndarray) -> np.ndarray:
     """uint8 RGB -> the float range these weights were trained on: (x - 127) / 128."""
-    return (pixels.astype(np.float32) - 127.0) / 128.0
+    return normalise_into(pixels, np.empty(np.shape(pixels), np.float32))
 
 
 def normalise_into(pixels: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``normalise(pixels)`` written into ``out`` (float32, same shape), bit for bit.
+    """``normalise``, written into ``out`` (float32, same shape): the one definition.
 
-    One photo at a time into a buffer the caller keeps: no batch-sized float arrays (three
-    of them per chunk cost ~0.2 ms a photo in allocation and memory traffic). The same
-    values: uint8 -> float32 and x - 127 are exact, and x / 128 == x * 2**-7 exactly.
+    LiteRT normalises one photo at a time into a buffer each interpreter keeps: no
+    batch-sized float arrays (three of them per chunk cost ~0.2 ms a photo in allocation and
+    memory traffic). uint8 -> float32 and x - 127 are exact, and x * 2**-7 == x / 128.
     """
     np.subtract(pixels, np.float32(127.0), out=out, dtype=np.float32)
     np.multiply(out, np.float32(1.0 / 128.0), out=out)

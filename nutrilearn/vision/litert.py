@@ -105,9 +105,7 @@ class LiteRTBackbone:
         self._model = model  # the interpreters read from this buffer: keep it alive
         self.threads = threads or cpu_threads()
         self.batch_mode = batch_mode
-        main = self._main = _Runner(model, self.threads)
-        self._interpreter, self._input = main.interpreter, main.input
-        self._logits, self._pooled = main.logits, main.pooled
+        self._main = _Runner(model, self.threads)
         self._batch = 1
         self._lock = threading.Lock()
         # Batch workers: built at the first batch (a one-photo process never pays for them).
@@ -179,11 +177,12 @@ class LiteRTBackbone:
         return logits, pooled
 
     def _run(self, x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        it = self._interpreter
+        main = self._main
+        it = main.interpreter
         if n != self._batch:
-            it.resize_tensor_input(self._input, [n, INPUT_SIZE, INPUT_SIZE, 3])
+            it.resize_tensor_input(main.input, [n, INPUT_SIZE, INPUT_SIZE, 3])
             it.allocate_tensors()
             self._batch = n
-        it.set_tensor(self._input, x)
+        it.set_tensor(main.input, x)
         it.invoke()
-        return it.get_tensor(self._logits), it.get_tensor(self._pooled)  # copies: safe after the lock
+        return it.get_tensor(main.logits), it.get_tensor(main.pooled)  # copies: safe after the lock
