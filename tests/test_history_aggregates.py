@@ -323,18 +323,24 @@ def _plain_summary(summary: dict) -> dict:
     return out
 
 
-def test_a_shorter_window_first_then_a_longer_one_reads_only_the_days_missing(store):
+def test_a_shorter_window_first_then_a_longer_one_reads_only_the_days_missing(store, monkeypatch):
     from nutrilearn.monitoring.history import History
 
     files = store.history
     kept = History(store.mirror, store.spool_dir, hold_rows=True)
+    read_days: list[set[str]] = []
+    read = kept._read_whole_days
+    monkeypatch.setattr(kept, "_read_whole_days", lambda fs: read_days.append({df.day for df in fs}) or read(fs))
     try:
         short = Filters(start=T0 + timedelta(days=2, hours=3))
         _same(_relation(kept, short), _relation(files, short))
-        first = kept.held_rows()
+        first, short_days = kept.held_rows(), set().union(*read_days)
+        assert short_days
+        read_days.clear()
         whole = Filters(hide_replayed=False, include_shadow=True)
         _same(_relation(kept, whole), _relation(files, whole))
         assert kept.held_rows() > first
+        assert read_days and not short_days & set().union(*read_days)  # the held days are not read again
         days = {df.day for df in store.mirror.day_files("predictions")}
         assert sum(len(b.days) for b in kept._held_days.blocks) == len(days)  # each day held once
     finally:

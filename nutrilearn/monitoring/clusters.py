@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from nutrilearn.monitoring.windows import usable
+from nutrilearn.monitoring.windows import isin, usable
 
 SAMPLE_CAP = 1000  # embeddings per window entering the clustering
 MIN_K, MAX_K, PER_CLUSTER = 4, 12, 100
@@ -160,7 +160,7 @@ class ClusterDrift:
         from sklearn.cluster import KMeans
 
         ref, cur = self.reference_, _rows(current, self.sample_cap, self.seed + 1)
-        cur = cur[~cur["request_id"].isin(ref["request_id"])]  # a photo counts in one window only
+        cur = cur[~isin(cur["request_id"], ref["request_id"])]  # a photo counts in one window only
         both = pd.concat([ref.assign(window="reference"), cur.assign(window="current")], ignore_index=True)
         # Rows in an order of their content, not of their times or ids: k-means' start depends
         # on the order, and the same photos must give the same clusters whenever they were sent.

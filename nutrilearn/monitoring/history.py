@@ -209,8 +209,10 @@ class History:
     # -- sources -----------------------------------------------------------------------
 
     def _pending_table(self, kind: str):
-        """Spool rows not in the mirror yet, as an Arrow table (cached until the spool changes)."""
-        spool = self._caught_up_spool()
+        """Spool rows not in the mirror yet, as an Arrow table (cached until the spool changes).
+        No catch-up with flushes here: a question caught up when it listed the mirror's files
+        (``_mirror_files``), and a second look after that list would not change it."""
+        spool = self._open_spool()
         if spool is None:
             return None
         try:
@@ -243,13 +245,23 @@ class History:
     def _caught_up_spool(self):
         """This machine's spool after ``_catch_up_with_flushes``; None when there is none or
         it cannot be read (said in the log: the mirror's rows still answer)."""
+        spool = self._open_spool()
+        if spool is None:
+            return None
+        try:
+            self._catch_up_with_flushes()
+        except (SpoolError, OSError) as exc:
+            log.warning("not reading the spool at %s: %s", self.spool_dir, exc)
+            return None
+        return spool
+
+    def _open_spool(self):
+        """This machine's spool, opened once; None when there is none or it cannot be read."""
         if self.spool_dir is None:
             return None
         try:
             if self._spool is None:
                 self._spool = open_existing(self.spool_dir)
-            if self._spool is not None:
-                self._catch_up_with_flushes()
             return self._spool
         except (SpoolError, OSError) as exc:
             log.warning("not reading the spool at %s: %s", self.spool_dir, exc)
