@@ -40,7 +40,7 @@ from nutrilearn.tracking.records import (
     row_from_json,
     rows_to_table,
 )
-from nutrilearn.tracking.mirror import DayFile, Mirror
+from nutrilearn.tracking.mirror import DayFile, Mirror, files_between
 from nutrilearn.tracking.spool import SpoolError, open_existing
 
 if TYPE_CHECKING:
@@ -351,12 +351,7 @@ class History:
                    days: Sequence[str] | None, every: Sequence[DayFile] | None = None) -> list[DayFile]:
         """The files of the days ``[start, end)`` touches (and of ``days`` if given); from
         ``every`` (all the kind's files, as the mirror lists them) if given."""
-        if every is None:
-            files = self._mirror_files(kind, start, end)
-        else:
-            first = start.strftime("%Y-%m-%d") if start is not None else None
-            last = end.strftime("%Y-%m-%d") if end is not None else None
-            files = [df for df in every if (first is None or df.day >= first) and (last is None or df.day <= last)]
+        files = self._mirror_files(kind, start, end) if every is None else files_between(every, start, end)
         if end is not None and end == _midnight(end):  # an exclusive end at midnight: that day is out
             files = [df for df in files if df.day < end.strftime("%Y-%m-%d")]
         if days is not None:

@@ -105,6 +105,15 @@ def _day(value: datetime | date | str) -> str:
     return value.strftime("%Y-%m-%d")
 
 
+def files_between(files: Iterable[DayFile], start: datetime | None = None,
+                  end: datetime | None = None) -> list[DayFile]:
+    """The ``files`` of the days that ``[start, end)`` touches (UTC; both ends inclusive
+    by day: a caller drops an exclusive midnight end itself)."""
+    first = _day(start) if start is not None else None
+    last = _day(end) if end is not None else None
+    return [df for df in files if (first is None or df.day >= first) and (last is None or df.day <= last)]
+
+
 class Mirror:
     """The mirror of one predictions experiment; thread-safe, and safe to share between processes."""
 
@@ -216,10 +225,7 @@ class Mirror:
 
     def day_files(self, kind: str, start: datetime | None = None, end: datetime | None = None) -> list[DayFile]:
         """Like ``files``, with each file's day and counts (for pruning before a query)."""
-        first = _day(start) if start is not None else None
-        last = _day(end) if end is not None else None
-        return [df for df in self._all_day_files(kind)
-                if (first is None or df.day >= first) and (last is None or df.day <= last)]
+        return files_between(self._all_day_files(kind), start, end)
 
     def _all_day_files(self, kind: str) -> tuple[DayFile, ...]:
         def read() -> tuple[DayFile, ...]:
